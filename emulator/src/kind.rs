@@ -1,0 +1,67 @@
+//! The two resources the emulator serves, and what differs between them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    Lease,
+    ConfigMap,
+}
+
+impl Kind {
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::Lease => "coordination.k8s.io",
+            Kind::ConfigMap => "",
+        }
+    }
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Lease => "coordination.k8s.io/v1",
+            Kind::ConfigMap => "v1",
+        }
+    }
+    pub fn resource(self) -> &'static str {
+        match self {
+            Kind::Lease => "leases",
+            Kind::ConfigMap => "configmaps",
+        }
+    }
+    pub fn kind_name(self) -> &'static str {
+        match self {
+            Kind::Lease => "Lease",
+            Kind::ConfigMap => "ConfigMap",
+        }
+    }
+    pub fn list_kind(self) -> &'static str {
+        match self {
+            Kind::Lease => "LeaseList",
+            Kind::ConfigMap => "ConfigMapList",
+        }
+    }
+    /// `leases.coordination.k8s.io` or `configmaps`: how NotFound and Conflict name it.
+    pub fn qualified_resource(self) -> String {
+        if self.group().is_empty() {
+            self.resource().to_string()
+        } else {
+            format!("{}.{}", self.resource(), self.group())
+        }
+    }
+    /// `Lease.coordination.k8s.io` or `ConfigMap`: how strategy validation names it.
+    pub fn qualified_kind(self) -> String {
+        if self.group().is_empty() {
+            self.kind_name().to_string()
+        } else {
+            format!("{}.{}", self.kind_name(), self.group())
+        }
+    }
+    /// The lease strategy answers true (a PUT to a missing Lease creates it);
+    /// the configmap strategy false (404). Source: the registry strategies.
+    pub fn allow_create_on_update(self) -> bool {
+        matches!(self, Kind::Lease)
+    }
+    /// ConfigMap PUTs without a resourceVersion overwrite unconditionally; Lease PUTs get 422.
+    pub fn allow_unconditional_update(self) -> bool {
+        matches!(self, Kind::ConfigMap)
+    }
+}

@@ -107,9 +107,20 @@ impl ActiveFault {
         self.until.is_none_or(|u| now < u) && self.fault.count.is_none_or(|c| self.hits < c)
     }
     pub fn matches(&self, client: &ClientId, method: &str, path: &str) -> bool {
-        self.fault.client.as_deref().is_none_or(|c| client.matches(c))
-            && self.fault.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && self.fault.path_contains.as_deref().is_none_or(|p| path.contains(p))
+        self.fault
+            .client
+            .as_deref()
+            .is_none_or(|c| client.matches(c))
+            && self
+                .fault
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self
+                .fault
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| path.contains(p))
     }
 }
 

@@ -115,7 +115,11 @@ impl Emulator {
     }
 
     pub fn url(&self) -> String {
-        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.addr)
     }
 
@@ -169,7 +173,10 @@ impl Emulator {
 
     /// Ends open watches cleanly (as an API server restart does), of one client or all.
     pub fn close_watches(&self, client: Option<&str>) {
-        let _ = self.shared.close_watches.send((client.map(String::from), false));
+        let _ = self
+            .shared
+            .close_watches
+            .send((client.map(String::from), false));
     }
 
     /// Forgets the watch history: a watch from any earlier version now gets 410.
@@ -187,7 +194,11 @@ impl Emulator {
     }
 
     /// Waits until the request log holds an entry for which `pred` is true.
-    pub async fn wait_for_request(&self, timeout: Duration, pred: impl Fn(&LogEntry) -> bool) -> Option<LogEntry> {
+    pub async fn wait_for_request(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&LogEntry) -> bool,
+    ) -> Option<LogEntry> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(e) = lock(&self.shared.log).iter().find(|e| pred(e)) {
@@ -201,7 +212,10 @@ impl Emulator {
     }
 
     pub fn fault_hits(&self, id: u64) -> u64 {
-        lock(&self.shared.faults).iter().find(|f| f.id == id).map_or(0, |f| f.hits)
+        lock(&self.shared.faults)
+            .iter()
+            .find(|f| f.id == id)
+            .map_or(0, |f| f.hits)
     }
 
     pub(crate) fn next_id(shared: &Shared) -> u64 {

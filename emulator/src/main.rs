@@ -63,7 +63,10 @@ async fn main() -> std::process::ExitCode {
     }
     if let Some(path) = &args.kubeconfig_out {
         if let Err(e) = emu.write_kubeconfig(path, kubeconfig_token.as_deref()) {
-            eprintln!("kube-emulator: cannot write kubeconfig {}: {e}", path.display());
+            eprintln!(
+                "kube-emulator: cannot write kubeconfig {}: {e}",
+                path.display()
+            );
             return std::process::ExitCode::from(1);
         }
     }

@@ -45,7 +45,15 @@ fn type_error(kind: Kind, got: &Value, go_field: &str, go_type: &str) -> ApiErro
 /// Strict MicroTime: exactly six fraction digits and `Z` or `±hh:mm`, as Go's
 /// time.Parse with stdFracSecond0 demands. Returns the value re-written in UTC.
 pub fn parse_micro_time(s: &str) -> Result<DateTime<Utc>, String> {
-    let err = || format!("parsing time {} as {}: cannot parse {} as {}", go_quote(s), go_quote(MICRO_LAYOUT), go_quote(s), go_quote(MICRO_LAYOUT));
+    let err = || {
+        format!(
+            "parsing time {} as {}: cannot parse {} as {}",
+            go_quote(s),
+            go_quote(MICRO_LAYOUT),
+            go_quote(s),
+            go_quote(MICRO_LAYOUT)
+        )
+    };
     let b = s.as_bytes();
     // "2006-01-02T15:04:05" (19) + "." + 6 digits = 26, then the zone.
     if b.len() < 27 || b[19] != b'.' || !b[20..26].iter().all(u8::is_ascii_digit) {
@@ -78,7 +86,12 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").map(|n| n.and_utc()))
-        .map_err(|_| format!("parsing time {} as \"2006-01-02T15:04:05Z07:00\": cannot parse", go_quote(s)))
+        .map_err(|_| {
+            format!(
+                "parsing time {} as \"2006-01-02T15:04:05Z07:00\": cannot parse",
+                go_quote(s)
+            )
+        })
 }
 
 fn as_int32(kind: Kind, v: &Value, go_field: &str) -> Result<i64, ApiError> {
@@ -86,13 +99,19 @@ fn as_int32(kind: Kind, v: &Value, go_field: &str) -> Result<i64, ApiError> {
         Some(n) if n >= i32::MIN as i64 && n <= i32::MAX as i64 => Ok(n),
         Some(_) => Err(decode_error(
             kind,
-            format!("json: cannot unmarshal number {v} into Go struct field {go_field} of type int32"),
+            format!(
+                "json: cannot unmarshal number {v} into Go struct field {go_field} of type int32"
+            ),
         )),
         None => Err(type_error(kind, v, go_field, "int32")),
     }
 }
 
-fn string_map(kind: Kind, v: &Value, go_field: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+fn string_map(
+    kind: Kind,
+    v: &Value,
+    go_field: &str,
+) -> Result<Option<Map<String, Value>>, ApiError> {
     match v {
         Value::Null => Ok(None),
         Value::Object(m) => {
@@ -103,11 +122,20 @@ fn string_map(kind: Kind, v: &Value, go_field: &str) -> Result<Option<Map<String
             }
             let m: Map<String, Value> = m
                 .iter()
-                .map(|(k, v)| (k.clone(), if v.is_null() { Value::String(String::new()) } else { v.clone() }))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        if v.is_null() {
+                            Value::String(String::new())
+                        } else {
+                            v.clone()
+                        },
+                    )
+                })
                 .collect();
             Ok(if m.is_empty() { None } else { Some(m) })
         }
-        other => Err(type_error(kind, other, go_field, &format!("map[string]string"))),
+        other => Err(type_error(kind, other, go_field, "map[string]string")),
     }
 }
 
@@ -145,13 +173,25 @@ pub fn normalize(kind: Kind, v: Value) -> Result<Value, ApiError> {
     }
     if let Some(k) = obj.get("kind").and_then(Value::as_str) {
         if !k.is_empty() && k != kind.kind_name() {
-            return Err(decode_error(kind, format!("no kind \"{k}\" is registered for version \"{}\"", kind.api_version())));
+            return Err(decode_error(
+                kind,
+                format!(
+                    "no kind \"{k}\" is registered for version \"{}\"",
+                    kind.api_version()
+                ),
+            ));
         }
     }
     let mut out = Map::new();
     out.insert("kind".into(), Value::String(kind.kind_name().into()));
-    out.insert("apiVersion".into(), Value::String(kind.api_version().into()));
-    out.insert("metadata".into(), normalize_meta(kind, obj.get("metadata"))?);
+    out.insert(
+        "apiVersion".into(),
+        Value::String(kind.api_version().into()),
+    );
+    out.insert(
+        "metadata".into(),
+        normalize_meta(kind, obj.get("metadata"))?,
+    );
     match kind {
         Kind::Lease => {
             out.insert("spec".into(), normalize_lease_spec(obj.get("spec"))?);
@@ -194,22 +234,44 @@ fn normalize_meta(kind: Kind, meta: Option<&Value>) -> Result<Value, ApiError> {
     let m = match meta {
         None | Some(Value::Null) => return Ok(Value::Object(out)),
         Some(Value::Object(m)) => m,
-        Some(other) => return Err(type_error(kind, other, &format!("{}.metadata", kind.kind_name()), "v1.ObjectMeta")),
+        Some(other) => {
+            return Err(type_error(
+                kind,
+                other,
+                &format!("{}.metadata", kind.kind_name()),
+                "v1.ObjectMeta",
+            ))
+        }
     };
-    for key in ["name", "generateName", "namespace", "uid", "resourceVersion"] {
-        if let Some(s) = opt_string(kind, m.get(key), &format!("{}.metadata.{key}", kind.kind_name()))? {
+    for key in [
+        "name",
+        "generateName",
+        "namespace",
+        "uid",
+        "resourceVersion",
+    ] {
+        if let Some(s) = opt_string(
+            kind,
+            m.get(key),
+            &format!("{}.metadata.{key}", kind.kind_name()),
+        )? {
             if !s.is_empty() {
                 out.insert(key.into(), Value::String(s));
             }
         }
     }
-    if let Some(ts) = opt_string(kind, m.get("creationTimestamp"), "ObjectMeta.metadata.creationTimestamp")? {
+    if let Some(ts) = opt_string(
+        kind,
+        m.get("creationTimestamp"),
+        "ObjectMeta.metadata.creationTimestamp",
+    )? {
         let t = parse_time(&ts).map_err(|e| decode_error(kind, e))?;
         out.insert("creationTimestamp".into(), Value::String(format_time(&t)));
     }
     for key in ["labels", "annotations"] {
         if let Some(v) = m.get(key) {
-            if let Some(map) = string_map(kind, v, &format!("{}.metadata.{key}", kind.kind_name()))? {
+            if let Some(map) = string_map(kind, v, &format!("{}.metadata.{key}", kind.kind_name()))?
+            {
                 out.insert(key.into(), Value::Object(map));
             }
         }
@@ -230,7 +292,11 @@ fn normalize_lease_spec(spec: Option<&Value>) -> Result<Value, ApiError> {
         Some(Value::Object(s)) => s,
         Some(other) => return Err(type_error(kind, other, "Lease.spec", "v1.LeaseSpec")),
     };
-    if let Some(h) = opt_string(kind, s.get("holderIdentity"), "LeaseSpec.spec.holderIdentity")? {
+    if let Some(h) = opt_string(
+        kind,
+        s.get("holderIdentity"),
+        "LeaseSpec.spec.holderIdentity",
+    )? {
         // A pointer field: an empty string is kept, unlike omitempty strings.
         out.insert("holderIdentity".into(), Value::String(h));
     }
@@ -260,7 +326,8 @@ fn normalize_lease_spec(spec: Option<&Value>) -> Result<Value, ApiError> {
 fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -273,7 +340,8 @@ fn is_qualified_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -285,7 +353,11 @@ fn validate_qualified_name(key: &str, field: &str, causes: &mut Vec<Cause>) {
     };
     if let Some(p) = prefix {
         if !is_dns1123_subdomain(p) {
-            causes.push(Cause::invalid(field, go_quote(key), &format!("prefix part {DNS1123_SUBDOMAIN_MSG}")));
+            causes.push(Cause::invalid(
+                field,
+                go_quote(key),
+                &format!("prefix part {DNS1123_SUBDOMAIN_MSG}"),
+            ));
         }
     }
     if !is_qualified_name_part(name) || name.contains('/') {
@@ -318,16 +390,26 @@ pub fn name_causes(name: &str) -> Vec<Cause> {
 pub fn namespace_causes(ns: &str) -> Vec<Cause> {
     let mut causes = Vec::new();
     if ns.len() > 63 {
-        causes.push(Cause::invalid("metadata.namespace", go_quote(ns), "must be no more than 63 characters"));
+        causes.push(Cause::invalid(
+            "metadata.namespace",
+            go_quote(ns),
+            "must be no more than 63 characters",
+        ));
     }
     if !is_dns1123_label(ns) {
-        causes.push(Cause::invalid("metadata.namespace", go_quote(ns), DNS1123_LABEL_MSG));
+        causes.push(Cause::invalid(
+            "metadata.namespace",
+            go_quote(ns),
+            DNS1123_LABEL_MSG,
+        ));
     }
     causes
 }
 
 fn meta_str<'a>(obj: &'a Value, key: &str) -> &'a str {
-    obj.pointer(&format!("/metadata/{key}")).and_then(Value::as_str).unwrap_or("")
+    obj.pointer(&format!("/metadata/{key}"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// ValidateObjectMeta plus the kind's own validation, for create and update.
@@ -335,7 +417,10 @@ pub fn validate(kind: Kind, obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let name = meta_str(obj, "name");
     if name.is_empty() {
-        causes.push(Cause::required("metadata.name", "name or generateName is required"));
+        causes.push(Cause::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
     } else {
         causes.extend(name_causes(name));
     }
@@ -350,7 +435,11 @@ pub fn validate(kind: Kind, obj: &Value) -> Vec<Cause> {
             validate_qualified_name(k, "metadata.labels", &mut causes);
             let v = v.as_str().unwrap_or_default();
             if !(v.is_empty() || is_qualified_name_part(v)) {
-                causes.push(Cause::invalid("metadata.labels", go_quote(v), LABEL_VALUE_MSG));
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    go_quote(v),
+                    LABEL_VALUE_MSG,
+                ));
             }
         }
     }
@@ -361,38 +450,75 @@ pub fn validate(kind: Kind, obj: &Value) -> Vec<Cause> {
             total += k.len() + v.as_str().map_or(0, str::len);
         }
         if total > MAX_ANNOTATION_BYTES {
-            causes.push(Cause::too_long("metadata.annotations", MAX_ANNOTATION_BYTES));
+            causes.push(Cause::too_long(
+                "metadata.annotations",
+                MAX_ANNOTATION_BYTES,
+            ));
         }
     }
     match kind {
         Kind::Lease => {
-            if let Some(n) = obj.pointer("/spec/leaseDurationSeconds").and_then(Value::as_i64) {
+            if let Some(n) = obj
+                .pointer("/spec/leaseDurationSeconds")
+                .and_then(Value::as_i64)
+            {
                 if n <= 0 {
-                    causes.push(Cause::invalid("spec.leaseDurationSeconds", n, "must be greater than 0"));
+                    causes.push(Cause::invalid(
+                        "spec.leaseDurationSeconds",
+                        n,
+                        "must be greater than 0",
+                    ));
                 }
             }
-            if let Some(n) = obj.pointer("/spec/leaseTransitions").and_then(Value::as_i64) {
+            if let Some(n) = obj
+                .pointer("/spec/leaseTransitions")
+                .and_then(Value::as_i64)
+            {
                 if n < 0 {
-                    causes.push(Cause::invalid("spec.leaseTransitions", n, "must be greater than or equal to 0"));
+                    causes.push(Cause::invalid(
+                        "spec.leaseTransitions",
+                        n,
+                        "must be greater than or equal to 0",
+                    ));
                 }
             }
         }
         Kind::ConfigMap => {
             let mut total = 0;
-            for (field, map) in [("data", obj.get("data")), ("binaryData", obj.get("binaryData"))] {
+            for (field, map) in [
+                ("data", obj.get("data")),
+                ("binaryData", obj.get("binaryData")),
+            ] {
                 if let Some(Value::Object(m)) = map {
                     for (k, v) in m {
                         let f = format!("{field}[{k}]");
                         if k.len() > 253 {
-                            causes.push(Cause::invalid(&f, go_quote(k), "must be no more than 253 characters"));
+                            causes.push(Cause::invalid(
+                                &f,
+                                go_quote(k),
+                                "must be no more than 253 characters",
+                            ));
                         }
                         let key_ok = !k.is_empty()
-                            && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+                            && k.bytes().all(|c| {
+                                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')
+                            });
                         if !key_ok {
                             causes.push(Cause::invalid(&f, go_quote(k), CONFIG_KEY_MSG));
                         }
-                        if field == "data" && obj.pointer(&format!("/binaryData/{}", k.replace('~', "~0").replace('/', "~1"))).is_some() {
-                            causes.push(Cause::invalid(&f, go_quote(k), "duplicate of key present in binaryData"));
+                        if field == "data"
+                            && obj
+                                .pointer(&format!(
+                                    "/binaryData/{}",
+                                    k.replace('~', "~0").replace('/', "~1")
+                                ))
+                                .is_some()
+                        {
+                            causes.push(Cause::invalid(
+                                &f,
+                                go_quote(k),
+                                "duplicate of key present in binaryData",
+                            ));
                         }
                         total += v.as_str().map_or(0, str::len);
                     }
@@ -412,11 +538,17 @@ pub fn validate_update(kind: Kind, old: &Value, new: &Value) -> Vec<Cause> {
     let mut causes = validate(kind, new);
     if kind == Kind::ConfigMap && old.get("immutable") == Some(&Value::Bool(true)) {
         if new.get("immutable") != Some(&Value::Bool(true)) {
-            causes.push(Cause::forbidden("immutable", "field is immutable when `immutable` is set"));
+            causes.push(Cause::forbidden(
+                "immutable",
+                "field is immutable when `immutable` is set",
+            ));
         }
         for f in ["data", "binaryData"] {
             if old.get(f) != new.get(f) {
-                causes.push(Cause::forbidden(f, "field is immutable when `immutable` is set"));
+                causes.push(Cause::forbidden(
+                    f,
+                    "field is immutable when `immutable` is set",
+                ));
             }
         }
     }

@@ -67,13 +67,16 @@ pub(crate) async fn serve(
 
 pub(crate) fn tls_acceptor() -> Result<(tokio_rustls::TlsAcceptor, String), BoxError> {
     use tokio_rustls::rustls;
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
     let pem = ck.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(vec![ck.cert.der().clone()], key)?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![ck.cert.der().clone()], key)?;
     Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), pem))
 }
 
@@ -83,15 +86,29 @@ pub(crate) fn add_fault(shared: &Shared, fault: Fault) -> u64 {
         // A partitioned client's open watches are cut at once, not ended cleanly.
         let _ = shared.close_watches.send((fault.client.clone(), true));
     }
-    let until = fault.duration_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
-    lock(&shared.faults).push(ActiveFault { id, fault, until, hits: 0 });
+    let until = fault
+        .duration_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    lock(&shared.faults).push(ActiveFault {
+        id,
+        fault,
+        until,
+        hits: 0,
+    });
     id
 }
 
 fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()).map_err(|never: Infallible| match never {}).boxed());
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
     r
 }
 
@@ -106,7 +123,10 @@ fn error_response(e: &ApiError) -> Response<Body> {
         ErrorBody::Status(v) => json_response(e.code, v),
         ErrorBody::Text(t) => {
             let mut r = full(e.code, "text/plain; charset=utf-8", t.clone());
-            r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+            r.headers_mut().insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
             r
         }
     };
@@ -139,27 +159,50 @@ fn group_version() -> Value {
 
 fn route(path: &str, host: &str) -> Route {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let segs: Vec<&str> = if segs.last() == Some(&"") { segs[..segs.len() - 1].to_vec() } else { segs };
-    let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
+    let segs: Vec<&str> = if segs.last() == Some(&"") {
+        segs[..segs.len() - 1].to_vec()
+    } else {
+        segs
+    };
+    let verbs = json!([
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch"
+    ]);
     let (kind, rest) = match segs.as_slice() {
         ["version"] => {
-            return Route::Discovery(json!({"major": "1", "minor": "37", "gitVersion": "v1.37.0-kube-emulator", "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean", "buildDate": "2026-11-25T00:00:00Z", "goVersion": "go1.25", "compiler": "gc", "platform": "linux/amd64"}))
+            return Route::Discovery(
+                json!({"major": "1", "minor": "37", "gitVersion": "v1.37.0-kube-emulator", "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean", "buildDate": "2026-11-25T00:00:00Z", "goVersion": "go1.25", "compiler": "gc", "platform": "linux/amd64"}),
+            )
         }
         ["api"] => return Route::Discovery(discovery_core(host)),
         ["api", "v1"] => {
-            return Route::Discovery(json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-                {"name": "configmaps", "singularName": "configmap", "namespaced": true, "kind": "ConfigMap", "verbs": verbs, "shortNames": ["cm"]}]}))
+            return Route::Discovery(
+                json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                {"name": "configmaps", "singularName": "configmap", "namespaced": true, "kind": "ConfigMap", "verbs": verbs, "shortNames": ["cm"]}]}),
+            )
         }
         ["apis"] => {
-            return Route::Discovery(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": "coordination.k8s.io", "versions": [group_version()], "preferredVersion": group_version()}]}))
+            return Route::Discovery(
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": "coordination.k8s.io", "versions": [group_version()], "preferredVersion": group_version()}]}),
+            )
         }
         ["apis", "coordination.k8s.io"] => {
-            return Route::Discovery(json!({"kind": "APIGroup", "apiVersion": "v1", "name": "coordination.k8s.io", "versions": [group_version()], "preferredVersion": group_version()}))
+            return Route::Discovery(
+                json!({"kind": "APIGroup", "apiVersion": "v1", "name": "coordination.k8s.io", "versions": [group_version()], "preferredVersion": group_version()}),
+            )
         }
         ["apis", "coordination.k8s.io", "v1"] => {
-            return Route::Discovery(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1", "resources": [
-                {"name": "leases", "singularName": "lease", "namespaced": true, "kind": "Lease", "verbs": verbs}]}))
+            return Route::Discovery(
+                json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1", "resources": [
+                {"name": "leases", "singularName": "lease", "namespaced": true, "kind": "Lease", "verbs": verbs}]}),
+            )
         }
         ["api", "v1", rest @ ..] => (Kind::ConfigMap, rest),
         ["apis", "coordination.k8s.io", "v1", rest @ ..] => (Kind::Lease, rest),
@@ -189,10 +232,19 @@ struct Query(Vec<(String, String)>);
 impl Query {
     fn parse(q: Option<&str>) -> Query {
         // Tolerates what kube sends: an empty query and a leading `&`.
-        Query(form_urlencoded::parse(q.unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).filter(|(k, _)| !k.is_empty()).collect())
+        Query(
+            form_urlencoded::parse(q.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .filter(|(k, _)| !k.is_empty())
+                .collect(),
+        )
     }
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true" | "1"))
@@ -203,7 +255,10 @@ impl Query {
 }
 
 fn parse_selector(q: &Query, namespace: Option<&str>) -> Result<Selector, ApiError> {
-    let mut sel = Selector { namespace: namespace.map(String::from), ..Selector::default() };
+    let mut sel = Selector {
+        namespace: namespace.map(String::from),
+        ..Selector::default()
+    };
     if let Some(fs) = q.get("fieldSelector").filter(|s| !s.is_empty()) {
         for term in fs.split(',') {
             let (field, value, negate) = if let Some((f, v)) = term.split_once("!=") {
@@ -211,7 +266,9 @@ fn parse_selector(q: &Query, namespace: Option<&str>) -> Result<Selector, ApiErr
             } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 (f, v, false)
             } else {
-                return Err(status::bad_request(format!("invalid selector: '{fs}'; can't understand '{term}'")));
+                return Err(status::bad_request(format!(
+                    "invalid selector: '{fs}'; can't understand '{term}'"
+                )));
             };
             match (field.trim(), negate) {
                 ("metadata.name", false) => sel.name = Some(value.to_string()),
@@ -222,7 +279,11 @@ fn parse_selector(q: &Query, namespace: Option<&str>) -> Result<Selector, ApiErr
                     }
                     sel.namespace = Some(value.to_string());
                 }
-                (f, _) => return Err(status::bad_request(format!("field label not supported: {f}"))),
+                (f, _) => {
+                    return Err(status::bad_request(format!(
+                        "field label not supported: {f}"
+                    )))
+                }
             }
         }
     }
@@ -247,7 +308,12 @@ fn parse_selector(q: &Query, namespace: Option<&str>) -> Result<Selector, ApiErr
 }
 
 fn client_of(shared: &Shared, req: &Request<Incoming>) -> Result<(ClientId, String), ApiError> {
-    let ua = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let ua = req
+        .headers()
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let token = req
         .headers()
         .get(AUTHORIZATION)
@@ -270,8 +336,18 @@ fn client_of(shared: &Shared, req: &Request<Incoming>) -> Result<(ClientId, Stri
     } else {
         "anonymous".to_string()
     };
-    let user = if user.is_empty() { "system:anonymous".to_string() } else { user };
-    Ok((ClientId { label, user_agent: ua }, user))
+    let user = if user.is_empty() {
+        "system:anonymous".to_string()
+    } else {
+        user
+    };
+    Ok((
+        ClientId {
+            label,
+            user_agent: ua,
+        },
+        user,
+    ))
 }
 
 fn verb_of(method: &Method, name: Option<&str>, watch: bool) -> &'static str {
@@ -301,12 +377,26 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
     let arrived = Instant::now();
     let method = req.method().clone();
-    let path_q = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let path_q = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
     let query = Query::parse(req.uri().query());
-    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_string();
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
     let r = route(&path, &host);
     let (kind, ns, name, watch) = match &r {
-        Route::Resource { kind, namespace, name, watch_path } => (
+        Route::Resource {
+            kind,
+            namespace,
+            name,
+            watch_path,
+        } => (
             Some(*kind),
             namespace.clone().unwrap_or_default(),
             name.clone().unwrap_or_default(),
@@ -314,7 +404,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         ),
         _ => (None, String::new(), String::new(), false),
     };
-    let verb = if kind.is_some() { verb_of(&method, (!name.is_empty()).then_some(name.as_str()), watch) } else { "" };
+    let verb = if kind.is_some() {
+        verb_of(&method, (!name.is_empty()).then_some(name.as_str()), watch)
+    } else {
+        ""
+    };
     let mut entry = LogEntry {
         at_ms: shared.started.elapsed().as_millis() as u64,
         method: method.to_string(),
@@ -376,7 +470,17 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         None => Outcome::Answer(match (r, kind) {
             (Route::Discovery(v), _) if method == Method::GET => json_response(200, &v),
             (Route::Resource { namespace, .. }, Some(kind)) => {
-                resource(&shared, req, kind, namespace.as_deref(), &name, verb, &query, &client).await
+                resource(
+                    &shared,
+                    req,
+                    kind,
+                    namespace.as_deref(),
+                    &name,
+                    verb,
+                    &query,
+                    &client,
+                )
+                .await
             }
             _ => error_response(&status::page_not_found()),
         }),
@@ -400,14 +504,28 @@ fn finish(shared: &Shared, mut entry: LogEntry, arrived: Instant) {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn fault_outcome(shared: &Shared, id: u64, action: Action, kind: Option<Kind>, ns: &str, name: &str, user: &str, verb: &str) -> Outcome {
+async fn fault_outcome(
+    shared: &Shared,
+    id: u64,
+    action: Action,
+    kind: Option<Kind>,
+    ns: &str,
+    name: &str,
+    user: &str,
+    verb: &str,
+) -> Outcome {
     match action {
         Action::Latency { .. } => unreachable!("latencies are summed, never chosen"),
         Action::Drop | Action::Partition => Outcome::Drop,
         Action::Hang => {
             // Hang while the fault lasts (an hour at most), then drop the connection.
-            let until = lock(&shared.faults).iter().find(|f| f.id == id).and_then(|f| f.until);
-            let wait = until.map_or(Duration::from_secs(3600), |u| u.saturating_duration_since(Instant::now()));
+            let until = lock(&shared.faults)
+                .iter()
+                .find(|f| f.id == id)
+                .and_then(|f| f.until);
+            let wait = until.map_or(Duration::from_secs(3600), |u| {
+                u.saturating_duration_since(Instant::now())
+            });
             tokio::time::sleep(wait).await;
             Outcome::Drop
         }
@@ -439,23 +557,42 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(status::too_large()),
-        Err(e) => Err(status::bad_request(format!("error reading request body: {e}"))),
+        Err(e) => Err(status::bad_request(format!(
+            "error reading request body: {e}"
+        ))),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn resource(shared: &Arc<Shared>, req: Request<Incoming>, kind: Kind, ns: Option<&str>, name: &str, verb: &str, q: &Query, client: &ClientId) -> Response<Body> {
+async fn resource(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    kind: Kind,
+    ns: Option<&str>,
+    name: &str,
+    verb: &str,
+    q: &Query,
+    client: &ClientId,
+) -> Response<Body> {
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
+    if verb == "watch" {
+        return watch(shared.clone(), kind, ns, name, q, client).await;
+    }
     let result: Result<(u16, Value), ApiError> = async {
         let body = read_body(req).await?;
         let need_ns = || ns.ok_or_else(status::page_not_found);
         match verb {
-            "watch" => return Err(status::page_not_found()), // handled below
             "get" => Ok((200, lock(&shared.store).get(kind, need_ns()?, name)?)),
             "list" => {
                 let sel = parse_selector(q, ns)?;
@@ -470,13 +607,22 @@ async fn resource(shared: &Arc<Shared>, req: Request<Incoming>, kind: Kind, ns: 
             "update" => {
                 let ns = need_ns()?;
                 let obj = crate::object::decode(kind, &body)?;
-                let (created, obj) = lock(&shared.store).update(kind, ns, name, obj, q.dry_run())?;
+                let (created, obj) =
+                    lock(&shared.store).update(kind, ns, name, obj, q.dry_run())?;
                 Ok((if created { 201 } else { 200 }, obj))
             }
             "patch" => {
                 let ns = need_ns()?;
                 if q.get("force").is_some() {
-                    return Err(status::invalid(kind, "PatchOptions.meta.k8s.io", "", &[status::Cause::forbidden("force", "may not be specified for non-apply patch")]));
+                    return Err(status::invalid(
+                        kind,
+                        "PatchOptions.meta.k8s.io",
+                        "",
+                        &[status::Cause::forbidden(
+                            "force",
+                            "may not be specified for non-apply patch",
+                        )],
+                    ));
                 }
                 let how = match content_type.as_str() {
                     "application/merge-patch+json" => PatchKind::Merge,
@@ -484,33 +630,60 @@ async fn resource(shared: &Arc<Shared>, req: Request<Incoming>, kind: Kind, ns: 
                     "application/json-patch+json" => PatchKind::Json,
                     _ => return Err(status::unsupported_media_type()),
                 };
-                Ok((200, lock(&shared.store).patch(kind, ns, name, how, &body, q.dry_run())?))
+                Ok((
+                    200,
+                    lock(&shared.store).patch(kind, ns, name, how, &body, q.dry_run())?,
+                ))
             }
             "delete" => {
                 let ns = need_ns()?;
                 let opts: Value = if body.iter().all(u8::is_ascii_whitespace) {
                     json!({})
                 } else {
-                    serde_json::from_slice(&body).map_err(|e| status::bad_request(format!("error decoding DeleteOptions: {e}")))?
+                    serde_json::from_slice(&body).map_err(|e| {
+                        status::bad_request(format!("error decoding DeleteOptions: {e}"))
+                    })?
                 };
-                let pre = |k: &str| opts.pointer(&format!("/preconditions/{k}")).and_then(Value::as_str).map(String::from);
-                let dry = q.dry_run() || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
-                Ok((200, lock(&shared.store).delete(kind, ns, name, pre("uid").as_deref(), pre("resourceVersion").as_deref(), dry)?))
+                let pre = |k: &str| {
+                    opts.pointer(&format!("/preconditions/{k}"))
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                };
+                let dry = q.dry_run()
+                    || opts
+                        .get("dryRun")
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| a.iter().any(|v| v == "All"));
+                Ok((
+                    200,
+                    lock(&shared.store).delete(
+                        kind,
+                        ns,
+                        name,
+                        pre("uid").as_deref(),
+                        pre("resourceVersion").as_deref(),
+                        dry,
+                    )?,
+                ))
             }
             m => Err(status::method_not_allowed(m)),
         }
     }
     .await;
-    if verb == "watch" {
-        return watch(shared.clone(), kind, ns, name, q, client).await;
-    }
     match result {
         Ok((code, v)) => json_response(code, &v),
         Err(e) => error_response(&e),
     }
 }
 
-async fn watch(shared: Arc<Shared>, kind: Kind, ns: Option<&str>, name: &str, q: &Query, client: &ClientId) -> Response<Body> {
+async fn watch(
+    shared: Arc<Shared>,
+    kind: Kind,
+    ns: Option<&str>,
+    name: &str,
+    q: &Query,
+    client: &ClientId,
+) -> Response<Body> {
     let mut sel = match parse_selector(q, ns) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
@@ -522,7 +695,12 @@ async fn watch(shared: Arc<Shared>, kind: Kind, ns: Option<&str>, name: &str, q:
         None => None,
         Some(s) => match s.parse::<u64>() {
             Ok(n) => Some(n),
-            Err(_) => return error_response(&status::bad_request(format!("resourceVersion: Invalid value: {}: must be a non-negative integer", status::go_quote(s)))),
+            Err(_) => {
+                return error_response(&status::bad_request(format!(
+                    "resourceVersion: Invalid value: {}: must be a non-negative integer",
+                    status::go_quote(s)
+                )))
+            }
         },
     };
     let send_initial = q.flag("sendInitialEvents");
@@ -538,11 +716,14 @@ async fn watch(shared: Arc<Shared>, kind: Kind, ns: Option<&str>, name: &str, q:
         let start = { lock(&shared.store).watch(kind, &sel, from, send_initial) };
         match start {
             WatchStart::Ok { initial, rx } => {
-                let rv = from.filter(|n| *n > 0).unwrap_or_else(|| lock(&shared.store).current_rv());
+                let rv = from
+                    .filter(|n| *n > 0)
+                    .unwrap_or_else(|| lock(&shared.store).current_rv());
                 break (initial, rx, rv);
             }
             WatchStart::Expired { oldest } => {
-                let ev = json!({"type": "ERROR", "object": status::expired(from.unwrap_or(0), oldest)});
+                let ev =
+                    json!({"type": "ERROR", "object": status::expired(from.unwrap_or(0), oldest)});
                 let mut s = serde_json::to_vec(&ev).unwrap_or_default();
                 s.push(b'\n');
                 return full(200, "application/json", s);
@@ -572,10 +753,13 @@ async fn watch(shared: Arc<Shared>, kind: Kind, ns: Option<&str>, name: &str, q:
             }
         }
         if send_initial {
-            let _ = tx.send(line("BOOKMARK", &store::bookmark(kind, last_rv, true))).await;
+            let _ = tx
+                .send(line("BOOKMARK", &store::bookmark(kind, last_rv, true)))
+                .await;
         }
         let end = tokio::time::Instant::now() + timeout;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
@@ -612,7 +796,8 @@ async fn watch(shared: Arc<Shared>, kind: Kind, ns: Option<&str>, name: &str, q:
     });
     let body = StreamBody::new(ReceiverStream::new(out).map(|r| r.map(Frame::data)));
     let mut resp = Response::new(BodyExt::boxed(body));
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -624,21 +809,20 @@ async fn admin(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         Ok(b) => b,
         Err(e) => return error_response(&e),
     };
-    let parse = |b: &Bytes| -> Result<Value, Response<Body>> {
-        if b.iter().all(u8::is_ascii_whitespace) {
-            Ok(json!({}))
-        } else {
-            serde_json::from_slice(b).map_err(|e| json_response(400, &json!({"error": e.to_string()})))
-        }
-    };
     match (method.as_str(), path.as_str()) {
-        ("GET", "/_emu/log") => json_response(200, &serde_json::to_value(&*lock(&shared.log)).unwrap_or_default()),
+        ("GET", "/_emu/log") => json_response(
+            200,
+            &serde_json::to_value(&*lock(&shared.log)).unwrap_or_default(),
+        ),
         ("DELETE", "/_emu/log") => {
             lock(&shared.log).clear();
             json_response(200, &json!({}))
         }
         ("GET", "/_emu/faults") => {
-            let v: Vec<Value> = lock(&shared.faults).iter().map(|f| json!({"id": f.id, "hits": f.hits, "fault": f.fault})).collect();
+            let v: Vec<Value> = lock(&shared.faults)
+                .iter()
+                .map(|f| json!({"id": f.id, "hits": f.hits, "fault": f.fault}))
+                .collect();
             json_response(200, &Value::Array(v))
         }
         ("POST", "/_emu/faults") => match serde_json::from_slice::<Fault>(&body) {
@@ -649,21 +833,22 @@ async fn admin(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             lock(&shared.faults).clear();
             json_response(200, &json!({}))
         }
-        ("DELETE", p) if p.starts_with("/_emu/faults/") => match p["/_emu/faults/".len()..].parse::<u64>() {
-            Ok(id) => {
-                lock(&shared.faults).retain(|f| f.id != id);
-                json_response(200, &json!({}))
+        ("DELETE", p) if p.starts_with("/_emu/faults/") => {
+            match p["/_emu/faults/".len()..].parse::<u64>() {
+                Ok(id) => {
+                    lock(&shared.faults).retain(|f| f.id != id);
+                    json_response(200, &json!({}))
+                }
+                Err(_) => json_response(400, &json!({"error": "fault id must be a number"})),
             }
-            Err(_) => json_response(400, &json!({"error": "fault id must be a number"})),
-        },
-        ("POST", "/_emu/close-watches") => match parse(&body) {
-            Ok(v) => {
-                let client = v.get("client").and_then(Value::as_str).map(String::from);
-                let _ = shared.close_watches.send((client, false));
-                json_response(200, &json!({}))
-            }
-            Err(r) => r,
-        },
+        }
+        ("POST", "/_emu/close-watches") => {
+            // Optional body {"client": "..."}; without it, every watch ends.
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let client = v.get("client").and_then(Value::as_str).map(String::from);
+            let _ = shared.close_watches.send((client, false));
+            json_response(200, &json!({}))
+        }
         ("POST", "/_emu/compact") => {
             lock(&shared.store).compact();
             json_response(200, &json!({}))
@@ -673,6 +858,9 @@ async fn admin(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             json_response(200, &json!({}))
         }
         ("GET", "/_emu/objects") => json_response(200, &Value::Array(lock(&shared.store).dump())),
-        _ => json_response(404, &json!({"error": "unknown admin path; see emulator/README.md"})),
+        _ => json_response(
+            404,
+            &json!({"error": "unknown admin path; see emulator/README.md"}),
+        ),
     }
 }

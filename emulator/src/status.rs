@@ -128,7 +128,11 @@ pub fn already_exists(kind: Kind, name: &str) -> ApiError {
     status(
         409,
         "AlreadyExists",
-        format!("{} {} already exists", kind.qualified_resource(), go_quote(name)),
+        format!(
+            "{} {} already exists",
+            kind.qualified_resource(),
+            go_quote(name)
+        ),
         Some(Value::Object(details(kind, name))),
     )
 }
@@ -157,7 +161,14 @@ pub fn conflict_with(kind: Kind, name: &str, why: &str) -> ApiError {
 }
 
 /// A failed UID or resourceVersion precondition, as the storage layer words it.
-pub fn precondition_failed(kind: Kind, ns: &str, name: &str, what: &str, given: &str, actual: &str) -> ApiError {
+pub fn precondition_failed(
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    what: &str,
+    given: &str,
+    actual: &str,
+) -> ApiError {
     conflict_with(
         kind,
         name,
@@ -326,7 +337,9 @@ pub fn rv_too_large(asked: u64, current: u64) -> ApiError {
         504,
         "Timeout",
         format!("Timeout: Too large resource version: {asked}, current: {current}"),
-        Some(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})),
+        Some(
+            json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+        ),
     );
     e.retry_after = Some(1);
     e

@@ -49,7 +49,11 @@ impl Selector {
         {
             return false;
         }
-        let label = |k: &str| obj.pointer("/metadata/labels").and_then(|l| l.get(k)).and_then(Value::as_str);
+        let label = |k: &str| {
+            obj.pointer("/metadata/labels")
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str)
+        };
         self.labels.iter().all(|r| match r {
             LabelReq::Eq(k, v) => label(k) == Some(v.as_str()),
             LabelReq::NotEq(k, v) => label(k) != Some(v.as_str()),
@@ -91,7 +95,9 @@ pub struct Store {
 }
 
 fn meta<'a>(obj: &'a Value, key: &str) -> &'a str {
-    obj.pointer(&format!("/metadata/{key}")).and_then(Value::as_str).unwrap_or("")
+    obj.pointer(&format!("/metadata/{key}"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn set_meta(obj: &mut Value, key: &str, value: Value) {
@@ -119,8 +125,12 @@ fn new_uid() -> String {
 /// Parses a resourceVersion sent by a client; a non-number is a raw strconv
 /// error on the real server (500 without a reason).
 fn parse_rv(rv: &str) -> Result<u64, ApiError> {
-    rv.parse::<u64>()
-        .map_err(|_| status::internal_raw(&format!("strconv.ParseUint: parsing {}: invalid syntax", status::go_quote(rv))))
+    rv.parse::<u64>().map_err(|_| {
+        status::internal_raw(&format!(
+            "strconv.ParseUint: parsing {}: invalid syntax",
+            status::go_quote(rv)
+        ))
+    })
 }
 
 /// The namespace check shared by create and update: empty takes the URL's, a different one is 400.
@@ -187,7 +197,14 @@ impl Store {
         self.compacted_rv = self.rv;
     }
 
-    fn record(&mut self, kind: Kind, ns: &str, name: &str, event_type: &'static str, object: Value) {
+    fn record(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        event_type: &'static str,
+        object: Value,
+    ) {
         let ev = Arc::new(Event {
             rv: self.rv,
             kind,
@@ -206,10 +223,22 @@ impl Store {
         let _ = self.events.send(ev);
     }
 
-    fn commit(&mut self, kind: Kind, ns: &str, name: &str, mut obj: Value, event_type: &'static str) -> Value {
+    fn commit(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        event_type: &'static str,
+    ) -> Value {
         self.rv += 1;
-        set_meta(&mut obj, "resourceVersion", Value::String(self.rv.to_string()));
-        self.objects.insert((kind, ns.to_string(), name.to_string()), obj.clone());
+        set_meta(
+            &mut obj,
+            "resourceVersion",
+            Value::String(self.rv.to_string()),
+        );
+        self.objects
+            .insert((kind, ns.to_string(), name.to_string()), obj.clone());
         self.record(kind, ns, name, event_type, obj.clone());
         obj
     }
@@ -249,7 +278,9 @@ impl Store {
         if meta(obj, "name").is_empty() && !meta(obj, "generateName").is_empty() {
             const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
             let mut rng = rand::rng();
-            let suffix: String = (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+            let suffix: String = (0..5)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .collect();
             let name = format!("{}{suffix}", meta(obj, "generateName"));
             set_meta(obj, "name", Value::String(name));
         }
@@ -261,19 +292,34 @@ impl Store {
             return Err(status::namespace_not_found(ns));
         }
         let name = meta(obj, "name").to_string();
-        if self.objects.contains_key(&(kind, ns.to_string(), name.clone())) {
+        if self
+            .objects
+            .contains_key(&(kind, ns.to_string(), name.clone()))
+        {
             return Err(status::already_exists(kind, &name));
         }
         set_meta(obj, "uid", Value::String(new_uid()));
-        set_meta(obj, "creationTimestamp", Value::String(format_time(&chrono::Utc::now())));
+        set_meta(
+            obj,
+            "creationTimestamp",
+            Value::String(format_time(&chrono::Utc::now())),
+        );
         Ok(())
     }
 
     /// POST: 201 with the stored object.
-    pub fn create(&mut self, kind: Kind, ns: &str, mut obj: Value, dry_run: bool) -> Result<Value, ApiError> {
+    pub fn create(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         self.prepare_create(kind, ns, &mut obj)?;
         if !meta(&obj, "resourceVersion").is_empty() {
-            return Err(status::internal_raw("resourceVersion should not be set on objects to be created"));
+            return Err(status::internal_raw(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
         let name = meta(&obj, "name").to_string();
         if dry_run {
@@ -283,7 +329,14 @@ impl Store {
     }
 
     /// PUT: returns (created, object). Follows the store's Update in order.
-    pub fn update(&mut self, kind: Kind, ns: &str, name: &str, mut obj: Value, dry_run: bool) -> Result<(bool, Value), ApiError> {
+    pub fn update(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<(bool, Value), ApiError> {
         ensure_namespace(&mut obj, ns)?;
         check_name(&obj, name)?;
         let key = (kind, ns.to_string(), name.to_string());
@@ -303,11 +356,21 @@ impl Store {
         self.update_existing(kind, ns, name, old, obj, dry_run)
     }
 
-    fn update_existing(&mut self, kind: Kind, ns: &str, name: &str, old: Value, mut obj: Value, dry_run: bool) -> Result<(bool, Value), ApiError> {
+    fn update_existing(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        old: Value,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<(bool, Value), ApiError> {
         let old_uid = meta(&old, "uid").to_string();
         let uid = meta(&obj, "uid").to_string();
         if !uid.is_empty() && uid != old_uid {
-            return Err(status::precondition_failed(kind, ns, name, "UID", &uid, &old_uid));
+            return Err(status::precondition_failed(
+                kind, ns, name, "UID", &uid, &old_uid,
+            ));
         }
         let old_rv = meta(&old, "resourceVersion").to_string();
         let rv = meta(&obj, "resourceVersion").to_string();
@@ -317,7 +380,11 @@ impl Store {
                     kind,
                     &kind.qualified_resource(),
                     name,
-                    &[Cause::invalid("metadata.resourceVersion", 0, "must be specified for an update")],
+                    &[Cause::invalid(
+                        "metadata.resourceVersion",
+                        0,
+                        "must be specified for an update",
+                    )],
                 ));
             }
         } else if parse_rv(&rv)? != parse_rv(&old_rv)? {
@@ -325,7 +392,13 @@ impl Store {
         }
         // System fields come from the stored object, whatever the body said.
         set_meta(&mut obj, "uid", Value::String(old_uid));
-        set_meta(&mut obj, "creationTimestamp", old.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null));
+        set_meta(
+            &mut obj,
+            "creationTimestamp",
+            old.pointer("/metadata/creationTimestamp")
+                .cloned()
+                .unwrap_or(Value::Null),
+        );
         set_meta(&mut obj, "resourceVersion", Value::String(old_rv));
         let causes = object::validate_update(kind, &old, &obj);
         if !causes.is_empty() {
@@ -339,7 +412,15 @@ impl Store {
     }
 
     /// PATCH with a merge, strategic-merge or JSON patch; 404 when missing, for both kinds.
-    pub fn patch(&mut self, kind: Kind, ns: &str, name: &str, how: PatchKind, body: &[u8], dry_run: bool) -> Result<Value, ApiError> {
+    pub fn patch(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        how: PatchKind,
+        body: &[u8],
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let key = (kind, ns.to_string(), name.to_string());
         let Some(old) = self.objects.get(&key).cloned() else {
             return Err(status::not_found(kind, name));
@@ -374,13 +455,26 @@ impl Store {
         // A resourceVersion in the patched object is a precondition; none means "latest".
         let rv = meta(&obj, "resourceVersion").to_string();
         if rv.is_empty() {
-            set_meta(&mut obj, "resourceVersion", Value::String(meta(&old, "resourceVersion").to_string()));
+            set_meta(
+                &mut obj,
+                "resourceVersion",
+                Value::String(meta(&old, "resourceVersion").to_string()),
+            );
         }
-        self.update_existing(kind, ns, name, old, obj, dry_run).map(|(_, o)| o)
+        self.update_existing(kind, ns, name, old, obj, dry_run)
+            .map(|(_, o)| o)
     }
 
     /// DELETE with optional uid and resourceVersion preconditions.
-    pub fn delete(&mut self, kind: Kind, ns: &str, name: &str, pre_uid: Option<&str>, pre_rv: Option<&str>, dry_run: bool) -> Result<Value, ApiError> {
+    pub fn delete(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        pre_uid: Option<&str>,
+        pre_rv: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let key = (kind, ns.to_string(), name.to_string());
         let Some(old) = self.objects.get(&key).cloned() else {
             return Err(status::not_found(kind, name));
@@ -388,20 +482,33 @@ impl Store {
         let uid = meta(&old, "uid").to_string();
         if let Some(want) = pre_uid.filter(|u| !u.is_empty()) {
             if want != uid {
-                return Err(status::precondition_failed(kind, ns, name, "UID", want, &uid));
+                return Err(status::precondition_failed(
+                    kind, ns, name, "UID", want, &uid,
+                ));
             }
         }
         if let Some(want) = pre_rv.filter(|r| !r.is_empty()) {
             let have = meta(&old, "resourceVersion");
             if want != have {
-                return Err(status::precondition_failed(kind, ns, name, "ResourceVersion", want, have));
+                return Err(status::precondition_failed(
+                    kind,
+                    ns,
+                    name,
+                    "ResourceVersion",
+                    want,
+                    have,
+                ));
             }
         }
         if !dry_run {
             self.objects.remove(&key);
             self.rv += 1;
             let mut last = old;
-            set_meta(&mut last, "resourceVersion", Value::String(self.rv.to_string()));
+            set_meta(
+                &mut last,
+                "resourceVersion",
+                Value::String(self.rv.to_string()),
+            );
             self.record(kind, ns, name, "DELETED", last);
         }
         Ok(status::delete_success(kind, name, &uid))
@@ -409,8 +516,15 @@ impl Store {
 
     /// Starts a watch. Subscribing under the store's lock means no event falls
     /// between the initial ones and the live ones.
-    pub fn watch(&self, kind: Kind, sel: &Selector, from: Option<u64>, send_initial: bool) -> WatchStart {
-        let matching = |ev: &Event| ev.kind == kind && sel.matches(&ev.namespace, &ev.name, &ev.object);
+    pub fn watch(
+        &self,
+        kind: Kind,
+        sel: &Selector,
+        from: Option<u64>,
+        send_initial: bool,
+    ) -> WatchStart {
+        let matching =
+            |ev: &Event| ev.kind == kind && sel.matches(&ev.namespace, &ev.name, &ev.object);
         let rx = self.events.subscribe();
         let synthetic = || -> Vec<Arc<Event>> {
             self.objects
@@ -429,13 +543,27 @@ impl Store {
                 .collect()
         };
         match from {
-            None | Some(0) => WatchStart::Ok { initial: synthetic(), rx },
-            Some(n) if n < self.compacted_rv => WatchStart::Expired { oldest: self.compacted_rv },
+            None | Some(0) => WatchStart::Ok {
+                initial: synthetic(),
+                rx,
+            },
+            Some(n) if n < self.compacted_rv => WatchStart::Expired {
+                oldest: self.compacted_rv,
+            },
             Some(n) if n > self.rv => WatchStart::TooLarge { current: self.rv },
             Some(n) => {
-                let mut initial = if send_initial { synthetic() } else { Vec::new() };
+                let mut initial = if send_initial {
+                    synthetic()
+                } else {
+                    Vec::new()
+                };
                 if !send_initial {
-                    initial.extend(self.history.iter().filter(|e| e.rv > n && matching(e)).cloned());
+                    initial.extend(
+                        self.history
+                            .iter()
+                            .filter(|e| e.rv > n && matching(e))
+                            .cloned(),
+                    );
                 }
                 WatchStart::Ok { initial, rx }
             }
@@ -453,7 +581,10 @@ pub fn bookmark(kind: Kind, rv: u64, initial_end: bool) -> Value {
     let mut m = Map::new();
     m.insert("resourceVersion".into(), Value::String(rv.to_string()));
     if initial_end {
-        m.insert("annotations".into(), serde_json::json!({"k8s.io/initial-events-end": "true"}));
+        m.insert(
+            "annotations".into(),
+            serde_json::json!({"k8s.io/initial-events-end": "true"}),
+        );
     }
     serde_json::json!({"kind": kind.kind_name(), "apiVersion": kind.api_version(), "metadata": Value::Object(m)})
 }

@@ -12,15 +12,24 @@ use kube_emulator::{Config, Emulator};
 
 async fn client(e: &Emulator, token: Option<&str>) -> Client {
     let kc = Kubeconfig::from_yaml(&e.kubeconfig(token, "default")).expect("kubeconfig parses");
-    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("kube accepts the kubeconfig");
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kube accepts the kubeconfig");
     cfg.default_retry = false;
     Client::try_from(cfg).expect("client")
 }
 
 fn lease(name: &str, holder: &str) -> Lease {
     Lease {
-        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
-        spec: Some(LeaseSpec { holder_identity: Some(holder.into()), lease_duration_seconds: Some(15), ..Default::default() }),
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            ..Default::default()
+        }),
     }
 }
 
@@ -35,19 +44,43 @@ fn status(e: kube::Error) -> Box<kube::core::Status> {
 async fn get_opt_create_replace_conflict_delete() {
     let e = Emulator::start(Config::default()).await.unwrap();
     let api: Api<Lease> = Api::namespaced(client(&e, None).await, "default");
-    assert!(api.get_opt("lock").await.unwrap().is_none(), "a missing lease is Ok(None): the NotFound reason is exact");
-    let created = api.create(&PostParams::default(), &lease("lock", "a")).await.unwrap();
-    let err = status(api.create(&PostParams::default(), &lease("lock", "b")).await.unwrap_err());
+    assert!(
+        api.get_opt("lock").await.unwrap().is_none(),
+        "a missing lease is Ok(None): the NotFound reason is exact"
+    );
+    let created = api
+        .create(&PostParams::default(), &lease("lock", "a"))
+        .await
+        .unwrap();
+    let err = status(
+        api.create(&PostParams::default(), &lease("lock", "b"))
+            .await
+            .unwrap_err(),
+    );
     assert!(err.is_already_exists());
     let mut next = created.clone();
     next.spec.as_mut().unwrap().holder_identity = Some("b".into());
-    let replaced = api.replace("lock", &PostParams::default(), &next).await.unwrap();
-    assert_ne!(replaced.metadata.resource_version, created.metadata.resource_version);
-    let err = status(api.replace("lock", &PostParams::default(), &next).await.unwrap_err());
+    let replaced = api
+        .replace("lock", &PostParams::default(), &next)
+        .await
+        .unwrap();
+    assert_ne!(
+        replaced.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    let err = status(
+        api.replace("lock", &PostParams::default(), &next)
+            .await
+            .unwrap_err(),
+    );
     assert!(err.is_conflict(), "{err:?}");
     let mut no_rv = replaced.clone();
     no_rv.metadata.resource_version = None;
-    let err = status(api.replace("lock", &PostParams::default(), &no_rv).await.unwrap_err());
+    let err = status(
+        api.replace("lock", &PostParams::default(), &no_rv)
+            .await
+            .unwrap_err(),
+    );
     assert!(err.is_invalid());
     let deleted = api.delete("lock", &DeleteParams::default()).await.unwrap();
     assert!(deleted.is_right(), "delete answers a Success Status");
@@ -64,11 +97,15 @@ async fn configmap_round_trip() {
     api.create(&PostParams::default(), &cm).await.unwrap();
     let got = api.get("cm").await.unwrap();
     assert_eq!(got.data.unwrap()["k"], "v");
-    let err = status(api.replace("none", &PostParams::default(), &{
-        let mut c = cm.clone();
-        c.metadata.name = Some("none".into());
-        c
-    }).await.unwrap_err());
+    let err = status(
+        api.replace("none", &PostParams::default(), &{
+            let mut c = cm.clone();
+            c.metadata.name = Some("none".into());
+            c
+        })
+        .await
+        .unwrap_err(),
+    );
     assert!(err.is_not_found(), "PUT to a missing ConfigMap is 404");
 }
 
@@ -76,32 +113,61 @@ async fn configmap_round_trip() {
 async fn watch_sees_an_update_to_the_one_object() {
     let e = Emulator::start(Config::default()).await.unwrap();
     let api: Api<Lease> = Api::namespaced(client(&e, None).await, "default");
-    let created = api.create(&PostParams::default(), &lease("lock", "a")).await.unwrap();
-    api.create(&PostParams::default(), &lease("other", "a")).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &lease("lock", "a"))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &lease("other", "a"))
+        .await
+        .unwrap();
     let rv = created.metadata.resource_version.clone().unwrap();
-    let mut stream = api.watch(&WatchParams::default().fields("metadata.name=lock").timeout(30), &rv).await.unwrap().boxed();
+    let mut stream = api
+        .watch(
+            &WatchParams::default()
+                .fields("metadata.name=lock")
+                .timeout(30),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
     let mut next = created.clone();
     next.spec.as_mut().unwrap().holder_identity = Some("b".into());
-    api.replace("lock", &PostParams::default(), &next).await.unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(20), stream.try_next()).await.expect("an event in time").unwrap().unwrap();
+    api.replace("lock", &PostParams::default(), &next)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(20), stream.try_next())
+        .await
+        .expect("an event in time")
+        .unwrap()
+        .unwrap();
     match ev {
-        WatchEvent::Modified(l) => assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("b")),
+        WatchEvent::Modified(l) => {
+            assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("b"))
+        }
         other => panic!("expected MODIFIED, got {other:?}"),
     }
     // Closing watches ends the stream cleanly.
     e.close_watches(None);
-    let end = tokio::time::timeout(Duration::from_secs(20), stream.next()).await.expect("the stream ends");
+    let end = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("the stream ends");
     assert!(end.is_none(), "{end:?}");
 }
 
 #[tokio::test]
 async fn tls_with_a_bearer_token() {
-    let mut cfg = Config { tls: true, ..Config::default() };
+    let mut cfg = Config {
+        tls: true,
+        ..Config::default()
+    };
     cfg.tokens.insert("secret-token".into(), "admin".into());
     let e = Emulator::start(cfg).await.unwrap();
     assert!(e.url().starts_with("https://"));
     let api: Api<Lease> = Api::namespaced(client(&e, Some("secret-token")).await, "default");
-    api.create(&PostParams::default(), &lease("lock", "a")).await.unwrap();
+    api.create(&PostParams::default(), &lease("lock", "a"))
+        .await
+        .unwrap();
     assert_eq!(e.request_log()[0].client, "admin");
     let bad: Api<Lease> = Api::namespaced(client(&e, Some("wrong")).await, "default");
     let err = status(bad.get("lock").await.unwrap_err());

@@ -1,0 +1,246 @@
+//! The command line, defined once: `--help`, the man page and the completions
+//! are generated from these definitions.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::settings::parse_duration;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  the child's code    the child exited on its own
+  128+N               the child was ended by signal N
+  126 / 127           the command is not executable / not found
+  64                  usage error (bad option or value, timing rule broken)
+  69                  Kubernetes API error (unreachable, 401/403, unreadable lock record)
+  75                  lock held by another with --no-wait (see --conflict-exit-code)
+  78                  configuration error (kubeconfig missing or corrupt, unknown context)
+  121                 leadership lost: the child was stopped
+  124                 --wait-timeout passed before the lock was acquired
+  inspect:            0 held, 3 free or expired, 4 no such lock
+  force-release:      0 released, 5 refused, 6 conflict (someone else wrote)";
+
+/// Run a command only while holding a Kubernetes leader-election lock.
+///
+/// Among all copies started with the same lock, only the one holding the Lease (or
+/// ConfigMap) runs the command; the others wait and take over when it ends or dies.
+#[derive(Parser, Debug)]
+#[command(name = "leaderrun", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Acquire the lock, run the command while leader, release when it ends (the default).
+    Run(RunArgs),
+    /// Show who holds a lock, since when, and whether it has expired.
+    Inspect(InspectArgs),
+    /// Clear the holder of a lock (for a holder that is gone), with an optimistic write.
+    ForceRelease(ForceReleaseArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockKind {
+    /// A coordination.k8s.io/v1 Lease.
+    Lease,
+    /// A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation.
+    Configmap,
+}
+
+impl LockKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockKind::Lease => "lease",
+            LockKind::Configmap => "configmap",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which lock, and how to reach the API: shared by every subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct LockArgs {
+    /// Kind of lock object.
+    #[arg(long, value_enum, default_value = "lease", env = "LEADERRUN_LOCK")]
+    pub lock: LockKind,
+    /// Name of the Lease or ConfigMap (a DNS-1123 subdomain).
+    #[arg(long, env = "LEADERRUN_NAME")]
+    pub name: String,
+    /// Namespace [default: the in-cluster namespace, else the kubeconfig context's, else "default"].
+    #[arg(short = 'n', long, env = "LEADERRUN_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster].
+    #[arg(long, env = "LEADERRUN_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use [default: the current context].
+    #[arg(long, env = "LEADERRUN_CONTEXT")]
+    pub context: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "LEADERRUN_LOG_FORMAT",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less log output (repeat for less).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub quiet: u8,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Identity written as holder [default: $POD_NAME, else the host name, plus a random suffix].
+    #[arg(long, env = "LEADERRUN_IDENTITY")]
+    pub identity: Option<String>,
+    /// How long others wait after last seeing the record change before taking over.
+    #[arg(long, value_parser = parse_duration, default_value = "15s", env = "LEADERRUN_LEASE_DURATION")]
+    pub lease_duration: Duration,
+    /// How long the leader may go without a successful renew before it stops the child.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", env = "LEADERRUN_RENEW_DEADLINE")]
+    pub renew_deadline: Duration,
+    /// Interval between renews and between tries to acquire.
+    #[arg(long, value_parser = parse_duration, default_value = "2s", env = "LEADERRUN_RETRY_PERIOD")]
+    pub retry_period: Duration,
+    /// Time between TERM and KILL when the child must stop.
+    #[arg(long, value_parser = parse_duration, default_value = "3s", env = "LEADERRUN_KILL_GRACE")]
+    pub kill_grace: Duration,
+    /// Exit at once if another holds the lock, instead of waiting.
+    #[arg(long, env = "LEADERRUN_NO_WAIT")]
+    pub no_wait: bool,
+    /// Exit code for --no-wait when the lock is held.
+    #[arg(long, default_value_t = crate::exit::LOCK_HELD, requires = "no_wait", env = "LEADERRUN_CONFLICT_EXIT_CODE")]
+    pub conflict_exit_code: u8,
+    /// Give up waiting for the lock after this long (exit 124).
+    #[arg(long, value_parser = parse_duration, env = "LEADERRUN_WAIT_TIMEOUT")]
+    pub wait_timeout: Option<Duration>,
+    /// Do not release the lock when the child ends; it expires after the lease duration.
+    #[arg(long, env = "LEADERRUN_NO_RELEASE", conflicts_with = "keep_after_exit")]
+    pub no_release: bool,
+    /// When the child ends, keep the lock for this long instead of releasing it
+    /// (for cron: a copy that fires a little late on another host does not run the job again).
+    #[arg(long, value_parser = parse_duration, env = "LEADERRUN_KEEP_AFTER_EXIT")]
+    pub keep_after_exit: Option<Duration>,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// The command to run while leader, and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Print a line each time the holder or renew time changes, until interrupted.
+    #[arg(short, long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES)]
+pub struct ForceReleaseArgs {
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Release only if this identity holds the lock.
+    #[arg(long)]
+    pub holder: Option<String>,
+    /// Release whoever holds it (needed without --holder).
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// `leaderrun [OPTIONS] -- CMD` means `leaderrun run [OPTIONS] -- CMD`.
+pub fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let explicit = matches!(
+        first,
+        "run" | "inspect" | "force-release" | "help" | "-h" | "--help" | "-V" | "--version"
+    );
+    if args.len() > 1 && !explicit {
+        let mut out = Vec::with_capacity(args.len() + 1);
+        out.push(args[0].clone());
+        out.push(OsString::from("run"));
+        out.extend(args.into_iter().skip(1));
+        out
+    } else {
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bare_form_is_run() {
+        let args = with_default_subcommand(
+            ["leaderrun", "--name", "x", "--", "true"]
+                .map(OsString::from)
+                .to_vec(),
+        );
+        let cli = Cli::try_parse_from(args).unwrap();
+        match cli.command {
+            Command::Run(r) => {
+                assert_eq!(r.lock.name, "x");
+                assert_eq!(r.command, vec![OsString::from("true")]);
+                assert_eq!(r.lease_duration, Duration::from_secs(15));
+            }
+            other => panic!("expected run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn subcommands_are_not_rewritten() {
+        let args = with_default_subcommand(
+            ["leaderrun", "inspect", "--name", "x"]
+                .map(OsString::from)
+                .to_vec(),
+        );
+        assert!(matches!(
+            Cli::try_parse_from(args).unwrap().command,
+            Command::Inspect(_)
+        ));
+    }
+}

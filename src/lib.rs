@@ -1,0 +1,14 @@
+//! leaderrun: run a command only while holding a Kubernetes leader-election lock.
+//! The binary is `src/main.rs`; the modules are public for tests and fuzzing.
+
+pub mod cli;
+pub mod client;
+pub mod election;
+pub mod exit;
+pub mod inspect;
+pub mod lock;
+pub mod logging;
+pub mod record;
+pub mod run;
+pub mod settings;
+pub mod supervisor;

@@ -1,0 +1,351 @@
+//! The lock: read the record with its resourceVersion, create it, update it
+//! optimistically, watch it. One trait; the two objects that can carry a record
+//! (`lease.rs`, `configmap.rs`) plug into one implementation over `kube::Api`.
+
+mod configmap;
+mod lease;
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{PostParams, WatchEvent, WatchParams};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::record::LeaderRecord;
+
+/// What a read saw: the record, the version to write against, and the whole
+/// object (so an update changes the record and nothing else).
+#[derive(Debug, Clone)]
+pub struct Observed<O> {
+    pub record: LeaderRecord,
+    pub resource_version: String,
+    pub object: O,
+}
+
+/// One change seen by a watch.
+#[derive(Debug)]
+pub enum Change<O> {
+    Changed(Observed<O>),
+    Deleted,
+    /// The watch's start version is too old (410): read again, then watch.
+    Expired,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("somebody else wrote the {0} first (409 Conflict)")]
+    Conflict(String),
+    #[error("the {0} was created by somebody else first (409 AlreadyExists)")]
+    AlreadyExists(String),
+    #[error("the {0} does not exist")]
+    NotFound(String),
+    #[error("the {object} holds a leader record that cannot be read: {reason}. leaderrun will not overwrite it; fix or delete it (kubectl edit / delete), or use another --name")]
+    Unreadable { object: String, reason: String },
+    #[error("the API server did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the API server refused to {verb} the {object} ({code} {reason}): {message}. {hint}")]
+    Refused {
+        verb: &'static str,
+        object: String,
+        code: u16,
+        reason: String,
+        message: String,
+        hint: String,
+    },
+    #[error("the API server answered {code} to {verb} of the {object}: {message}")]
+    Api {
+        verb: &'static str,
+        object: String,
+        code: u16,
+        message: String,
+    },
+    #[error("cannot reach the API server to {verb} the {object}: {message}")]
+    Transport {
+        verb: &'static str,
+        object: String,
+        message: String,
+    },
+}
+
+impl LockError {
+    /// Worth trying again later: the server or the network may recover.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LockError::Timeout(_) | LockError::Transport { .. } => true,
+            LockError::Api { code, .. } => *code >= 500 || *code == 429,
+            _ => false,
+        }
+    }
+}
+
+/// The object kinds that carry a record.
+pub trait LockObject:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// `lease` or `configmap`, for messages and RBAC hints.
+    const KIND: &'static str;
+    /// The plural resource and API group, for RBAC hints.
+    const RESOURCE: &'static str;
+    const GROUP: &'static str;
+    /// The record this object holds (the default record when it holds none).
+    fn read_record(&self) -> Result<LeaderRecord, String>;
+    /// This object with `record` in it, everything else unchanged.
+    fn with_record(&self, record: &LeaderRecord) -> Self;
+    /// A new object holding only `record`.
+    fn new_with_record(name: &str, record: &LeaderRecord) -> Self;
+}
+
+/// The lock operations the election needs.
+#[allow(async_fn_in_trait)]
+pub trait Lock {
+    type Object: Clone + Debug;
+    /// `lease default/nightly-report`.
+    fn describe(&self) -> String;
+    async fn get(&self, timeout: Duration) -> Result<Option<Observed<Self::Object>>, LockError>;
+    async fn create(
+        &self,
+        record: &LeaderRecord,
+        timeout: Duration,
+    ) -> Result<Observed<Self::Object>, LockError>;
+    /// Writes `record` over `prev`, failing with `Conflict` if the object changed since.
+    async fn update(
+        &self,
+        prev: &Observed<Self::Object>,
+        record: &LeaderRecord,
+        timeout: Duration,
+    ) -> Result<Observed<Self::Object>, LockError>;
+    /// Watches the one object from `resource_version`.
+    async fn watch(
+        &self,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<BoxStream<'static, Result<Change<Self::Object>, LockError>>, LockError>;
+}
+
+/// A lock over `kube::Api<K>`, for a Lease or a ConfigMap.
+pub struct KubeLock<K> {
+    api: Api<K>,
+    name: String,
+    namespace: String,
+}
+
+impl<K: LockObject> KubeLock<K> {
+    pub fn new(client: Client, namespace: &str, name: &str) -> Self {
+        KubeLock {
+            api: Api::namespaced(client, namespace),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    fn observe(&self, object: K) -> Result<Observed<K>, LockError> {
+        let record = object
+            .read_record()
+            .map_err(|reason| LockError::Unreadable {
+                object: self.describe(),
+                reason,
+            })?;
+        let resource_version = object.meta().resource_version.clone().unwrap_or_default();
+        Ok(Observed {
+            record,
+            resource_version,
+            object,
+        })
+    }
+
+    fn error(&self, verb: &'static str, e: kube::Error) -> LockError {
+        let object = self.describe();
+        match e {
+            kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists" => {
+                LockError::AlreadyExists(object)
+            }
+            kube::Error::Api(s) if s.code == 409 => LockError::Conflict(object),
+            kube::Error::Api(s) if s.code == 404 && s.reason == "NotFound" => {
+                LockError::NotFound(object)
+            }
+            kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
+                let hint = if s.code == 401 {
+                    "Check the credentials in the kubeconfig or the service account token"
+                        .to_string()
+                } else {
+                    format!(
+                        "Grant the identity RBAC verb {verb:?} on resource {:?} in API group {:?} in namespace {:?} (see deploy/rbac.yaml)",
+                        K::RESOURCE,
+                        K::GROUP,
+                        self.namespace
+                    )
+                };
+                LockError::Refused {
+                    verb,
+                    object,
+                    code: s.code,
+                    reason: s.reason.clone(),
+                    message: s.message.clone(),
+                    hint,
+                }
+            }
+            kube::Error::Api(s) => LockError::Api {
+                verb,
+                object,
+                code: s.code,
+                message: if s.message.is_empty() {
+                    s.reason.clone()
+                } else {
+                    s.message.clone()
+                },
+            },
+            kube::Error::SerdeError(e) => LockError::Unreadable {
+                object,
+                reason: format!("the API server's answer is not a valid {} ({e})", K::KIND),
+            },
+            other => LockError::Transport {
+                verb,
+                object,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+async fn within<T>(
+    timeout: Duration,
+    f: impl std::future::Future<Output = Result<T, LockError>>,
+) -> Result<T, LockError> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .unwrap_or(Err(LockError::Timeout(timeout)))
+}
+
+impl<K: LockObject> Lock for KubeLock<K> {
+    type Object = K;
+
+    fn describe(&self) -> String {
+        format!("{} {}/{}", K::KIND, self.namespace, self.name)
+    }
+
+    async fn get(&self, timeout: Duration) -> Result<Option<Observed<K>>, LockError> {
+        within(timeout, async {
+            match self.api.get(&self.name).await {
+                Ok(o) => self.observe(o).map(Some),
+                Err(kube::Error::Api(s)) if s.code == 404 && s.reason == "NotFound" => Ok(None),
+                Err(e) => Err(self.error("get", e)),
+            }
+        })
+        .await
+    }
+
+    async fn create(
+        &self,
+        record: &LeaderRecord,
+        timeout: Duration,
+    ) -> Result<Observed<K>, LockError> {
+        within(timeout, async {
+            let obj = K::new_with_record(&self.name, record);
+            let created = self
+                .api
+                .create(&PostParams::default(), &obj)
+                .await
+                .map_err(|e| self.error("create", e))?;
+            self.observe(created)
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        prev: &Observed<K>,
+        record: &LeaderRecord,
+        timeout: Duration,
+    ) -> Result<Observed<K>, LockError> {
+        within(timeout, async {
+            let mut obj = prev.object.with_record(record);
+            // Always the version we read: without it a ConfigMap PUT overwrites
+            // unconditionally, and two copies could both believe they lead.
+            obj.meta_mut().resource_version = Some(prev.resource_version.clone());
+            if prev.resource_version.is_empty() {
+                return Err(LockError::Conflict(self.describe()));
+            }
+            let updated = self
+                .api
+                .replace(&self.name, &PostParams::default(), &obj)
+                .await
+                .map_err(|e| self.error("update", e))?;
+            self.observe(updated)
+        })
+        .await
+    }
+
+    async fn watch(
+        &self,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<BoxStream<'static, Result<Change<K>, LockError>>, LockError> {
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={}", self.name))
+            .timeout(290);
+        let stream = within(timeout, async {
+            self.api
+                .watch(&params, resource_version)
+                .await
+                .map_err(|e| self.error("watch", e))
+        })
+        .await?;
+        let describe = self.describe();
+        let stream = stream
+            .map_err({
+                let describe = describe.clone();
+                move |e| LockError::Transport {
+                    verb: "watch",
+                    object: describe.clone(),
+                    message: e.to_string(),
+                }
+            })
+            .filter_map(move |ev| {
+                let describe = describe.clone();
+                async move {
+                    match ev {
+                        Ok(WatchEvent::Added(o)) | Ok(WatchEvent::Modified(o)) => {
+                            Some(match o.read_record() {
+                                Ok(record) => Ok(Change::Changed(Observed {
+                                    record,
+                                    resource_version: o
+                                        .meta()
+                                        .resource_version
+                                        .clone()
+                                        .unwrap_or_default(),
+                                    object: o,
+                                })),
+                                Err(reason) => Err(LockError::Unreadable {
+                                    object: describe,
+                                    reason,
+                                }),
+                            })
+                        }
+                        Ok(WatchEvent::Deleted(_)) => Some(Ok(Change::Deleted)),
+                        Ok(WatchEvent::Bookmark(_)) => None,
+                        Ok(WatchEvent::Error(s)) if s.code == 410 => Some(Ok(Change::Expired)),
+                        Ok(WatchEvent::Error(s)) => Some(Err(LockError::Api {
+                            verb: "watch",
+                            object: describe,
+                            code: s.code,
+                            message: s.message,
+                        })),
+                        Err(e) => Some(Err(e)),
+                    }
+                }
+            })
+            .boxed();
+        Ok(stream)
+    }
+}

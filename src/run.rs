@@ -1,0 +1,202 @@
+//! `leaderrun run`: the election and the supervisor, joined.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use tracing::{error, info, warn};
+
+use crate::cli::{LockKind, RunArgs};
+use crate::election::{AcquireError, AfterExit, Election};
+use crate::exit;
+use crate::lock::{KubeLock, Lock, LockError, LockObject};
+use crate::settings::{self, SettingsError, Timing};
+use crate::supervisor::{self, Signals};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Config(#[from] crate::client::ConfigError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Settings(_) => exit::USAGE,
+            RunError::Config(_) => exit::CONFIG,
+            RunError::Lock(_) | RunError::Setup(_) => exit::API,
+        }
+    }
+}
+
+pub fn timing(args: &RunArgs) -> Timing {
+    Timing {
+        lease_duration: args.lease_duration,
+        renew_deadline: args.renew_deadline,
+        retry_period: args.retry_period,
+        kill_grace: args.kill_grace,
+    }
+}
+
+/// Everything that can be checked without the API, checked first.
+pub fn validate(args: &RunArgs) -> Result<(), SettingsError> {
+    timing(args).validate()?;
+    settings::validate_name(&args.lock.name)?;
+    if let Some(ns) = &args.lock.namespace {
+        settings::validate_namespace(ns)?;
+    }
+    if let Some(id) = &args.identity {
+        settings::validate_identity(id)?;
+    }
+    Ok(())
+}
+
+pub async fn run(args: RunArgs) -> Result<u8, RunError> {
+    validate(&args)?;
+    let (client, namespace) = crate::client::connect(&args.lock).await?;
+    settings::validate_namespace(&namespace)?;
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(settings::default_identity);
+    match args.lock.lock {
+        LockKind::Lease => {
+            run_with(
+                KubeLock::<Lease>::new(client, &namespace, &args.lock.name),
+                &args,
+                identity,
+                namespace,
+            )
+            .await
+        }
+        LockKind::Configmap => {
+            run_with(
+                KubeLock::<ConfigMap>::new(client, &namespace, &args.lock.name),
+                &args,
+                identity,
+                namespace,
+            )
+            .await
+        }
+    }
+}
+
+async fn run_with<K: LockObject>(
+    lock: KubeLock<K>,
+    args: &RunArgs,
+    identity: String,
+    namespace: String,
+) -> Result<u8, RunError> {
+    supervisor::become_subreaper();
+    let mut signals =
+        Signals::new().map_err(|e| RunError::Setup(format!("cannot handle signals: {e}")))?;
+    let election = Election {
+        lock,
+        identity: identity.clone(),
+        timing: timing(args),
+    };
+    let describe = election.lock.describe();
+
+    let acquired = tokio::select! {
+        r = election.acquire(args.no_wait, args.wait_timeout) => r,
+        sig = signals.recv() => {
+            info!(lock = %describe, signal = ?sig, "signal while waiting for the lock; exiting");
+            return Ok(exit::for_signal(sig as i32));
+        }
+    };
+    let mut leadership = match acquired {
+        Ok(l) => l,
+        Err(AcquireError::Held { holder }) => {
+            info!(lock = %describe, holder = %holder, "the lock is held by another and --no-wait was given");
+            return Ok(args.conflict_exit_code);
+        }
+        Err(AcquireError::WaitTimeout) => {
+            warn!(lock = %describe, "--wait-timeout passed before the lock was acquired");
+            return Ok(exit::WAIT_TIMEOUT);
+        }
+        Err(AcquireError::Lock(e)) => return Err(e.into()),
+    };
+    info!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, "became leader");
+
+    let env = vec![
+        ("LEADERRUN_IDENTITY".to_string(), identity.clone()),
+        (
+            "LEADERRUN_LOCK".to_string(),
+            args.lock.lock.as_str().to_string(),
+        ),
+        ("LEADERRUN_NAMESPACE".to_string(), namespace),
+        ("LEADERRUN_NAME".to_string(), args.lock.name.clone()),
+        (
+            "LEADERRUN_FENCING_TOKEN".to_string(),
+            leadership.fencing_token.to_string(),
+        ),
+    ];
+    let mut child = match supervisor::spawn(&args.command, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "cannot start the command");
+            release(&election, leadership, AfterExit::Release).await;
+            return Ok(e.exit_code());
+        }
+    };
+
+    enum End {
+        Exited(supervisor::ChildExit),
+        Lost(crate::election::Lost),
+    }
+    let end = {
+        let hold = election.hold(&mut leadership);
+        tokio::pin!(hold);
+        let end = loop {
+            tokio::select! {
+                status = child.wait() => break End::Exited(status),
+                lost = &mut hold => break End::Lost(lost),
+                sig = signals.recv() => child.signal_group(sig),
+            }
+        };
+        match end {
+            // Keep renewing while leftovers of the child's group are stopped:
+            // the lock must stay ours until nothing of this leadership runs.
+            End::Exited(status) => tokio::select! {
+                _ = child.stop_leftovers(args.kill_grace) => End::Exited(status),
+                lost = &mut hold => End::Lost(lost),
+            },
+            lost => lost,
+        }
+    };
+    match end {
+        End::Exited(status) => {
+            let after = if args.no_release {
+                AfterExit::Leave
+            } else if let Some(d) = args.keep_after_exit {
+                AfterExit::Keep(d)
+            } else {
+                AfterExit::Release
+            };
+            info!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, status = ?status, after = ?after, "child exited; leadership ends");
+            release(&election, leadership, after).await;
+            Ok(status.exit_code())
+        }
+        End::Lost(lost) => {
+            error!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, reason = %lost, "lost leadership; stopping the child");
+            let status = child.stop(args.kill_grace).await;
+            info!(status = ?status, "child stopped");
+            Ok(exit::LEADERSHIP_LOST)
+        }
+    }
+}
+
+async fn release<L: Lock>(
+    election: &Election<L>,
+    leadership: crate::election::Leadership<L::Object>,
+    after: AfterExit,
+) {
+    if let Err(e) = election.finish(leadership, after).await {
+        // Not fatal: the lock expires after the lease duration anyway.
+        warn!(lock = %election.lock.describe(), error = %e, "could not release the lock; it will expire");
+    }
+}

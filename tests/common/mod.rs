@@ -1,0 +1,242 @@
+//! The scenario harness: a Kubernetes API (the emulator, or a real cluster when
+//! `LEADERRUN_TEST_KUBECONFIG` names one), candidates running the real binary,
+//! and a job script that logs its start and stop with timestamps.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use kube_emulator::{Config, Emulator};
+use tokio::process::{Child, Command};
+
+pub const KINDS: [&str; 2] = ["lease", "configmap"];
+
+pub struct Api {
+    pub emulator: Option<Emulator>,
+    real_kubeconfig: Option<PathBuf>,
+    pub namespace: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Api {
+    pub async fn start() -> Api {
+        let dir = tempfile::tempdir().expect("tempdir");
+        match std::env::var_os("LEADERRUN_TEST_KUBECONFIG") {
+            Some(path) => Api {
+                emulator: None,
+                real_kubeconfig: Some(PathBuf::from(path)),
+                namespace: std::env::var("LEADERRUN_TEST_NAMESPACE")
+                    .unwrap_or_else(|_| "default".into()),
+                dir,
+            },
+            None => Api {
+                emulator: Some(
+                    Emulator::start(Config::default())
+                        .await
+                        .expect("start the emulator"),
+                ),
+                real_kubeconfig: None,
+                namespace: "default".into(),
+                dir,
+            },
+        }
+    }
+
+    /// The emulator, or None (with a note) on a real cluster, for fault tests.
+    pub fn emulator(&self, test: &str) -> Option<&Emulator> {
+        if self.emulator.is_none() {
+            eprintln!("SKIPPED {test}: needs fault injection, which only the emulator has");
+        }
+        self.emulator.as_ref()
+    }
+
+    /// A kubeconfig for one client; on the emulator its token names the client
+    /// in the request log and for faults.
+    pub fn kubeconfig(&self, client: &str) -> PathBuf {
+        match (&self.emulator, &self.real_kubeconfig) {
+            (Some(e), _) => {
+                let p = self.dir.path().join(format!("kubeconfig-{client}"));
+                std::fs::write(&p, e.kubeconfig(Some(client), &self.namespace))
+                    .expect("write kubeconfig");
+                p
+            }
+            (None, Some(real)) => real.clone(),
+            (None, None) => unreachable!("Api::start sets one of them"),
+        }
+    }
+
+    /// A fresh lock name, so that runs against a real cluster do not collide.
+    pub fn lock_name(&self, base: &str) -> String {
+        format!("{base}-{:08x}", rand::random::<u32>())
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        let path = self.kubeconfig("test-driver");
+        let kc = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kubeconfig");
+        kube::Client::try_from(cfg).expect("client")
+    }
+
+    /// Writes the job script and returns its path.
+    pub fn job(&self) -> PathBuf {
+        let p = self.dir.path().join("job.sh");
+        if !p.exists() {
+            std::fs::write(&p, JOB).expect("write job script");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod job");
+        }
+        p
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("job.log")
+    }
+}
+
+/// Logs `start ID TOKEN NANOS` and `stop ID TOKEN NANOS`; stops on TERM.
+const JOB: &str = r#"#!/bin/sh
+log="$1"; seconds="$2"; code="${3:-0}"
+echo "start $LEADERRUN_IDENTITY $LEADERRUN_FENCING_TOKEN $(date +%s%N)" >> "$log"
+trap 'echo "stop $LEADERRUN_IDENTITY $LEADERRUN_FENCING_TOKEN $(date +%s%N)" >> "$log"; exit 143' TERM
+sleep "$seconds" &
+wait $!
+echo "stop $LEADERRUN_IDENTITY $LEADERRUN_FENCING_TOKEN $(date +%s%N)" >> "$log"
+exit "$code"
+"#;
+
+pub fn leaderrun() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_leaderrun"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("LEADERRUN_") || k == "KUBECONFIG" || k == "POD_NAME" {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "leaderrun=debug").kill_on_drop(true);
+    c
+}
+
+/// A candidate: `leaderrun --lock KIND --name NAME --identity ID ARGS -- CMD`.
+pub fn candidate(
+    api: &Api,
+    kind: &str,
+    name: &str,
+    id: &str,
+    args: &[&str],
+    cmd: &[&str],
+) -> Child {
+    let mut c = leaderrun();
+    c.arg("--kubeconfig")
+        .arg(api.kubeconfig(id))
+        .args([
+            "--lock",
+            kind,
+            "--name",
+            name,
+            "--identity",
+            id,
+            "-n",
+            &api.namespace,
+        ])
+        .args(args)
+        .arg("--")
+        .args(cmd);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c.spawn().expect("spawn leaderrun")
+}
+
+/// A candidate whose child is the job script.
+pub fn job_candidate(
+    api: &Api,
+    kind: &str,
+    name: &str,
+    id: &str,
+    args: &[&str],
+    seconds: &str,
+) -> Child {
+    let job = api.job();
+    let log = api.log_path();
+    candidate(
+        api,
+        kind,
+        name,
+        id,
+        args,
+        &[job.to_str().unwrap(), log.to_str().unwrap(), seconds],
+    )
+}
+
+/// Waits for a candidate to exit; returns its code and stderr.
+pub async fn exit_of(child: Child, within: Duration) -> (i32, String) {
+    let out = tokio::time::timeout(within, child.wait_with_output())
+        .await
+        .expect("leaderrun exits in time")
+        .expect("wait for leaderrun");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub what: String,
+    pub id: String,
+    pub token: i64,
+    pub nanos: u128,
+}
+
+pub fn read_log(path: &Path) -> Vec<Line> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let p: Vec<&str> = l.split_whitespace().collect();
+            Some(Line {
+                what: p.first()?.to_string(),
+                id: p.get(1)?.to_string(),
+                token: p.get(2)?.parse().ok()?,
+                nanos: p.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Waits until the job log satisfies `pred`.
+pub async fn wait_log(path: &Path, within: Duration, pred: impl Fn(&[Line]) -> bool) -> Vec<Line> {
+    let deadline = Instant::now() + within;
+    loop {
+        let lines = read_log(path);
+        if pred(&lines) {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting on the job log: {lines:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Run intervals per start, asserting that no two overlap: every start comes
+/// after the previous run's stop.
+pub fn assert_no_overlap(lines: &[Line]) {
+    let mut running: Option<&Line> = None;
+    for l in lines {
+        match (l.what.as_str(), running) {
+            ("start", None) => running = Some(l),
+            ("start", Some(r)) => panic!("{} started while {} was running: {lines:#?}", l.id, r.id),
+            ("stop", Some(r)) if r.id == l.id => running = None,
+            ("stop", _) => panic!("unexpected stop of {}: {lines:#?}", l.id),
+            _ => {}
+        }
+    }
+    let mut sorted = lines.to_vec();
+    sorted.sort_by_key(|l| l.nanos);
+    assert_eq!(sorted, lines, "the log is in time order");
+}

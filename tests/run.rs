@@ -1,0 +1,413 @@
+//! `leaderrun run` scenarios, for both lock kinds, against the emulator (or a
+//! real cluster with LEADERRUN_TEST_KUBECONFIG).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api as KubeApi, ObjectMeta, PostParams};
+use kube_emulator::{Action, Fault};
+use leaderrun::record::{LeaderRecord, LEADER_ANNOTATION};
+
+const LONG: Duration = Duration::from_secs(60);
+/// Short timings that still pass the safety rule, for tests that wait out deadlines.
+const FAST: [&str; 8] = [
+    "--lease-duration",
+    "4s",
+    "--renew-deadline",
+    "2s",
+    "--retry-period",
+    "500ms",
+    "--kill-grace",
+    "1s",
+];
+
+async fn record(api: &Api, kind: &str, name: &str) -> Option<LeaderRecord> {
+    let client = api.client().await;
+    if kind == "lease" {
+        let l = KubeApi::<Lease>::namespaced(client, &api.namespace)
+            .get_opt(name)
+            .await
+            .expect("get lease")?;
+        Some(LeaderRecord::from_lease_spec(&l.spec.unwrap_or_default()))
+    } else {
+        let c = KubeApi::<ConfigMap>::namespaced(client, &api.namespace)
+            .get_opt(name)
+            .await
+            .expect("get configmap")?;
+        let text = c
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get(LEADER_ANNOTATION)
+            .cloned()?;
+        Some(LeaderRecord::from_annotation(&text).expect("our own record reads back"))
+    }
+}
+
+#[tokio::test]
+async fn one_candidate_runs_the_child_returns_its_code_and_releases() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("one");
+        let c = candidate(&api, kind, &name, "solo", &[], &["sh", "-c", "test \"$LEADERRUN_FENCING_TOKEN\" = 0 && test \"$LEADERRUN_NAME\" = \"$0\" && exit 3", &name]);
+        let (code, stderr) = exit_of(c, LONG).await;
+        assert_eq!(
+            code, 3,
+            "{kind}: the child's exit code, and the env checks passed: {stderr}"
+        );
+        assert!(stderr.contains("became leader"), "{stderr}");
+        let r = record(&api, kind, &name).await.expect("the lock exists");
+        assert_eq!(r.holder_identity, "", "{kind}: released");
+        assert_eq!(r.lease_duration_seconds, 1);
+        assert_eq!(r.leader_transitions, 0);
+    }
+}
+
+#[tokio::test]
+async fn three_candidates_never_overlap_and_each_standby_takes_over() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("three");
+        let _ = std::fs::remove_file(api.log_path());
+        let cs: Vec<_> = ["c1", "c2", "c3"]
+            .iter()
+            .map(|id| job_candidate(&api, kind, &name, id, &[], "1"))
+            .collect();
+        for c in cs {
+            let (code, stderr) = exit_of(c, LONG).await;
+            assert_eq!(code, 0, "{kind}: {stderr}");
+        }
+        let lines = read_log(&api.log_path());
+        assert_eq!(lines.len(), 6, "{kind}: three runs: {lines:#?}");
+        assert_no_overlap(&lines);
+        let tokens: Vec<i64> = lines
+            .iter()
+            .filter(|l| l.what == "start")
+            .map(|l| l.token)
+            .collect();
+        assert_eq!(
+            tokens,
+            [0, 1, 2],
+            "{kind}: fencing tokens strictly increase"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_release_is_seen_well_under_a_retry_period() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("fast");
+        let _ = std::fs::remove_file(api.log_path());
+        let leader = job_candidate(&api, kind, &name, "leader", &["--retry-period", "2s"], "1");
+        wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+        let standby = job_candidate(&api, kind, &name, "standby", &["--retry-period", "2s"], "0");
+        assert_eq!(exit_of(leader, LONG).await.0, 0);
+        assert_eq!(exit_of(standby, LONG).await.0, 0);
+        let lines = read_log(&api.log_path());
+        assert_no_overlap(&lines);
+        let gap = Duration::from_nanos((lines[2].nanos - lines[1].nanos) as u64);
+        assert!(gap < Duration::from_secs(1), "{kind}: the standby started {gap:?} after the leader's child ended; a watch makes it far less than the 2s retry period");
+    }
+}
+
+#[tokio::test]
+async fn a_partitioned_leader_stops_its_child_before_a_standby_starts() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("partition") else {
+        return;
+    };
+    for kind in KINDS {
+        let name = api.lock_name("part");
+        let _ = std::fs::remove_file(api.log_path());
+        let leader = job_candidate(&api, kind, &name, "p-leader", &FAST, "1000");
+        wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+        let standby = job_candidate(&api, kind, &name, "p-standby", &FAST, "0");
+        emu.wait_for_request(LONG, |r| r.client == "p-standby")
+            .await
+            .expect("the standby is up");
+        let fault = emu.add_fault(Fault::new(Action::Partition).for_client("p-leader"));
+        let (code, stderr) = exit_of(leader, LONG).await;
+        assert_eq!(code, 121, "{kind}: leadership lost: {stderr}");
+        assert!(stderr.contains("lost leadership"), "{stderr}");
+        assert_eq!(exit_of(standby, LONG).await.0, 0);
+        emu.remove_fault(fault);
+        let lines = read_log(&api.log_path());
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert_no_overlap(&lines);
+        assert_eq!(
+            (lines[1].what.as_str(), lines[1].id.as_str()),
+            ("stop", "p-leader")
+        );
+        assert_eq!(lines[2].token, 1);
+    }
+}
+
+#[tokio::test]
+async fn renew_errors_stop_the_child_at_the_deadline_not_after_kube_retries() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("persistent 503") else {
+        return;
+    };
+    let name = api.lock_name("503");
+    let leader = job_candidate(&api, "lease", &name, "r-leader", &FAST, "1000");
+    wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+    // kube would retry a 503 for minutes by default; leaderrun must give up at its deadline.
+    emu.add_fault(
+        Fault::new(Action::Error {
+            code: 503,
+            retry_after: None,
+        })
+        .for_client("r-leader")
+        .method("PUT"),
+    );
+    let t = std::time::Instant::now();
+    let (code, _) = exit_of(leader, LONG).await;
+    assert_eq!(code, 121);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "stopped after {:?}",
+        t.elapsed()
+    );
+    let puts_after = emu
+        .request_log()
+        .iter()
+        .filter(|r| r.client == "r-leader" && r.method == "PUT" && r.status == 503)
+        .count();
+    assert!(
+        (2..=20).contains(&puts_after),
+        "a few renew tries within the 2s deadline, no retry storm: {puts_after}"
+    );
+}
+
+#[tokio::test]
+async fn no_wait_and_wait_timeout_exit_with_their_codes() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("busy");
+        let _ = std::fs::remove_file(api.log_path());
+        let leader = job_candidate(&api, kind, &name, "holder", &[], "1000");
+        wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+        let (code, _) = exit_of(
+            candidate(&api, kind, &name, "nw", &["--no-wait"], &["true"]),
+            LONG,
+        )
+        .await;
+        assert_eq!(code, 75, "{kind}: default conflict code");
+        let (code, _) = exit_of(
+            candidate(
+                &api,
+                kind,
+                &name,
+                "nw2",
+                &["--no-wait", "--conflict-exit-code", "9"],
+                &["true"],
+            ),
+            LONG,
+        )
+        .await;
+        assert_eq!(code, 9);
+        let (code, _) = exit_of(
+            candidate(
+                &api,
+                kind,
+                &name,
+                "wt",
+                &["--wait-timeout", "1s"],
+                &["true"],
+            ),
+            LONG,
+        )
+        .await;
+        assert_eq!(code, 124, "{kind}: wait timeout");
+        let lines = read_log(&api.log_path());
+        assert_eq!(lines.len(), 1, "{kind}: no other child ran: {lines:#?}");
+        // TERM to leaderrun reaches the child; it exits 143 (its trap), leaderrun returns that and releases.
+        let pid = leader.id().expect("running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let (code, stderr) = exit_of(leader, LONG).await;
+        assert_eq!(code, 143, "{kind}: {stderr}");
+        assert_eq!(
+            read_log(&api.log_path()).len(),
+            2,
+            "the child logged its stop"
+        );
+        assert_eq!(record(&api, kind, &name).await.unwrap().holder_identity, "");
+    }
+}
+
+#[tokio::test]
+async fn keep_after_exit_holds_the_lock_and_no_release_leaves_it() {
+    let api = Api::start().await;
+    let name = api.lock_name("keep");
+    let (code, _) = exit_of(
+        candidate(
+            &api,
+            "lease",
+            &name,
+            "cron-a",
+            &["--keep-after-exit", "1m"],
+            &["true"],
+        ),
+        LONG,
+    )
+    .await;
+    assert_eq!(code, 0);
+    let r = record(&api, "lease", &name).await.unwrap();
+    assert_eq!(
+        (r.holder_identity.as_str(), r.lease_duration_seconds),
+        ("cron-a", 60)
+    );
+    let (code, _) = exit_of(
+        candidate(&api, "lease", &name, "cron-b", &["--no-wait"], &["true"]),
+        LONG,
+    )
+    .await;
+    assert_eq!(code, 75, "a late copy does not run the job again");
+
+    let name = api.lock_name("norel");
+    let (code, _) = exit_of(
+        candidate(&api, "configmap", &name, "nr", &["--no-release"], &["true"]),
+        LONG,
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        record(&api, "configmap", &name)
+            .await
+            .unwrap()
+            .holder_identity,
+        "nr"
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_configmap_record_is_reported_and_never_overwritten() {
+    let api = Api::start().await;
+    let name = api.lock_name("corrupt");
+    let cms = KubeApi::<ConfigMap>::namespaced(api.client().await, &api.namespace);
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            annotations: Some(
+                [
+                    (LEADER_ANNOTATION.to_string(), "not json".to_string()),
+                    ("other".to_string(), "kept".to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        data: Some([("k".to_string(), "v".to_string())].into()),
+        ..Default::default()
+    };
+    let before = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let (code, stderr) = exit_of(
+        candidate(&api, "configmap", &name, "x", &[], &["true"]),
+        LONG,
+    )
+    .await;
+    assert_eq!(code, 69, "{stderr}");
+    assert!(
+        stderr.contains(&format!("configmap {}/{name}", api.namespace))
+            && stderr.contains("not JSON")
+            && stderr.contains("will not overwrite"),
+        "{stderr}"
+    );
+    let after = cms.get(&name).await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "not written"
+    );
+}
+
+#[tokio::test]
+async fn configmap_lock_leaves_data_and_other_annotations_alone() {
+    let api = Api::start().await;
+    let name = api.lock_name("shared");
+    let cms = KubeApi::<ConfigMap>::namespaced(api.client().await, &api.namespace);
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            annotations: Some([("other".to_string(), "kept".to_string())].into()),
+            ..Default::default()
+        },
+        data: Some([("k".to_string(), "v".to_string())].into()),
+        ..Default::default()
+    };
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let (code, _) = exit_of(
+        candidate(&api, "configmap", &name, "x", &[], &["true"]),
+        LONG,
+    )
+    .await;
+    assert_eq!(code, 0);
+    let after = cms.get(&name).await.unwrap();
+    assert_eq!(after.data.unwrap()["k"], "v");
+    let ann = after.metadata.annotations.unwrap();
+    assert_eq!(ann["other"], "kept");
+    assert!(ann.contains_key(LEADER_ANNOTATION));
+}
+
+#[tokio::test]
+async fn bad_settings_are_rejected_before_any_api_call() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("no request made") else {
+        return;
+    };
+    let cases: [(&[&str], &str); 4] = [
+        (&["--lease-duration", "12s"], "--renew-deadline"),
+        (&["--retry-period", "9s"], "--retry-period"),
+        (&["--lease-duration", "0s"], "greater than zero"),
+        (&["--lease-duration", "soon"], "not a duration"),
+    ];
+    for (args, needle) in cases {
+        let (code, stderr) = exit_of(
+            candidate(&api, "lease", "ok-name", "x", args, &["true"]),
+            LONG,
+        )
+        .await;
+        assert_eq!(code, 64, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let (code, stderr) = exit_of(
+        candidate(&api, "lease", "Bad_Name", "x", &[], &["true"]),
+        LONG,
+    )
+    .await;
+    assert_eq!(code, 64);
+    assert!(stderr.contains("lock name"), "{stderr}");
+    let mut c = leaderrun();
+    c.arg("--kubeconfig").arg(api.kubeconfig("x")).args([
+        "--name",
+        "x",
+        "--namespace",
+        "Bad_NS",
+        "--",
+        "true",
+    ]);
+    let out = c.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid namespace"));
+    let mut c = leaderrun();
+    c.args(["--name", "x", "--"]);
+    let out = c.output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "a missing command is a usage error"
+    );
+    assert!(
+        emu.request_log().is_empty(),
+        "no request was made: {:?}",
+        emu.request_log()
+    );
+}

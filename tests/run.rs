@@ -411,3 +411,87 @@ async fn bad_settings_are_rejected_before_any_api_call() {
         emu.request_log()
     );
 }
+
+#[tokio::test]
+async fn with_watch_forbidden_a_standby_polls_and_still_takes_over() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("watch forbidden") else {
+        return;
+    };
+    let name = api.lock_name("nowatch");
+    emu.add_fault(
+        Fault::new(Action::Error {
+            code: 403,
+            retry_after: None,
+        })
+        .for_client("poller")
+        .path_contains("watch="),
+    );
+    let leader = job_candidate(
+        &api,
+        "lease",
+        &name,
+        "w-leader",
+        &["--retry-period", "1s"],
+        "1",
+    );
+    wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+    let standby = job_candidate(
+        &api,
+        "lease",
+        &name,
+        "poller",
+        &["--retry-period", "1s"],
+        "0",
+    );
+    assert_eq!(exit_of(leader, LONG).await.0, 0);
+    let (code, stderr) = exit_of(standby, LONG).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("polling"), "it says it polls: {stderr}");
+    let lines = read_log(&api.log_path());
+    assert_no_overlap(&lines);
+    let watches = emu
+        .request_log()
+        .iter()
+        .filter(|r| r.client == "poller" && r.verb == "watch")
+        .count();
+    assert_eq!(watches, 1, "a forbidden watch is not retried");
+}
+
+#[tokio::test]
+async fn the_bearer_token_never_appears_in_logs() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("token in logs") else {
+        return;
+    };
+    let token = "s3cr3t-token-do-not-log";
+    let kc = api.dir.path().join("secret-kubeconfig");
+    std::fs::write(&kc, emu.kubeconfig(Some(token), "default")).unwrap();
+    // Every level of every crate, and a failure path (401) that logs errors.
+    emu.add_fault(
+        Fault::new(Action::Error {
+            code: 401,
+            retry_after: None,
+        })
+        .times(1),
+    );
+    for args in [
+        &["--name", "tok", "-vv"][..],
+        &["--name", "tok", "-vv", "--log-format", "json"][..],
+    ] {
+        let mut c = leaderrun();
+        c.env("RUST_LOG", "trace")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .args(["--", "true"]);
+        let out = c.output().await.unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains(token), "the token leaked into the logs");
+        assert!(all.contains("tok"), "logs were written: {all}");
+    }
+}

@@ -15,7 +15,7 @@ pub struct Fault {
     /// Only this HTTP method (GET, PUT, ...).
     #[serde(default)]
     pub method: Option<String>,
-    /// Only paths containing this text.
+    /// Only requests whose path and query contain this text.
     #[serde(default)]
     pub path_contains: Option<String>,
     pub action: Action,

@@ -443,7 +443,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         let now = Instant::now();
         let mut faults = lock(&shared.faults);
         for f in faults.iter_mut() {
-            if !f.live(now) || !f.matches(&client, method.as_str(), &path) {
+            if !f.live(now) || !f.matches(&client, method.as_str(), &entry.path) {
                 continue;
             }
             match &f.fault.action {

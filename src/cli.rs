@@ -126,7 +126,9 @@ pub struct RunArgs {
     /// Time between TERM and KILL when the child must stop.
     #[arg(long, value_parser = parse_duration, default_value = "3s", env = "LEADERRUN_KILL_GRACE")]
     pub kill_grace: Duration,
-    /// Exit at once if another holds the lock, instead of waiting.
+    /// Exit at once if another holds the lock, instead of waiting. A lock whose own
+    /// timestamps show it lapsed over a minute ago is watched for one lease duration
+    /// and taken if it does not change.
     #[arg(long, env = "LEADERRUN_NO_WAIT")]
     pub no_wait: bool,
     /// Exit code for --no-wait when the lock is held.
@@ -138,8 +140,9 @@ pub struct RunArgs {
     /// Do not release the lock when the child ends; it expires after the lease duration.
     #[arg(long, env = "LEADERRUN_NO_RELEASE", conflicts_with = "keep_after_exit")]
     pub no_release: bool,
-    /// When the child ends, keep the lock for this long instead of releasing it
-    /// (for cron: a copy that fires a little late on another host does not run the job again).
+    /// When the child ends, keep holding (and renewing) the lock for this long, then
+    /// release and exit (for cron: a copy that fires a little late on another host
+    /// does not run the job again).
     #[arg(long, value_parser = parse_duration, env = "LEADERRUN_KEEP_AFTER_EXIT")]
     pub keep_after_exit: Option<Duration>,
     #[command(flatten)]

@@ -78,6 +78,17 @@ pub fn decide(
     }
 }
 
+/// True when the record's own timestamps say it lapsed long ago. Used only to
+/// decide whether `--no-wait` should wait and see, never to take the lock.
+pub fn looks_abandoned(r: &LeaderRecord) -> bool {
+    let Some(renewed) = r.renew_time else {
+        return false;
+    };
+    let lapsed = renewed + chrono::Duration::seconds(r.lease_duration_seconds.max(0) as i64);
+    // A generous allowance for clock offsets between hosts.
+    lapsed + chrono::Duration::seconds(60) < chrono::Utc::now()
+}
+
 /// The record to write to take or keep the lock.
 pub fn acquiring_record(prev: Option<&LeaderRecord>, me: &str, lease_seconds: i32) -> LeaderRecord {
     let now = now_micros();
@@ -155,11 +166,10 @@ pub enum Lost {
     Lock(LockError),
 }
 
-/// What to do with the lock once the child has ended.
+/// What to do with the lock once the child (and any hold-over time) has ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AfterExit {
     Release,
-    Keep(Duration),
     Leave,
 }
 
@@ -261,7 +271,9 @@ impl<L: Lock> Election<L> {
                     let holder = record
                         .map(|r| r.holder_identity.clone())
                         .unwrap_or_default();
-                    if no_wait {
+                    // A record that is stale by its own clock is not really held: rather than
+                    // give up, confirm it the safe way (no change for a lease duration).
+                    if no_wait && !record.is_some_and(looks_abandoned) {
                         return Err(AcquireError::Held { holder });
                     }
                     if holder != waiting_for {
@@ -401,7 +413,7 @@ impl<L: Lock> Election<L> {
     }
 
     /// After the child ended: release (empty holder, duration 1s, transitions
-    /// kept, as client-go's ReleaseOnCancel), keep for a while, or leave as is.
+    /// kept, as client-go's ReleaseOnCancel), or leave the lock to expire.
     pub async fn finish(
         &self,
         l: Leadership<L::Object>,
@@ -410,11 +422,6 @@ impl<L: Lock> Election<L> {
         let record = match after {
             AfterExit::Leave => return Ok(()),
             AfterExit::Release => released_record(&l.held.record),
-            AfterExit::Keep(d) => LeaderRecord {
-                renew_time: Some(now_micros()),
-                lease_duration_seconds: d.as_secs_f64().ceil().clamp(1.0, i32::MAX as f64) as i32,
-                ..l.held.record.clone()
-            },
         };
         let mut held = l.held;
         for _ in 0..2 {

@@ -161,10 +161,27 @@ async fn run_with<K: LockObject>(
         match end {
             // Keep renewing while leftovers of the child's group are stopped:
             // the lock must stay ours until nothing of this leadership runs.
-            End::Exited(status) => tokio::select! {
-                _ = child.stop_leftovers(args.kill_grace) => End::Exited(status),
-                lost = &mut hold => End::Lost(lost),
-            },
+            End::Exited(status) => {
+                let stopped = tokio::select! {
+                    _ = child.stop_leftovers(args.kill_grace) => None,
+                    lost = &mut hold => Some(End::Lost(lost)),
+                };
+                if let Some(lost) = stopped {
+                    lost
+                } else {
+                    if let Some(keep) = args.keep_after_exit {
+                        // Hold the lock a while longer (renewing), so a copy that
+                        // starts a little late elsewhere does not run the job again.
+                        info!(lock = %describe, keep = ?keep, status = ?status, "child exited; keeping the lock");
+                        tokio::select! {
+                            _ = tokio::time::sleep(keep) => {}
+                            lost = &mut hold => warn!(lock = %describe, reason = %lost, "lost the lock while keeping it after the child's exit"),
+                            sig = signals.recv() => info!(signal = ?sig, "signal while keeping the lock; releasing now"),
+                        }
+                    }
+                    End::Exited(status)
+                }
+            }
             lost => lost,
         }
     };
@@ -172,8 +189,6 @@ async fn run_with<K: LockObject>(
         End::Exited(status) => {
             let after = if args.no_release {
                 AfterExit::Leave
-            } else if let Some(d) = args.keep_after_exit {
-                AfterExit::Keep(d)
             } else {
                 AfterExit::Release
             };

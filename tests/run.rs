@@ -247,32 +247,58 @@ async fn no_wait_and_wait_timeout_exit_with_their_codes() {
 #[tokio::test]
 async fn keep_after_exit_holds_the_lock_and_no_release_leaves_it() {
     let api = Api::start().await;
-    let name = api.lock_name("keep");
-    let (code, _) = exit_of(
-        candidate(
+    for kind in KINDS {
+        let name = api.lock_name("keep");
+        let first = candidate(
             &api,
-            "lease",
+            kind,
             &name,
             "cron-a",
-            &["--keep-after-exit", "1m"],
-            &["true"],
-        ),
-        LONG,
-    )
-    .await;
-    assert_eq!(code, 0);
-    let r = record(&api, "lease", &name).await.unwrap();
-    assert_eq!(
-        (r.holder_identity.as_str(), r.lease_duration_seconds),
-        ("cron-a", 60)
-    );
-    let (code, _) = exit_of(
-        candidate(&api, "lease", &name, "cron-b", &["--no-wait"], &["true"]),
-        LONG,
-    )
-    .await;
-    assert_eq!(code, 75, "a late copy does not run the job again");
-
+            &["--keep-after-exit", "3s"],
+            &[
+                "sh",
+                "-c",
+                "echo ran >> \"$0\"",
+                api.log_path().to_str().unwrap(),
+            ],
+        );
+        wait_log(&api.log_path(), LONG, |_| {
+            std::fs::read_to_string(api.log_path())
+                .unwrap_or_default()
+                .lines()
+                .count()
+                == 1
+        })
+        .await;
+        let (code, _) = exit_of(
+            candidate(&api, kind, &name, "cron-b", &["--no-wait"], &["true"]),
+            LONG,
+        )
+        .await;
+        assert_eq!(code, 75, "{kind}: a late copy does not run the job again");
+        let r = record(&api, kind, &name).await.unwrap();
+        assert_eq!(
+            r.holder_identity, "cron-a",
+            "{kind}: still held after the child's exit"
+        );
+        let (code, _) = exit_of(first, LONG).await;
+        assert_eq!(code, 0);
+        assert_eq!(
+            record(&api, kind, &name).await.unwrap().holder_identity,
+            "",
+            "{kind}: released when the window ends"
+        );
+        let (code, _) = exit_of(
+            candidate(&api, kind, &name, "cron-c", &["--no-wait"], &["true"]),
+            LONG,
+        )
+        .await;
+        assert_eq!(
+            code, 0,
+            "{kind}: after the window the next run gets the lock"
+        );
+        let _ = std::fs::remove_file(api.log_path());
+    }
     let name = api.lock_name("norel");
     let (code, _) = exit_of(
         candidate(&api, "configmap", &name, "nr", &["--no-release"], &["true"]),
@@ -287,6 +313,70 @@ async fn keep_after_exit_holds_the_lock_and_no_release_leaves_it() {
             .holder_identity,
         "nr"
     );
+}
+
+#[tokio::test]
+async fn no_wait_confirms_a_lock_abandoned_long_ago_and_takes_it() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("stale");
+        // Left by a copy that died ten minutes ago without releasing.
+        let t = chrono::Utc::now() - chrono::Duration::minutes(10);
+        let stale = LeaderRecord {
+            holder_identity: "crashed".into(),
+            lease_duration_seconds: 4,
+            acquire_time: Some(t),
+            renew_time: Some(t),
+            leader_transitions: 3,
+        };
+        let client = api.client().await;
+        if kind == "lease" {
+            let l = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                },
+                spec: Some(stale.to_lease_spec(None)),
+            };
+            KubeApi::<Lease>::namespaced(client, &api.namespace)
+                .create(&PostParams::default(), &l)
+                .await
+                .unwrap();
+        } else {
+            let c = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    annotations: Some(
+                        [(LEADER_ANNOTATION.to_string(), stale.to_annotation())].into(),
+                    ),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            KubeApi::<ConfigMap>::namespaced(client, &api.namespace)
+                .create(&PostParams::default(), &c)
+                .await
+                .unwrap();
+        }
+        let t0 = std::time::Instant::now();
+        let (code, stderr) = exit_of(
+            candidate(
+                &api,
+                kind,
+                &name,
+                "next-day",
+                &[&["--no-wait"][..], &FAST[..]].concat(),
+                &["sh", "-c", "test \"$LEADERRUN_FENCING_TOKEN\" = 4"],
+            ),
+            LONG,
+        )
+        .await;
+        assert_eq!(code, 0, "{kind}: {stderr}");
+        assert!(
+            t0.elapsed() >= Duration::from_secs(4),
+            "{kind}: it waited one lease duration of its own observation first"
+        );
+    }
 }
 
 #[tokio::test]
@@ -493,5 +583,227 @@ async fn the_bearer_token_never_appears_in_logs() {
         );
         assert!(!all.contains(token), "the token leaked into the logs");
         assert!(all.contains("tok"), "logs were written: {all}");
+    }
+}
+
+#[tokio::test]
+async fn a_sigkilled_leaders_child_dies_and_the_standby_waits_out_the_lease() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("kill9");
+        let _ = std::fs::remove_file(api.log_path());
+        let pidfile = api.dir.path().join(format!("{kind}.pid"));
+        let cmd = format!(
+            "echo $$ > {}; exec {} {} 1000",
+            pidfile.display(),
+            api.job().display(),
+            api.log_path().display()
+        );
+        let leader = candidate(&api, kind, &name, "k-leader", &FAST, &["sh", "-c", &cmd]);
+        wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+        let standby = job_candidate(&api, kind, &name, "k-standby", &FAST, "0");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let child_pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let killed_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(leader.id().unwrap() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let mut leader = leader;
+        // Not `exit_of`: the job's own `sleep` outlives it (no parent-death signal is
+        // inherited by grandchildren) and keeps the output pipes open.
+        let status = tokio::time::timeout(LONG, leader.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), None, "killed by a signal");
+        // The parent-death signal kills the child; it is gone within moments.
+        let gone = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(child_pid), None).is_err()
+        });
+        assert!(gone, "{kind}: the child died with its leaderrun");
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child_pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        assert_eq!(exit_of(standby, LONG).await.0, 0);
+        let lines = read_log(&api.log_path());
+        let start = lines
+            .iter()
+            .find(|l| l.id == "k-standby" && l.what == "start")
+            .expect("the standby ran");
+        // Its last renew was at most one retry period (500ms) before the kill.
+        let waited = Duration::from_nanos((start.nanos - killed_at) as u64);
+        assert!(
+            waited >= Duration::from_millis(3500),
+            "{kind}: took over {waited:?} after the kill, before the 4s lease could run out"
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_writer_taking_the_lock_stops_the_leaders_child() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("intruder");
+        let _ = std::fs::remove_file(api.log_path());
+        let leader = job_candidate(&api, kind, &name, "i-leader", &FAST, "1000");
+        wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+        // A PUT of the whole object with a new holder, as `kubectl replace` or `edit` would send it.
+        let client = api.client().await;
+        let mut taken = None;
+        for _ in 0..20 {
+            let r = if kind == "lease" {
+                let leases = KubeApi::<Lease>::namespaced(client.clone(), &api.namespace);
+                let mut l = leases.get(&name).await.unwrap();
+                l.spec.as_mut().unwrap().holder_identity = Some("intruder".into());
+                leases
+                    .replace(&name, &PostParams::default(), &l)
+                    .await
+                    .map(|_| ())
+            } else {
+                let cms = KubeApi::<ConfigMap>::namespaced(client.clone(), &api.namespace);
+                let mut c = cms.get(&name).await.unwrap();
+                let ann = c.metadata.annotations.as_mut().unwrap();
+                let mut r = LeaderRecord::from_annotation(&ann[LEADER_ANNOTATION]).unwrap();
+                r.holder_identity = "intruder".into();
+                ann.insert(LEADER_ANNOTATION.into(), r.to_annotation());
+                cms.replace(&name, &PostParams::default(), &c)
+                    .await
+                    .map(|_| ())
+            };
+            // A renew may land between our read and write: then read again.
+            if r.is_ok() {
+                taken = Some(());
+                break;
+            }
+        }
+        assert!(taken.is_some(), "{kind}: the intruder's write went through");
+        let (code, stderr) = exit_of(leader, LONG).await;
+        assert_eq!(code, 121, "{kind}: {stderr}");
+        assert!(
+            stderr.contains("intruder"),
+            "the log names the new holder: {stderr}"
+        );
+        let lines = read_log(&api.log_path());
+        assert_eq!(
+            lines.last().map(|l| l.what.as_str()),
+            Some("stop"),
+            "{kind}: the child was stopped: {lines:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn signals_reach_the_child_and_grandchildren_then_the_lock_is_released() {
+    let api = Api::start().await;
+    for (kind, sig) in [
+        ("lease", "TERM"),
+        ("configmap", "INT"),
+        ("lease", "HUP"),
+        ("configmap", "USR1"),
+    ] {
+        let name = api.lock_name("sig");
+        let log = api.dir.path().join(format!("sig-{sig}.log"));
+        // The grandchild runs in the foreground of the child shell, so INT is not
+        // ignored in it (a shell ignores INT in background jobs).
+        let script = format!(
+            "trap 'echo child-{sig} >> {log}; exit 7' {sig}; sh -c 'trap \"echo grandchild-{sig} >> {log}; exit 0\" {sig}; echo ready >> {log}; while :; do sleep 0.05; done'",
+            log = log.display()
+        );
+        let c = candidate(&api, kind, &name, "s-leader", &[], &["sh", "-c", &script]);
+        let pid = c.id().unwrap() as i32;
+        let deadline = std::time::Instant::now() + LONG;
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("ready")
+        {
+            assert!(std::time::Instant::now() < deadline, "the job started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let signal: nix::sys::signal::Signal = format!("SIG{sig}").parse().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
+        let (code, stderr) = exit_of(c, LONG).await;
+        assert_eq!(
+            code, 7,
+            "{sig}: leaderrun exits with the child's status: {stderr}"
+        );
+        let seen = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            seen.contains(&format!("child-{sig}")) && seen.contains(&format!("grandchild-{sig}")),
+            "{sig}: {seen}"
+        );
+        assert_eq!(
+            record(&api, kind, &name).await.unwrap().holder_identity,
+            "",
+            "{sig}: released"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_or_unexecutable_command_is_127_or_126_and_the_lock_is_released() {
+    let api = Api::start().await;
+    let not_exec = api.dir.path().join("not-executable.sh");
+    std::fs::write(&not_exec, "#!/bin/sh\nexit 0\n").unwrap();
+    for kind in KINDS {
+        for (cmd, want, says) in [
+            ("no-such-command-xyz", 127, "command not found"),
+            (not_exec.to_str().unwrap(), 126, "not executable"),
+        ] {
+            let name = api.lock_name("spawn");
+            let (code, stderr) =
+                exit_of(candidate(&api, kind, &name, "x", &[], &[cmd]), LONG).await;
+            assert_eq!(code, want, "{kind} {cmd}: {stderr}");
+            assert!(stderr.contains(says), "{stderr}");
+            assert_eq!(
+                record(&api, kind, &name).await.unwrap().holder_identity,
+                "",
+                "{kind}: released"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_leader_renews_with_one_put_per_retry_period_and_no_get() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("request counting") else {
+        return;
+    };
+    for kind in KINDS {
+        let name = api.lock_name("quiet");
+        let id = format!("q-{kind}");
+        let (code, _) = exit_of(
+            job_candidate(&api, kind, &name, &id, &["--retry-period", "500ms"], "3"),
+            LONG,
+        )
+        .await;
+        assert_eq!(code, 0);
+        let mine: Vec<_> = emu
+            .request_log()
+            .into_iter()
+            .filter(|r| r.client == id)
+            .collect();
+        let count = |verb: &str| mine.iter().filter(|r| r.verb == verb).count();
+        // One read before acquiring; none while renewing. The release may need one
+        // more if a renew was in flight when the child exited (its answer is lost).
+        assert!((1..=2).contains(&count("get")), "{kind}: {mine:#?}");
+        assert_eq!(count("create"), 1);
+        // 3s of leading at 500ms, plus the release; jitter-free for the leader.
+        assert!(
+            (4..=9).contains(&count("update")),
+            "{kind}: {} updates",
+            count("update")
+        );
     }
 }

@@ -145,6 +145,9 @@ pub struct RunArgs {
     /// does not run the job again).
     #[arg(long, value_parser = parse_duration, env = "LEADERRUN_KEEP_AFTER_EXIT")]
     pub keep_after_exit: Option<Duration>,
+    /// Serve /healthz, /readyz (200 only while leader) and /metrics on this address.
+    #[arg(long, value_name = "ADDR", env = "LEADERRUN_HEALTH_ADDR")]
+    pub health_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub log: LogArgs,
     /// The command to run while leader, and its arguments.

@@ -177,6 +177,7 @@ pub struct Election<L: Lock> {
     pub lock: L,
     pub identity: String,
     pub timing: Timing,
+    pub metrics: std::sync::Arc<crate::health::Metrics>,
 }
 
 impl<L: Lock> Election<L> {
@@ -372,7 +373,15 @@ impl<L: Lock> Election<L> {
             }
             let record =
                 acquiring_record(Some(&l.held.record), &self.identity, self.lease_seconds());
-            match self.lock.update(&l.held, &record, deadline - sent).await {
+            let result = self.lock.update(&l.held, &record, deadline - sent).await;
+            let latency = sent.elapsed();
+            match &result {
+                Ok(_) => self
+                    .metrics
+                    .renewed(sent, latency, sent + self.timing.renew_deadline),
+                Err(_) => self.metrics.renew_failed(latency),
+            }
+            match result {
                 Ok(held) => {
                     if failures > 0 {
                         info!(lock = %self.lock.describe(), failures, "renewed again after failures");

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod election;
 pub mod exit;
+pub mod health;
 pub mod inspect;
 pub mod lock;
 pub mod logging;

@@ -7,6 +7,7 @@ use tracing::{error, info, warn};
 use crate::cli::{LockKind, RunArgs};
 use crate::election::{AcquireError, AfterExit, Election};
 use crate::exit;
+use crate::health::Metrics;
 use crate::lock::{KubeLock, Lock, LockError, LockObject};
 use crate::settings::{self, SettingsError, Timing};
 use crate::supervisor::{self, Signals};
@@ -21,13 +22,15 @@ pub enum RunError {
     Lock(#[from] LockError),
     #[error("{0}")]
     Setup(String),
+    #[error("cannot serve health on {0}: {1}. Choose another --health-addr")]
+    Health(std::net::SocketAddr, std::io::Error),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Settings(_) => exit::USAGE,
-            RunError::Config(_) => exit::CONFIG,
+            RunError::Config(_) | RunError::Health(..) => exit::CONFIG,
             RunError::Lock(_) | RunError::Setup(_) => exit::API,
         }
     }
@@ -94,10 +97,18 @@ async fn run_with<K: LockObject>(
     supervisor::become_subreaper();
     let mut signals =
         Signals::new().map_err(|e| RunError::Setup(format!("cannot handle signals: {e}")))?;
+    let metrics = std::sync::Arc::new(Metrics::default());
+    if let Some(addr) = args.health_addr {
+        let bound = crate::health::serve(addr, metrics.clone())
+            .await
+            .map_err(|e| RunError::Health(addr, e))?;
+        info!(addr = %bound, "serving /healthz, /readyz and /metrics");
+    }
     let election = Election {
         lock,
         identity: identity.clone(),
         timing: timing(args),
+        metrics: metrics.clone(),
     };
     let describe = election.lock.describe();
 
@@ -121,6 +132,11 @@ async fn run_with<K: LockObject>(
         Err(AcquireError::Lock(e)) => return Err(e.into()),
     };
     info!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, "became leader");
+    metrics.became_leader(
+        leadership.fencing_token,
+        leadership.last_renew_sent,
+        election.deadline(&leadership),
+    );
 
     let env = vec![
         ("LEADERRUN_IDENTITY".to_string(), identity.clone()),
@@ -136,10 +152,14 @@ async fn run_with<K: LockObject>(
         ),
     ];
     let mut child = match supervisor::spawn(&args.command, &env) {
-        Ok(c) => c,
+        Ok(c) => {
+            metrics.child_started();
+            c
+        }
         Err(e) => {
             error!(error = %e, "cannot start the command");
             release(&election, leadership, AfterExit::Release).await;
+            metrics.leadership_ended();
             return Ok(e.exit_code());
         }
     };
@@ -193,13 +213,18 @@ async fn run_with<K: LockObject>(
                 AfterExit::Release
             };
             info!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, status = ?status, after = ?after, "child exited; leadership ends");
+            metrics.child_exited(status.exit_code());
             release(&election, leadership, after).await;
+            metrics.leadership_ended();
             Ok(status.exit_code())
         }
         End::Lost(lost) => {
             error!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, reason = %lost, "lost leadership; stopping the child");
+            metrics.lost_leadership();
             let status = child.stop(args.kill_grace).await;
             info!(status = ?status, "child stopped");
+            metrics.child_exited(status.exit_code());
+            metrics.leadership_ended();
             Ok(exit::LEADERSHIP_LOST)
         }
     }

@@ -240,3 +240,45 @@ pub fn assert_no_overlap(lines: &[Line]) {
     sorted.sort_by_key(|l| l.nanos);
     assert_eq!(sorted, lines, "the log is in time order");
 }
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// GET over plain HTTP/1.1; None while nothing listens.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.ok()?;
+    let status = raw.split(' ').nth(1)?.parse().ok()?;
+    Some((status, raw.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// Polls `path` until `pred` holds on the answer.
+pub async fn wait_http(
+    port: u16,
+    path: &str,
+    within: Duration,
+    pred: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some((code, body)) = http_get(port, path).await {
+            if pred(code, &body) {
+                return (code, body);
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting on {path}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,165 @@
+//! `--health-addr`: readiness follows leadership, health fails when the leader is
+//! overdue on renewing, and /metrics counts what happened.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kube_emulator::{Action, Fault};
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn readyz_only_on_the_leader_and_metrics_count_renews() {
+    let api = Api::start().await;
+    let name = api.lock_name("health");
+    let (p1, p2) = (free_port(), free_port());
+    let leader = job_candidate(
+        &api,
+        "lease",
+        &name,
+        "h-leader",
+        &[
+            "--retry-period",
+            "500ms",
+            "--health-addr",
+            &format!("127.0.0.1:{p1}"),
+        ],
+        "3",
+    );
+    wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+    let standby = job_candidate(
+        &api,
+        "lease",
+        &name,
+        "h-standby",
+        &[
+            "--retry-period",
+            "500ms",
+            "--health-addr",
+            &format!("127.0.0.1:{p2}"),
+        ],
+        "0",
+    );
+    assert_eq!(
+        wait_http(p1, "/readyz", LONG, |c, _| c == 200).await.1,
+        "leader\n"
+    );
+    let (code, body) = wait_http(p2, "/readyz", LONG, |_, _| true).await;
+    assert_eq!((code, body.as_str()), (503, "not leader\n"));
+    assert_eq!(wait_http(p1, "/healthz", LONG, |_, _| true).await.0, 200);
+    assert_eq!(
+        wait_http(p2, "/healthz", LONG, |_, _| true).await.0,
+        200,
+        "a follower is healthy"
+    );
+    let (_, metrics) = wait_http(p1, "/metrics", LONG, |_, b| {
+        b.contains("leaderrun_renew_attempts_total 2")
+    })
+    .await;
+    assert!(
+        metrics.contains("leaderrun_is_leader 1")
+            && metrics.contains("leaderrun_child_starts_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE leaderrun_renew_duration_seconds histogram"),
+        "{metrics}"
+    );
+    // The leader's job ends; the standby becomes ready.
+    wait_http(p2, "/readyz", LONG, |c, _| c == 200).await;
+    let (_, metrics) = wait_http(p2, "/metrics", LONG, |_, _| true).await;
+    assert!(
+        metrics.contains("leaderrun_leader_transitions 1"),
+        "{metrics}"
+    );
+    assert_eq!(exit_of(leader, LONG).await.0, 0);
+    assert_eq!(exit_of(standby, LONG).await.0, 0);
+    assert_eq!(
+        http_get(p1, "/healthz").await,
+        None,
+        "gone with its process"
+    );
+}
+
+#[tokio::test]
+async fn healthz_fails_while_an_overdue_leader_stops_its_child() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("overdue leader") else {
+        return;
+    };
+    let name = api.lock_name("overdue");
+    let port = free_port();
+    let log = api.log_path();
+    // A child that ignores TERM: stopping it takes the whole kill grace.
+    let script = format!(
+        "trap '' TERM; echo start x 0 $(date +%s%N) >> {}; while :; do sleep 0.05; done",
+        log.display()
+    );
+    let leader = candidate(
+        &api,
+        "lease",
+        &name,
+        "o-leader",
+        &[
+            "--lease-duration",
+            "8s",
+            "--renew-deadline",
+            "2s",
+            "--retry-period",
+            "500ms",
+            "--kill-grace",
+            "3s",
+            "--health-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &["sh", "-c", &script],
+    );
+    wait_log(&log, LONG, |l| l.len() == 1).await;
+    assert_eq!(wait_http(port, "/healthz", LONG, |_, _| true).await.0, 200);
+    emu.add_fault(
+        Fault::new(Action::Hang)
+            .for_client("o-leader")
+            .method("PUT")
+            .lasting(Duration::from_secs(60)),
+    );
+    let (_, body) = wait_http(port, "/healthz", LONG, |c, _| c == 503).await;
+    assert!(body.contains("overdue"), "{body}");
+    assert_eq!(
+        http_get(port, "/readyz").await.map(|r| r.0),
+        Some(503),
+        "not ready once leadership is lost"
+    );
+    let (_, metrics) = wait_http(port, "/metrics", LONG, |_, _| true).await;
+    assert!(
+        !metrics.contains("leaderrun_renew_failures_total 0"),
+        "{metrics}"
+    );
+    let (code, _) = exit_of(leader, LONG).await;
+    assert_eq!(code, 121);
+}
+
+#[tokio::test]
+async fn a_health_address_in_use_is_a_clear_error() {
+    let api = Api::start().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = exit_of(
+        candidate(
+            &api,
+            "lease",
+            &api.lock_name("busy-port"),
+            "x",
+            &["--health-addr", &addr],
+            &["true"],
+        ),
+        LONG,
+    )
+    .await;
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("--health-addr") && stderr.contains(&addr),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,108 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[leaderrun] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'leaderrun'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'leaderrun'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand run 'Acquire the lock, run the command while leader, release when it ends (the default)'
+            cand inspect 'Show who holds a lock, since when, and whether it has expired'
+            cand force-release 'Clear the holder of a lock (for a holder that is gone), with an optimistic write'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'leaderrun;run'= {
+            cand --lock 'Kind of lock object'
+            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)'
+            cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
+            cand --context 'Kubeconfig context to use [default: the current context]'
+            cand --identity 'Identity written as holder [default: $POD_NAME, else the host name, plus a random suffix]'
+            cand --lease-duration 'How long others wait after last seeing the record change before taking over'
+            cand --renew-deadline 'How long the leader may go without a successful renew before it stops the child'
+            cand --retry-period 'Interval between renews and between tries to acquire'
+            cand --kill-grace 'Time between TERM and KILL when the child must stop'
+            cand --conflict-exit-code 'Exit code for --no-wait when the lock is held'
+            cand --wait-timeout 'Give up waiting for the lock after this long (exit 124)'
+            cand --keep-after-exit 'When the child ends, keep holding (and renewing) the lock for this long, then release and exit (for cron: a copy that fires a little late on another host does not run the job again)'
+            cand --health-addr 'Serve /healthz, /readyz (200 only while leader) and /metrics on this address'
+            cand --log-format 'Log format on stderr'
+            cand --no-wait 'Exit at once if another holds the lock, instead of waiting. A lock whose own timestamps show it lapsed over a minute ago is watched for one lease duration and taken if it does not change'
+            cand --no-release 'Do not release the lock when the child ends; it expires after the lease duration'
+            cand -v 'More log output (repeat for more)'
+            cand --verbose 'More log output (repeat for more)'
+            cand -q 'Less log output (repeat for less)'
+            cand --quiet 'Less log output (repeat for less)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'leaderrun;inspect'= {
+            cand --lock 'Kind of lock object'
+            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)'
+            cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
+            cand --context 'Kubeconfig context to use [default: the current context]'
+            cand -o 'Output format'
+            cand --output 'Output format'
+            cand --log-format 'Log format on stderr'
+            cand -w 'Print a line each time the holder or renew time changes, until interrupted'
+            cand --watch 'Print a line each time the holder or renew time changes, until interrupted'
+            cand -v 'More log output (repeat for more)'
+            cand --verbose 'More log output (repeat for more)'
+            cand -q 'Less log output (repeat for less)'
+            cand --quiet 'Less log output (repeat for less)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'leaderrun;force-release'= {
+            cand --lock 'Kind of lock object'
+            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)'
+            cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
+            cand --context 'Kubeconfig context to use [default: the current context]'
+            cand --holder 'Release only if this identity holds the lock'
+            cand --log-format 'Log format on stderr'
+            cand --yes 'Release whoever holds it (needed without --holder)'
+            cand -v 'More log output (repeat for more)'
+            cand --verbose 'More log output (repeat for more)'
+            cand -q 'Less log output (repeat for less)'
+            cand --quiet 'Less log output (repeat for less)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'leaderrun;help'= {
+            cand run 'Acquire the lock, run the command while leader, release when it ends (the default)'
+            cand inspect 'Show who holds a lock, since when, and whether it has expired'
+            cand force-release 'Clear the holder of a lock (for a holder that is gone), with an optimistic write'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'leaderrun;help;run'= {
+        }
+        &'leaderrun;help;inspect'= {
+        }
+        &'leaderrun;help;force-release'= {
+        }
+        &'leaderrun;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,33 @@
+//! The committed completions and man pages are what the CLI definition generates.
+
+#[test]
+fn completions_and_man_pages_are_up_to_date() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut stale = Vec::new();
+    for (path, want) in leaderrun::docs::generated() {
+        if std::fs::read(root.join(&path)).ok().as_deref() != Some(want.as_slice()) {
+            stale.push(path);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated files {stale:?}: run `cargo run --example generate-docs` and commit them"
+    );
+}
+
+#[test]
+fn the_man_page_documents_every_subcommand_and_the_exit_codes() {
+    let files = leaderrun::docs::generated();
+    let page = |name: &str| {
+        String::from_utf8(files.iter().find(|(p, _)| p == name).unwrap().1.clone()).unwrap()
+    };
+    let main = page("man/leaderrun.1");
+    for sub in ["run", "inspect", "force\\-release"] {
+        assert!(main.contains(sub), "leaderrun.1 lists {sub}");
+    }
+    assert!(
+        main.contains("121") && main.contains("leadership lost"),
+        "exit codes in the man page"
+    );
+    assert!(page("man/leaderrun-run.1").contains("renew\\-deadline"));
+}

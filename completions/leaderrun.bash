@@ -227,7 +227,7 @@ _leaderrun() {
             return 0
             ;;
         leaderrun__subcmd__run)
-            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --identity --lease-duration --renew-deadline --retry-period --kill-grace --no-wait --conflict-exit-code --wait-timeout --no-release --keep-after-exit --health-addr --log-format --verbose --quiet --help"
+            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --identity --lease-duration --renew-deadline --retry-period --kill-grace --no-wait --conflict-exit-code --wait-timeout --no-release --keep-after-exit --events --health-addr --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

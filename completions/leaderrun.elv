@@ -46,6 +46,7 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
             cand --log-format 'Log format on stderr'
             cand --no-wait 'Exit at once if another holds the lock, instead of waiting. A lock whose own timestamps show it lapsed over a minute ago is watched for one lease duration and taken if it does not change'
             cand --no-release 'Do not release the lock when the child ends; it expires after the lease duration'
+            cand --events 'Record Kubernetes Events on the lock object ("became leader", "lost leadership", "stopped leading"); needs RBAC create on events'
             cand -v 'More log output (repeat for more)'
             cand --verbose 'More log output (repeat for more)'
             cand -q 'Less log output (repeat for less)'

@@ -49,6 +49,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l log-format -
 json\t''"
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l no-wait -d 'Exit at once if another holds the lock, instead of waiting. A lock whose own timestamps show it lapsed over a minute ago is watched for one lease duration and taken if it does not change'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l no-release -d 'Do not release the lock when the child ends; it expires after the lease duration'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l events -d 'Record Kubernetes Events on the lock object ("became leader", "lost leadership", "stopped leading"); needs RBAC create on events'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s v -l verbose -d 'More log output (repeat for more)'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s q -l quiet -d 'Less log output (repeat for less)'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -145,6 +145,10 @@ pub struct RunArgs {
     /// does not run the job again).
     #[arg(long, value_parser = parse_duration, env = "LEADERRUN_KEEP_AFTER_EXIT")]
     pub keep_after_exit: Option<Duration>,
+    /// Record Kubernetes Events on the lock object ("became leader", "lost leadership",
+    /// "stopped leading"); needs RBAC create on events.
+    #[arg(long, env = "LEADERRUN_EVENTS")]
+    pub events: bool,
     /// Serve /healthz, /readyz (200 only while leader) and /metrics on this address.
     #[arg(long, value_name = "ADDR", env = "LEADERRUN_HEALTH_ADDR")]
     pub health_addr: Option<std::net::SocketAddr>,

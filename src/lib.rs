@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod docs;
 pub mod election;
+pub mod events;
 pub mod exit;
 pub mod health;
 pub mod inspect;

@@ -6,6 +6,7 @@ use tracing::{error, info, warn};
 
 use crate::cli::{LockKind, RunArgs};
 use crate::election::{AcquireError, AfterExit, Election};
+use crate::events::Recorder;
 use crate::exit;
 use crate::health::Metrics;
 use crate::lock::{KubeLock, Lock, LockError, LockObject};
@@ -66,6 +67,9 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
         .identity
         .clone()
         .unwrap_or_else(settings::default_identity);
+    let recorder = args
+        .events
+        .then(|| Recorder::new(client.clone(), &namespace, &identity));
     match args.lock.lock {
         LockKind::Lease => {
             run_with(
@@ -73,6 +77,7 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
                 &args,
                 identity,
                 namespace,
+                recorder,
             )
             .await
         }
@@ -82,6 +87,7 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
                 &args,
                 identity,
                 namespace,
+                recorder,
             )
             .await
         }
@@ -93,6 +99,7 @@ async fn run_with<K: LockObject>(
     args: &RunArgs,
     identity: String,
     namespace: String,
+    recorder: Option<Recorder>,
 ) -> Result<u8, RunError> {
     supervisor::become_subreaper();
     let mut signals =
@@ -137,6 +144,22 @@ async fn run_with<K: LockObject>(
         leadership.last_renew_sent,
         election.deadline(&leadership),
     );
+    if let Some(r) = recorder.clone() {
+        let target = leadership.held.object.reference();
+        let message = format!("{identity} became leader");
+        tokio::spawn(async move { r.record(target, false, message).await });
+    }
+    // Events name the object as it was when leadership began (its uid does not change).
+    let target = leadership.held.object.reference();
+    let record_event = |warning: bool, message: String| {
+        let r = recorder.clone();
+        let target = target.clone();
+        async move {
+            if let Some(r) = r {
+                r.record(target, warning, message).await;
+            }
+        }
+    };
 
     let env = vec![
         ("LEADERRUN_IDENTITY".to_string(), identity.clone()),
@@ -214,14 +237,20 @@ async fn run_with<K: LockObject>(
             };
             info!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, status = ?status, after = ?after, "child exited; leadership ends");
             metrics.child_exited(status.exit_code());
-            release(&election, leadership, after).await;
+            tokio::join!(
+                release(&election, leadership, after),
+                record_event(false, format!("{identity} stopped leading")),
+            );
             metrics.leadership_ended();
             Ok(status.exit_code())
         }
         End::Lost(lost) => {
             error!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, reason = %lost, "lost leadership; stopping the child");
             metrics.lost_leadership();
-            let status = child.stop(args.kill_grace).await;
+            let (status, ()) = tokio::join!(
+                child.stop(args.kill_grace),
+                record_event(true, format!("{identity} lost leadership: {lost}")),
+            );
             info!(status = ?status, "child stopped");
             metrics.child_exited(status.exit_code());
             metrics.leadership_ended();

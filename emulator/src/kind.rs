@@ -6,37 +6,42 @@ use serde::{Deserialize, Serialize};
 pub enum Kind {
     Lease,
     ConfigMap,
+    /// core/v1 Events, so that a leader's "became leader" can be recorded on its lock.
+    Event,
 }
 
 impl Kind {
     pub fn group(self) -> &'static str {
         match self {
             Kind::Lease => "coordination.k8s.io",
-            Kind::ConfigMap => "",
+            Kind::ConfigMap | Kind::Event => "",
         }
     }
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Lease => "coordination.k8s.io/v1",
-            Kind::ConfigMap => "v1",
+            Kind::ConfigMap | Kind::Event => "v1",
         }
     }
     pub fn resource(self) -> &'static str {
         match self {
             Kind::Lease => "leases",
             Kind::ConfigMap => "configmaps",
+            Kind::Event => "events",
         }
     }
     pub fn kind_name(self) -> &'static str {
         match self {
             Kind::Lease => "Lease",
             Kind::ConfigMap => "ConfigMap",
+            Kind::Event => "Event",
         }
     }
     pub fn list_kind(self) -> &'static str {
         match self {
             Kind::Lease => "LeaseList",
             Kind::ConfigMap => "ConfigMapList",
+            Kind::Event => "EventList",
         }
     }
     /// `leases.coordination.k8s.io` or `configmaps`: how NotFound and Conflict name it.
@@ -62,6 +67,13 @@ impl Kind {
     }
     /// ConfigMap PUTs without a resourceVersion overwrite unconditionally; Lease PUTs get 422.
     pub fn allow_unconditional_update(self) -> bool {
-        matches!(self, Kind::ConfigMap)
+        matches!(self, Kind::ConfigMap | Kind::Event)
+    }
+
+    /// The kind served under a group's resource name.
+    pub fn from_resource(group: &str, resource: &str) -> Option<Kind> {
+        [Kind::Lease, Kind::ConfigMap, Kind::Event]
+            .into_iter()
+            .find(|k| k.group() == group && k.resource() == resource)
     }
 }

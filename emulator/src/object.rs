@@ -225,8 +225,76 @@ pub fn normalize(kind: Kind, v: Value) -> Result<Value, ApiError> {
                 Some(other) => return Err(type_error(kind, other, "ConfigMap.immutable", "bool")),
             }
         }
+        Kind::Event => normalize_event(&obj, &mut out)?,
     }
     Ok(Value::Object(out))
+}
+
+/// core/v1 Event: the fields a leader-election recorder writes, typed.
+fn normalize_event(obj: &Map<String, Value>, out: &mut Map<String, Value>) -> Result<(), ApiError> {
+    let kind = Kind::Event;
+    for key in [
+        "reason",
+        "message",
+        "type",
+        "action",
+        "reportingComponent",
+        "reportingInstance",
+    ] {
+        if let Some(v) = opt_string(kind, obj.get(key), &format!("Event.{key}"))? {
+            if !v.is_empty() {
+                out.insert(key.into(), Value::String(v));
+            }
+        }
+    }
+    for (key, fields) in [
+        (
+            "involvedObject",
+            &[
+                "kind",
+                "namespace",
+                "name",
+                "uid",
+                "apiVersion",
+                "resourceVersion",
+                "fieldPath",
+            ][..],
+        ),
+        ("source", &["component", "host"][..]),
+    ] {
+        match obj.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                let mut o = Map::new();
+                for f in fields {
+                    if let Some(v) = opt_string(kind, m.get(*f), &format!("Event.{key}.{f}"))? {
+                        if !v.is_empty() {
+                            o.insert((*f).into(), Value::String(v));
+                        }
+                    }
+                }
+                out.insert(key.into(), Value::Object(o));
+            }
+            Some(other) => return Err(type_error(kind, other, &format!("Event.{key}"), "object")),
+        }
+    }
+    for key in ["firstTimestamp", "lastTimestamp"] {
+        if let Some(t) = opt_string(kind, obj.get(key), &format!("Event.{key}"))? {
+            let t = parse_time(&t).map_err(|e| decode_error(kind, e))?;
+            out.insert(key.into(), Value::String(format_time(&t)));
+        }
+    }
+    if let Some(t) = opt_string(kind, obj.get("eventTime"), "Event.eventTime")? {
+        let t = parse_micro_time(&t).map_err(|e| decode_error(kind, e))?;
+        out.insert("eventTime".into(), Value::String(format_micro_time(&t)));
+    }
+    if let Some(v) = obj.get("count").filter(|v| !v.is_null()) {
+        out.insert(
+            "count".into(),
+            Value::from(as_int32(kind, v, "Event.count")?),
+        );
+    }
+    Ok(())
 }
 
 fn normalize_meta(kind: Kind, meta: Option<&Value>) -> Result<Value, ApiError> {
@@ -481,6 +549,20 @@ pub fn validate(kind: Kind, obj: &Value) -> Vec<Cause> {
                         "must be greater than or equal to 0",
                     ));
                 }
+            }
+        }
+        Kind::Event => {
+            let ns = meta_str(obj, "namespace");
+            let involved = obj
+                .pointer("/involvedObject/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !involved.is_empty() && involved != ns {
+                causes.push(Cause::invalid(
+                    "involvedObject.namespace",
+                    go_quote(involved),
+                    "does not match event.namespace",
+                ));
             }
         }
         Kind::ConfigMap => {

@@ -184,7 +184,8 @@ fn route(path: &str, host: &str) -> Route {
         ["api", "v1"] => {
             return Route::Discovery(
                 json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-                {"name": "configmaps", "singularName": "configmap", "namespaced": true, "kind": "ConfigMap", "verbs": verbs, "shortNames": ["cm"]}]}),
+                {"name": "configmaps", "singularName": "configmap", "namespaced": true, "kind": "ConfigMap", "verbs": verbs, "shortNames": ["cm"]},
+                {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event", "verbs": verbs, "shortNames": ["ev"]}]}),
             )
         }
         ["apis"] => {
@@ -204,25 +205,30 @@ fn route(path: &str, host: &str) -> Route {
                 {"name": "leases", "singularName": "lease", "namespaced": true, "kind": "Lease", "verbs": verbs}]}),
             )
         }
-        ["api", "v1", rest @ ..] => (Kind::ConfigMap, rest),
-        ["apis", "coordination.k8s.io", "v1", rest @ ..] => (Kind::Lease, rest),
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", "coordination.k8s.io", "v1", rest @ ..] => ("coordination.k8s.io", rest),
         _ => return Route::Unknown,
     };
     let (watch_path, rest) = match rest {
         ["watch", r @ ..] => (true, r),
         r => (false, r),
     };
-    let res = kind.resource();
-    let ok = |ns: Option<&str>, name: Option<&str>| Route::Resource {
-        kind,
-        namespace: ns.map(String::from),
-        name: name.map(String::from),
-        watch_path,
+    let group = kind;
+    let ok = |resource: &str, ns: Option<&str>, name: Option<&str>| match Kind::from_resource(
+        group, resource,
+    ) {
+        Some(kind) => Route::Resource {
+            kind,
+            namespace: ns.map(String::from),
+            name: name.map(String::from),
+            watch_path,
+        },
+        None => Route::Unknown,
     };
     match rest {
-        [r] if *r == res => ok(None, None),
-        ["namespaces", ns, r] if *r == res => ok(Some(ns), None),
-        ["namespaces", ns, r, name] if *r == res => ok(Some(ns), Some(name)),
+        [r] => ok(r, None, None),
+        ["namespaces", ns, r] => ok(r, Some(ns), None),
+        ["namespaces", ns, r, name] => ok(r, Some(ns), Some(name)),
         _ => Route::Unknown,
     }
 }

@@ -955,3 +955,48 @@ async fn immutable_configmaps_refuse_data_changes() {
     assert_eq!(r.status, 422);
     assert_eq!(r.json()["details"]["causes"][0]["field"], "data");
 }
+
+#[tokio::test]
+async fn events_are_created_listed_and_validated() {
+    let e = emu().await;
+    let ev = json!({"metadata": {"name": "lock.1"}, "involvedObject": {"kind": "Lease", "name": "lock", "namespace": "default"}, "reason": "LeaderElection", "message": "a became leader", "type": "Normal", "count": 1, "firstTimestamp": "2026-11-25T02:50:36Z"});
+    let r = send(
+        e.addr(),
+        "POST",
+        "/api/v1/namespaces/default/events",
+        &[JSON],
+        &ev.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["involvedObject"]["name"], "lock");
+    let r = send(
+        e.addr(),
+        "GET",
+        "/api/v1/namespaces/default/events",
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.json()["kind"], "EventList");
+    assert_eq!(r.json()["items"][0]["reason"], "LeaderElection");
+    let mut bad = ev.clone();
+    bad["metadata"]["name"] = json!("lock.2");
+    bad["involvedObject"]["namespace"] = json!("other");
+    let r = send(
+        e.addr(),
+        "POST",
+        "/api/v1/namespaces/default/events",
+        &[JSON],
+        &bad.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["details"]["causes"][0]["field"],
+        "involvedObject.namespace"
+    );
+}

@@ -104,6 +104,20 @@ pub trait LockObject:
     fn with_record(&self, record: &LeaderRecord) -> Self;
     /// A new object holding only `record`.
     fn new_with_record(name: &str, record: &LeaderRecord) -> Self;
+
+    /// A reference to this object, for Events about it.
+    fn reference(&self) -> k8s_openapi::api::core::v1::ObjectReference {
+        let m = self.meta();
+        k8s_openapi::api::core::v1::ObjectReference {
+            kind: Some(Self::kind(&()).into_owned()),
+            api_version: Some(Self::api_version(&()).into_owned()),
+            name: m.name.clone(),
+            namespace: m.namespace.clone(),
+            uid: m.uid.clone(),
+            resource_version: m.resource_version.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// The lock operations the election needs.

@@ -7,16 +7,20 @@ use proptest::prelude::*;
 
 fn time() -> impl Strategy<Value = Option<DateTime<Utc>>> {
     // Years 1970 to 2200, microsecond precision, as the API carries them.
-    proptest::option::of((0i64..7_258_118_400_000_000).prop_map(|us| DateTime::from_timestamp_micros(us).unwrap()))
+    proptest::option::of(
+        (0i64..7_258_118_400_000_000).prop_map(|us| DateTime::from_timestamp_micros(us).unwrap()),
+    )
 }
 
 fn record() -> impl Strategy<Value = LeaderRecord> {
-    (".{0,40}", any::<i32>(), time(), time(), any::<i32>()).prop_map(|(h, d, a, r, t)| LeaderRecord {
-        holder_identity: h,
-        lease_duration_seconds: d,
-        acquire_time: a,
-        renew_time: r,
-        leader_transitions: t,
+    (".{0,40}", any::<i32>(), time(), time(), any::<i32>()).prop_map(|(h, d, a, r, t)| {
+        LeaderRecord {
+            holder_identity: h,
+            lease_duration_seconds: d,
+            acquire_time: a,
+            renew_time: r,
+            leader_transitions: t,
+        }
     })
 }
 

@@ -40,6 +40,9 @@ pub enum Action {
         #[serde(default, rename = "retryAfter")]
         retry_after: Option<u32>,
     },
+    /// Answer this status with this body as text/plain (what a proxy or a
+    /// broken server might send: not JSON at all).
+    Raw { code: u16, body: String },
     /// Never answer; the connection is closed when the fault ends.
     Hang,
     /// Close the connection without an answer.

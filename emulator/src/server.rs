@@ -523,6 +523,9 @@ async fn fault_outcome(
     match action {
         Action::Latency { .. } => unreachable!("latencies are summed, never chosen"),
         Action::Drop | Action::Partition => Outcome::Drop,
+        Action::Raw { code, body } => {
+            Outcome::Answer(full(code, "text/plain; charset=utf-8", body))
+        }
         Action::Hang => {
             // Hang while the fault lasts (an hour at most), then drop the connection.
             let until = lock(&shared.faults)

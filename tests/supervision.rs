@@ -1,0 +1,331 @@
+//! The child's supervision: grace then KILL, grandchildren, zombies, PID 1,
+//! stdin, and a terminal's Ctrl-C.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api as KubeApi, PostParams};
+
+const LONG: Duration = Duration::from_secs(60);
+const FAST: [&str; 8] = [
+    "--lease-duration",
+    "4s",
+    "--renew-deadline",
+    "2s",
+    "--retry-period",
+    "500ms",
+    "--kill-grace",
+    "1s",
+];
+
+async fn wait_file(path: &Path, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is not alive: it has exited and only waits to be reaped.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Zombie children of `pid`.
+fn zombies_of(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if fields.first() == Some(&"Z")
+            && fields.get(1).and_then(|pp| pp.parse::<u32>().ok()) == Some(pid)
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+async fn take_lock(api: &Api, name: &str) {
+    let leases = KubeApi::<Lease>::namespaced(api.client().await, &api.namespace);
+    loop {
+        let mut l = leases.get(name).await.unwrap();
+        l.spec.as_mut().unwrap().holder_identity = Some("someone-else".into());
+        if leases
+            .replace(name, &PostParams::default(), &l)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_child_that_ignores_term_gets_kill_after_the_grace() {
+    let api = Api::start().await;
+    let name = api.lock_name("stubborn");
+    let pidfile = api.dir.path().join("stubborn.pid");
+    let script = format!(
+        "trap '' TERM; echo $$ > {}; while :; do sleep 0.05; done",
+        pidfile.display()
+    );
+    let leader = candidate(&api, "lease", &name, "s", &FAST, &["sh", "-c", &script]);
+    let pid: i32 = wait_file(&pidfile, LONG).await.trim().parse().unwrap();
+    take_lock(&api, &name).await;
+    let t = Instant::now();
+    let (code, stderr) = exit_of(leader, LONG).await;
+    assert_eq!(code, 121, "{stderr}");
+    assert!(!alive(pid), "the child is gone");
+    // It noticed at its next renew (<= 500ms), then waited the 1s grace before KILL.
+    assert!(
+        t.elapsed() >= Duration::from_secs(1),
+        "KILL came only after the grace: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        stderr.contains("Signal(9)"),
+        "the child died of KILL: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn grandchildren_left_behind_are_stopped_before_the_release() {
+    let api = Api::start().await;
+    let name = api.lock_name("gc");
+    let gcfile = api.dir.path().join("gc.pid");
+    let script = format!("sleep 1000 & echo $! > {}; exit 0", gcfile.display());
+    let (code, stderr) = exit_of(
+        candidate(&api, "lease", &name, "g", &[], &["sh", "-c", &script]),
+        LONG,
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let gc: i32 = std::fs::read_to_string(&gcfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(gc), "the grandchild was stopped with the group");
+    assert!(stderr.contains("left processes in its group"), "{stderr}");
+}
+
+#[tokio::test]
+async fn orphans_are_reaped_while_the_child_runs() {
+    let api = Api::start().await;
+    let name = api.lock_name("orphans");
+    let ready = api.dir.path().join("orphans.ready");
+    // Each subshell leaves an orphan `sleep`, which comes to leaderrun (a subreaper) to be reaped.
+    let script = format!(
+        "for i in 1 2 3; do (sleep 0.1 &); done; echo ok > {}; while :; do sleep 0.05; done",
+        ready.display()
+    );
+    let mut c = candidate(&api, "lease", &name, "o", &[], &["sh", "-c", &script]);
+    wait_file(&ready, LONG).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let pid = c.id().unwrap();
+    assert_eq!(
+        zombies_of(pid),
+        Vec::<i32>::new(),
+        "no zombies under leaderrun"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(LONG, c.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(143));
+}
+
+#[tokio::test]
+async fn as_pid_1_it_reaps_orphans_and_forwards_term() {
+    if std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        assert!(
+            std::env::var("LEADERRUN_REQUIRE_REAL_CLIENTS").is_err(),
+            "unshare --pid must work in CI"
+        );
+        eprintln!("SKIPPED PID 1 test: `unshare --pid --fork` is not permitted here");
+        return;
+    }
+    let api = Api::start().await;
+    let name = api.lock_name("pid1");
+    let ready = api.dir.path().join("pid1.ready");
+    let script = format!("for i in 1 2 3; do (sleep 0.1 &); done; trap 'exit 0' TERM; echo $$ > {}; while :; do sleep 0.05; done", ready.display());
+    let mut cmd = tokio::process::Command::new("unshare");
+    cmd.args([
+        "--pid",
+        "--fork",
+        env!("CARGO_BIN_EXE_leaderrun"),
+        "--kubeconfig",
+    ])
+    .arg(api.kubeconfig("pid1"))
+    .args([
+        "--name",
+        &name,
+        "-n",
+        &api.namespace,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .env_remove("KUBECONFIG")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let unshare = cmd.spawn().unwrap();
+    let child_in_ns = wait_file(&ready, LONG).await;
+    assert_eq!(
+        child_in_ns.trim(),
+        "2",
+        "the child is PID 2: leaderrun is PID 1"
+    );
+    // leaderrun's PID outside the namespace: the only child of unshare.
+    let upid = unshare.id().unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{upid}/task/{upid}/children")).unwrap();
+    let leaderrun_pid: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        zombies_of(leaderrun_pid),
+        Vec::<i32>::new(),
+        "PID 1 reaped the orphans"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(leaderrun_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let (code, stderr) = exit_of(unshare, LONG).await;
+    assert_eq!(code, 0, "TERM reached the child, which exited 0: {stderr}");
+}
+
+#[tokio::test]
+async fn stdin_is_passed_through() {
+    let api = Api::start().await;
+    let mut c = leaderrun();
+    c.arg("--kubeconfig").arg(api.kubeconfig("stdin")).args([
+        "--name",
+        &api.lock_name("stdin"),
+        "-n",
+        &api.namespace,
+        "--",
+        "sh",
+        "-c",
+        "read x; test \"$x\" = hello",
+    ]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use tokio::io::AsyncWriteExt;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\n")
+        .await
+        .unwrap();
+    let (code, stderr) = exit_of(child, LONG).await;
+    assert_eq!(code, 0, "the child read stdin: {stderr}");
+}
+
+#[tokio::test]
+async fn ctrl_c_in_a_terminal_stops_the_job_and_leaderrun() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("LEADERRUN_REQUIRE_REAL_CLIENTS").is_err(),
+            "tmux must be installed in CI"
+        );
+        eprintln!("SKIPPED terminal test: no tmux (run .ci/run to install it)");
+        return;
+    }
+    let api = Api::start().await;
+    let name = api.lock_name("tty");
+    let started = api.dir.path().join("tty.started");
+    let result = api.dir.path().join("tty.result");
+    let session = format!("leaderrun-test-{}", std::process::id());
+    let script = api.dir.path().join("tty.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n'{bin}' --kubeconfig '{kc}' --name {name} -n {ns} -- sh -c 'echo started > {started}; while :; do sleep 0.05; done'\necho \"exit=$?\" > {result}\n",
+            bin = env!("CARGO_BIN_EXE_leaderrun"),
+            kc = api.kubeconfig("tty").display(),
+            ns = api.namespace,
+            started = started.display(),
+            result = result.display(),
+        ),
+    )
+    .unwrap();
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+    };
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &format!("sh {}", script.display())
+    ])
+    .success());
+    wait_file(&started, LONG).await;
+    assert!(tmux(&["send-keys", "-t", "t", "C-c"]).success());
+    let got = wait_file(&result, LONG).await;
+    let _ = tmux(&["kill-server"]);
+    assert_eq!(
+        got.trim(),
+        "exit=130",
+        "Ctrl-C ended the job (SIGINT: 128+2) and leaderrun with it"
+    );
+}

@@ -13,8 +13,9 @@ pub fn init(args: &LogArgs) {
         _ => "trace",
     };
     // Our own level from -v/-q; libraries stay at warn unless RUST_LOG says otherwise.
+    // kube_client is off: it logs the same failures we report, without their context.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,leaderrun={level}")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,kube_client=off,leaderrun={level}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

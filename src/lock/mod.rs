@@ -226,10 +226,26 @@ impl<K: LockObject> KubeLock<K> {
             other => LockError::Transport {
                 verb,
                 object,
-                message: other.to_string(),
+                message: error_chain(&other),
             },
         }
     }
+}
+
+/// The error and its causes: kube's own message ("client error (Connect)") hides
+/// the reason an operator needs (a refused connection, an unknown certificate).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 async fn within<T>(
@@ -322,7 +338,7 @@ impl<K: LockObject> Lock for KubeLock<K> {
                 move |e| LockError::Transport {
                     verb: "watch",
                     object: describe.clone(),
-                    message: e.to_string(),
+                    message: error_chain(&e),
                 }
             })
             .filter_map(move |ev| {

@@ -1,0 +1,405 @@
+//! The chaos suite: five candidates on one lock while a driver kills, stops and
+//! restarts them, partitions them from the API, injects 5xx, 429 and latency,
+//! closes watches and writes the lock as another client would. Asserts that no
+//! two children ever overlap, and reports how much of the time the job ran.
+//!
+//! Seeded: `LEADERRUN_CHAOS_SEED=N` replays a run; a failure prints its seed.
+//! `LEADERRUN_CHAOS_SECONDS` sets the length (default 40: 20 per lock kind).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use kube_emulator::{Action, Emulator, Fault, Kind};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+const TIMING: [&str; 8] = [
+    "--lease-duration",
+    "4s",
+    "--renew-deadline",
+    "2s",
+    "--retry-period",
+    "500ms",
+    "--kill-grace",
+    "1s",
+];
+/// A job that logs its start and stop and stops on TERM within 200ms. No
+/// background processes, so a SIGKILLed leader leaves nothing behind.
+const JOB: &str = r#"#!/bin/sh
+log="$1"
+echo "start $LEADERRUN_IDENTITY $LEADERRUN_FENCING_TOKEN $(date +%s%N)" >> "$log"
+trap 'echo "stop $LEADERRUN_IDENTITY $LEADERRUN_FENCING_TOKEN $(date +%s%N)" >> "$log"; exit 143' TERM
+while :; do sleep 0.2; done
+"#;
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+#[derive(Default, Debug)]
+struct Figures {
+    starts: usize,
+    kills: usize,
+    terms: usize,
+    partitions: usize,
+    errors_5xx: usize,
+    errors_429: usize,
+    latencies: usize,
+    watch_closes: usize,
+    benign_writes: usize,
+    hostile_writes: usize,
+    exits_lost: usize,
+    overlaps: usize,
+    running_nanos: u128,
+    total_nanos: u128,
+}
+
+struct Slot {
+    child: Option<tokio::process::Child>,
+    identity: String,
+    generation: u32,
+    restart_at: Option<Instant>,
+}
+
+fn spawn(
+    api: &Api,
+    kind: &str,
+    name: &str,
+    slot: usize,
+    gen: u32,
+    job: &Path,
+    log: &Path,
+) -> (tokio::process::Child, String) {
+    let identity = format!("c{slot}-{gen}");
+    let client = format!("c{slot}");
+    let err = std::fs::File::create(api.dir.path().join(format!("{identity}-{kind}.stderr")))
+        .expect("stderr file");
+    let mut c = leaderrun();
+    c.arg("--kubeconfig").arg(api.kubeconfig(&client)).args([
+        "--lock",
+        kind,
+        "--name",
+        name,
+        "--identity",
+        &identity,
+        "-n",
+        &api.namespace,
+    ]);
+    c.args(TIMING).arg("--").arg(job).arg(log);
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
+    (c.spawn().expect("spawn leaderrun"), identity)
+}
+
+/// Writes the lock as another client would: benign (a label or data key: the
+/// record is unchanged) or hostile (another holder).
+fn external_write(emu: &Emulator, kind: &str, name: &str, hostile: bool) -> bool {
+    let k = if kind == "lease" {
+        Kind::Lease
+    } else {
+        Kind::ConfigMap
+    };
+    emu.with_store(|s| {
+        let Ok(mut obj) = s.get(k, "default", name) else {
+            return false;
+        };
+        if hostile {
+            if k == Kind::Lease {
+                obj["spec"]["holderIdentity"] = json!("intruder");
+            } else {
+                let ann = obj["metadata"]["annotations"][leaderrun::record::LEADER_ANNOTATION]
+                    .as_str()
+                    .unwrap_or("{}")
+                    .to_string();
+                let mut r =
+                    leaderrun::record::LeaderRecord::from_annotation(&ann).unwrap_or_default();
+                r.holder_identity = "intruder".into();
+                obj["metadata"]["annotations"][leaderrun::record::LEADER_ANNOTATION] =
+                    json!(r.to_annotation());
+            }
+        } else if k == Kind::Lease {
+            obj["metadata"]["labels"] = json!({"touched": now_nanos().to_string()});
+        } else {
+            obj["data"] = json!({"touched": now_nanos().to_string()});
+        }
+        s.update(k, "default", name, obj, false).is_ok()
+    })
+}
+
+async fn phase(
+    api: &Api,
+    emu: &Emulator,
+    kind: &str,
+    seconds: u64,
+    rng: &mut StdRng,
+    f: &mut Figures,
+) {
+    let name = api.lock_name(&format!("chaos-{kind}"));
+    let job = api.dir.path().join("chaos-job.sh");
+    std::fs::write(&job, JOB).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&job, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = api.dir.path().join(format!("chaos-{kind}.log"));
+    let mut slots: Vec<Slot> = (0..5)
+        .map(|_| Slot {
+            child: None,
+            identity: String::new(),
+            generation: 0,
+            restart_at: Some(Instant::now()),
+        })
+        .collect();
+    // Kill times by identity: a SIGKILLed leader's child dies by its parent-death signal and cannot log.
+    let mut killed: BTreeMap<String, u128> = BTreeMap::new();
+    let started = now_nanos();
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        for (i, s) in slots.iter_mut().enumerate() {
+            if let Some(c) = s.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    if status.code() == Some(121) {
+                        f.exits_lost += 1;
+                    }
+                    s.child = None;
+                    s.restart_at =
+                        Some(Instant::now() + Duration::from_millis(rng.random_range(0..1500)));
+                }
+            }
+            if s.child.is_none() && s.restart_at.is_some_and(|t| Instant::now() >= t) {
+                s.generation += 1;
+                let (c, id) = spawn(api, kind, &name, i, s.generation, &job, &log);
+                s.child = Some(c);
+                s.identity = id;
+                s.restart_at = None;
+            }
+        }
+        let slot = rng.random_range(0..5);
+        let client = format!("c{slot}");
+        match rng.random_range(0..100) {
+            0..=9 => {
+                let s = &mut slots[slot];
+                if let Some(c) = s.child.as_mut() {
+                    killed.insert(s.identity.clone(), now_nanos());
+                    let _ = c.start_kill();
+                    f.kills += 1;
+                }
+            }
+            10..=17 => {
+                if let Some(pid) = slots[slot].child.as_ref().and_then(|c| c.id()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                    f.terms += 1;
+                }
+            }
+            18..=25 => {
+                emu.add_fault(
+                    Fault::new(Action::Partition)
+                        .for_client(&client)
+                        .lasting(Duration::from_millis(rng.random_range(1000..6000))),
+                );
+                f.partitions += 1;
+            }
+            26..=37 => {
+                let code = [500, 503, 504][rng.random_range(0..3)];
+                emu.add_fault(
+                    Fault::new(Action::Error {
+                        code,
+                        retry_after: None,
+                    })
+                    .for_client(&client)
+                    .times(rng.random_range(1..6)),
+                );
+                f.errors_5xx += 1;
+            }
+            38..=45 => {
+                emu.add_fault(
+                    Fault::new(Action::Error {
+                        code: 429,
+                        retry_after: Some(1),
+                    })
+                    .for_client(&client)
+                    .times(rng.random_range(1..4)),
+                );
+                f.errors_429 += 1;
+            }
+            46..=57 => {
+                emu.add_fault(
+                    Fault::new(Action::Latency {
+                        ms: rng.random_range(100..1500),
+                    })
+                    .for_client(&client)
+                    .lasting(Duration::from_millis(rng.random_range(1000..4000))),
+                );
+                f.latencies += 1;
+            }
+            58..=63 => {
+                emu.close_watches(None);
+                f.watch_closes += 1;
+            }
+            64..=69 => f.benign_writes += external_write(emu, kind, &name, false) as usize,
+            70..=71 => f.hostile_writes += external_write(emu, kind, &name, true) as usize,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
+    }
+    emu.clear_faults();
+    for s in slots.iter_mut() {
+        if let Some(pid) = s.child.as_ref().and_then(|c| c.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    for s in slots.iter_mut() {
+        if let Some(mut c) = s.child.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), c.wait()).await;
+        }
+    }
+    let finished = now_nanos();
+    analyse(&log, &killed, started, finished, f);
+}
+
+/// Checks the invariant on the job log. A SIGKILLed leader's child is taken as
+/// stopped 100ms after the kill (it dies at once by its parent-death signal).
+fn analyse(
+    log: &Path,
+    killed: &BTreeMap<String, u128>,
+    started: u128,
+    finished: u128,
+    f: &mut Figures,
+) {
+    let mut lines = read_log(log);
+    let open: Vec<Line> = {
+        let mut running: BTreeMap<String, Line> = BTreeMap::new();
+        for l in &lines {
+            if l.what == "start" {
+                running.insert(l.id.clone(), l.clone());
+            } else {
+                running.remove(&l.id);
+            }
+        }
+        running.into_values().collect()
+    };
+    for l in open {
+        let at = killed.get(&l.id).map_or(finished, |k| k + 100_000_000);
+        lines.push(Line {
+            what: "stop".into(),
+            id: l.id.clone(),
+            token: l.token,
+            nanos: at,
+        });
+    }
+    lines.sort_by_key(|l| (l.nanos, l.what == "start"));
+    let mut running: Option<&Line> = None;
+    let mut last_token = -1;
+    for l in &lines {
+        match l.what.as_str() {
+            "start" => {
+                if let Some(r) = running {
+                    eprintln!(
+                        "OVERLAP: {} started at {} while {} (started {}) ran",
+                        l.id, l.nanos, r.id, r.nanos
+                    );
+                    f.overlaps += 1;
+                }
+                assert!(
+                    l.token > last_token,
+                    "fencing tokens must increase: {} after {last_token}",
+                    l.token
+                );
+                last_token = l.token;
+                f.starts += 1;
+                running = Some(l);
+            }
+            _ => {
+                if let Some(r) = running.filter(|r| r.id == l.id) {
+                    f.running_nanos += l.nanos - r.nanos;
+                    running = None;
+                }
+            }
+        }
+    }
+    f.total_nanos += finished - started;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_two_children_overlap_under_chaos() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("chaos") else {
+        return;
+    };
+    let seed: u64 = std::env::var("LEADERRUN_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let seconds: u64 = std::env::var("LEADERRUN_CHAOS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    eprintln!("chaos seed {seed} ({seconds}s); replay with LEADERRUN_CHAOS_SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut f = Figures::default();
+    for kind in KINDS {
+        phase(&api, emu, kind, seconds / 2, &mut rng, &mut f).await;
+    }
+    let fraction = f.running_nanos as f64 / f.total_nanos.max(1) as f64;
+    let report = format!(
+        "chaos seed={seed} seconds={seconds} runs={} kills={} terms={} partitions={} errors_5xx={} errors_429={} latencies={} watch_closes={} benign_writes={} hostile_writes={} lost_leadership_exits={} overlaps={} job_running={:.1}%",
+        f.starts, f.kills, f.terms, f.partitions, f.errors_5xx, f.errors_429, f.latencies, f.watch_closes, f.benign_writes, f.hostile_writes, f.exits_lost, f.overlaps, fraction * 100.0
+    );
+    println!("{report}");
+    if let Ok(path) = std::env::var("LEADERRUN_CHAOS_REPORT") {
+        let _ = std::fs::write(PathBuf::from(path), format!("{report}\n"));
+    }
+    assert_eq!(
+        f.overlaps, 0,
+        "two children overlapped (seed {seed}): {report}"
+    );
+    assert!(
+        f.starts >= 3,
+        "the job ran and changed hands (seed {seed}): {report}"
+    );
+    // Faults and kills keep it down part of the time; it must still run most of it.
+    assert!(
+        fraction > 0.4,
+        "the job ran only {:.1}% of the time (seed {seed}): {report}",
+        fraction * 100.0
+    );
+}
+
+#[test]
+fn the_analysis_finds_an_overlap_and_counts_a_killed_child_as_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    // b starts while a (SIGKILLed at 150, so counted as running until 150+100ms) still runs.
+    std::fs::write(
+        &log,
+        "start a 0 100\nstart b 1 200000000\nstop b 1 300000000\n",
+    )
+    .unwrap();
+    let killed = BTreeMap::from([("a".to_string(), 150u128)]);
+    let mut f = Figures::default();
+    analyse(&log, &killed, 0, 400_000_000, &mut f);
+    assert_eq!(
+        f.overlaps, 0,
+        "a's child ended 100ms after the kill, before b started"
+    );
+    std::fs::write(
+        &log,
+        "start a 0 100\nstart b 1 50000000\nstop b 1 300000000\n",
+    )
+    .unwrap();
+    let mut f = Figures::default();
+    analyse(&log, &killed, 0, 400_000_000, &mut f);
+    assert_eq!(f.overlaps, 1, "b started within the kill margin of a");
+}

@@ -1,9 +1,11 @@
 """A leader-election candidate using the Python kubernetes client's LeaderElection.
 
-Usage: py_candidate.py KUBECONFIG lease|configmap NAME IDENTITY LOG LEASE RENEW RETRY
+Usage: py_candidate.py KUBECONFIG lease|configmap NAME IDENTITY LOG LEASE RENEW RETRY [WORK]
 
 While leading it logs "start IDENTITY 0 NANOS" to LOG; when it stops leading, or on
 TERM, it logs "stop IDENTITY 0 NANOS" and exits (the job ends with the process).
+With WORK > 0 the job ends by itself after WORK seconds, and the process exits:
+the Python client has no release, so the lock then expires.
 """
 import os
 import signal
@@ -19,6 +21,7 @@ from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 kubeconfig, kind, name, identity, log = sys.argv[1:6]
 # Whole seconds: the client writes str(lease_duration) and reads it back with int().
 lease, renew, retry = (int(x) for x in sys.argv[6:9])
+work = float(sys.argv[9]) if len(sys.argv) > 9 else 0
 leading = threading.Event()
 
 
@@ -30,6 +33,9 @@ def line(what):
 def started():
     leading.set()
     line("start")
+    if work > 0:
+        time.sleep(work)
+        stopped()
     while True:
         time.sleep(0.2)
 

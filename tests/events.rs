@@ -8,19 +8,9 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event;
-use kube::api::{Api as KubeApi, ListParams, PostParams};
+use kube::api::{Api as KubeApi, ListParams};
 
 const LONG: Duration = Duration::from_secs(60);
-const FAST: [&str; 8] = [
-    "--lease-duration",
-    "4s",
-    "--renew-deadline",
-    "2s",
-    "--retry-period",
-    "500ms",
-    "--kill-grace",
-    "1s",
-];
 
 async fn events_about(api: &Api, name: &str) -> Vec<Event> {
     let all = KubeApi::<Event>::namespaced(api.client().await, &api.namespace)
@@ -54,17 +44,7 @@ async fn leadership_changes_are_recorded_as_events_on_the_lease() {
     wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
     let leases = KubeApi::<Lease>::namespaced(api.client().await, &api.namespace);
     // Another writer takes the lock; ev-b loses it at its next renew.
-    loop {
-        let mut l = leases.get(&name).await.unwrap();
-        l.spec.as_mut().unwrap().holder_identity = Some("someone".into());
-        if leases
-            .replace(&name, &PostParams::default(), &l)
-            .await
-            .is_ok()
-        {
-            break;
-        }
-    }
+    take_lock(&api, "lease", &name, "someone").await;
     assert_eq!(exit_of(leader, LONG).await.0, 121);
     let uid = leases.get(&name).await.unwrap().metadata.uid;
     let events = events_about(&api, &name).await;

@@ -13,17 +13,6 @@ use kube_emulator::{Action, Fault};
 use leaderrun::record::{LeaderRecord, LEADER_ANNOTATION};
 
 const LONG: Duration = Duration::from_secs(60);
-/// Short timings that still pass the safety rule, for tests that wait out deadlines.
-const FAST: [&str; 8] = [
-    "--lease-duration",
-    "4s",
-    "--renew-deadline",
-    "2s",
-    "--retry-period",
-    "500ms",
-    "--kill-grace",
-    "1s",
-];
 
 async fn record(api: &Api, kind: &str, name: &str) -> Option<LeaderRecord> {
     let client = api.client().await;
@@ -658,36 +647,7 @@ async fn another_writer_taking_the_lock_stops_the_leaders_child() {
         let _ = std::fs::remove_file(api.log_path());
         let leader = job_candidate(&api, kind, &name, "i-leader", &FAST, "1000");
         wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
-        // A PUT of the whole object with a new holder, as `kubectl replace` or `edit` would send it.
-        let client = api.client().await;
-        let mut taken = None;
-        for _ in 0..20 {
-            let r = if kind == "lease" {
-                let leases = KubeApi::<Lease>::namespaced(client.clone(), &api.namespace);
-                let mut l = leases.get(&name).await.unwrap();
-                l.spec.as_mut().unwrap().holder_identity = Some("intruder".into());
-                leases
-                    .replace(&name, &PostParams::default(), &l)
-                    .await
-                    .map(|_| ())
-            } else {
-                let cms = KubeApi::<ConfigMap>::namespaced(client.clone(), &api.namespace);
-                let mut c = cms.get(&name).await.unwrap();
-                let ann = c.metadata.annotations.as_mut().unwrap();
-                let mut r = LeaderRecord::from_annotation(&ann[LEADER_ANNOTATION]).unwrap();
-                r.holder_identity = "intruder".into();
-                ann.insert(LEADER_ANNOTATION.into(), r.to_annotation());
-                cms.replace(&name, &PostParams::default(), &c)
-                    .await
-                    .map(|_| ())
-            };
-            // A renew may land between our read and write: then read again.
-            if r.is_ok() {
-                taken = Some(());
-                break;
-            }
-        }
-        assert!(taken.is_some(), "{kind}: the intruder's write went through");
+        take_lock(&api, kind, &name, "intruder").await;
         let (code, stderr) = exit_of(leader, LONG).await;
         assert_eq!(code, 121, "{kind}: {stderr}");
         assert!(

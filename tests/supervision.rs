@@ -8,20 +8,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api as KubeApi, PostParams};
 
 const LONG: Duration = Duration::from_secs(60);
-const FAST: [&str; 8] = [
-    "--lease-duration",
-    "4s",
-    "--renew-deadline",
-    "2s",
-    "--retry-period",
-    "500ms",
-    "--kill-grace",
-    "1s",
-];
 
 async fn wait_file(path: &Path, within: Duration) -> String {
     let deadline = Instant::now() + within;
@@ -78,21 +66,6 @@ fn zombies_of(pid: u32) -> Vec<i32> {
     out
 }
 
-async fn take_lock(api: &Api, name: &str) {
-    let leases = KubeApi::<Lease>::namespaced(api.client().await, &api.namespace);
-    loop {
-        let mut l = leases.get(name).await.unwrap();
-        l.spec.as_mut().unwrap().holder_identity = Some("someone-else".into());
-        if leases
-            .replace(name, &PostParams::default(), &l)
-            .await
-            .is_ok()
-        {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_child_that_ignores_term_gets_kill_after_the_grace() {
     let api = Api::start().await;
@@ -104,7 +77,7 @@ async fn a_child_that_ignores_term_gets_kill_after_the_grace() {
     );
     let leader = candidate(&api, "lease", &name, "s", &FAST, &["sh", "-c", &script]);
     let pid: i32 = wait_file(&pidfile, LONG).await.trim().parse().unwrap();
-    take_lock(&api, &name).await;
+    take_lock(&api, "lease", &name, "someone-else").await;
     let t = Instant::now();
     let (code, stderr) = exit_of(leader, LONG).await;
     assert_eq!(code, 121, "{stderr}");

@@ -282,3 +282,51 @@ pub async fn wait_http(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Short timings that still pass the safety rule, for tests that wait out deadlines.
+pub const FAST: [&str; 8] = [
+    "--lease-duration",
+    "4s",
+    "--renew-deadline",
+    "2s",
+    "--retry-period",
+    "500ms",
+    "--kill-grace",
+    "1s",
+];
+
+/// Writes `holder` into the lock with a whole-object PUT, as `kubectl replace`
+/// or `edit` would; reads again when a renew lands between the read and the write.
+pub async fn take_lock(api: &Api, kind: &str, name: &str, holder: &str) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api as KubeApi, PostParams};
+    use leaderrun::record::{LeaderRecord, LEADER_ANNOTATION};
+    let client = api.client().await;
+    for _ in 0..50 {
+        let written = if kind == "lease" {
+            let leases = KubeApi::<Lease>::namespaced(client.clone(), &api.namespace);
+            let mut l = leases.get(name).await.expect("read the lease");
+            l.spec.get_or_insert_with(Default::default).holder_identity = Some(holder.into());
+            leases
+                .replace(name, &PostParams::default(), &l)
+                .await
+                .is_ok()
+        } else {
+            let cms = KubeApi::<ConfigMap>::namespaced(client.clone(), &api.namespace);
+            let mut c = cms.get(name).await.expect("read the configmap");
+            let ann = c.metadata.annotations.get_or_insert_with(Default::default);
+            let mut r = ann
+                .get(LEADER_ANNOTATION)
+                .and_then(|t| LeaderRecord::from_annotation(t).ok())
+                .unwrap_or_default();
+            r.holder_identity = holder.into();
+            ann.insert(LEADER_ANNOTATION.into(), r.to_annotation());
+            cms.replace(name, &PostParams::default(), &c).await.is_ok()
+        };
+        if written {
+            return;
+        }
+    }
+    panic!("could not write {holder} into {kind} {name}");
+}

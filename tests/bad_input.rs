@@ -269,3 +269,32 @@ async fn a_lease_with_missing_spec_fields_is_free() {
     .await;
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[tokio::test]
+async fn without_any_kubeconfig_outside_a_cluster_it_says_what_to_do() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = leaderrun();
+    // No $KUBECONFIG, an empty home, and none of the in-cluster service variables.
+    c.env("HOME", home.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .args(["--name", "x", "--", "true"]);
+    let out = tokio::time::timeout(LONG, c.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("no kubeconfig found") && stderr.contains("--kubeconfig"),
+        "{stderr}"
+    );
+    let mut c = leaderrun();
+    c.env("HOME", home.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .args(["--name", "x", "--context", "prod", "--", "true"]);
+    let out = c.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--context \"prod\" was given but no kubeconfig was found"));
+}

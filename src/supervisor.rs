@@ -3,7 +3,10 @@
 //! of Kubernetes.
 //!
 //! Rules, stated once:
-//! - forwarded signals: HUP INT QUIT USR1 USR2 ALRM TERM CONT WINCH, to the group;
+//! - forwarded to the group: HUP INT QUIT USR1 USR2 ALRM TERM CONT WINCH URG
+//!   VTALRM PROF IO PWR XCPU XFSZ, as tini does; not the synchronous faults (SEGV,
+//!   BUS, FPE, ILL, TRAP, SYS, ABRT), not CHLD, TTIN, TTOU, TSTP (job control stays
+//!   with the terminal, which talks to the child's group directly), and not PIPE;
 //! - the child gets PR_SET_PDEATHSIG(SIGKILL): it dies with leaderrun;
 //! - leaderrun is a child subreaper and reaps every zombie, so it can be PID 1;
 //! - a death by signal N is reported as exit code 128+N;
@@ -22,7 +25,7 @@ use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
 use tokio::time::Instant;
 
 /// Signals forwarded to the child's process group.
-pub const FORWARDED: [Signal; 9] = [
+pub const FORWARDED: [Signal; 16] = [
     Signal::SIGHUP,
     Signal::SIGINT,
     Signal::SIGQUIT,
@@ -32,6 +35,13 @@ pub const FORWARDED: [Signal; 9] = [
     Signal::SIGTERM,
     Signal::SIGCONT,
     Signal::SIGWINCH,
+    Signal::SIGURG,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGIO,
+    Signal::SIGPWR,
+    Signal::SIGXCPU,
+    Signal::SIGXFSZ,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -671,6 +671,8 @@ async fn signals_reach_the_child_and_grandchildren_then_the_lock_is_released() {
         ("configmap", "INT"),
         ("lease", "HUP"),
         ("configmap", "USR1"),
+        ("lease", "USR2"),
+        ("configmap", "PWR"),
     ] {
         let name = api.lock_name("sig");
         let log = api.dir.path().join(format!("sig-{sig}.log"));

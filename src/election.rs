@@ -162,6 +162,8 @@ pub enum Lost {
     TakenOver(String),
     #[error("the lock object was deleted")]
     Deleted,
+    #[error("another client cleared the holder (a force-release?)")]
+    Released,
     #[error(transparent)]
     Lock(LockError),
 }
@@ -400,6 +402,7 @@ impl<L: Lock> Election<L> {
                             l.held = o;
                             next = Instant::now();
                         }
+                        Ok(Some(o)) if !o.record.is_held() => return Lost::Released,
                         Ok(Some(o)) => return Lost::TakenOver(o.record.holder_identity),
                         Ok(None) => return Lost::Deleted,
                         Err(e @ LockError::Unreadable { .. }) => return Lost::Lock(e),

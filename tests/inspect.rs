@@ -359,6 +359,10 @@ async fn after_force_release_the_leader_stops_and_a_waiting_candidate_takes_over
             code, 121,
             "{kind}: the old leader stops its child at its next renew: {stderr}"
         );
+        assert!(
+            stderr.contains("cleared the holder"),
+            "the log says why: {stderr}"
+        );
         assert_eq!(exit_of(standby, LONG).await.0, 0);
         assert!(
             t.elapsed() < Duration::from_secs(30),

@@ -10,6 +10,13 @@ use kube_emulator::{Action, Fault};
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// The value of an unlabelled metric in Prometheus text, or -1 when absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(-1.0)
+}
+
 #[tokio::test]
 async fn readyz_only_on_the_leader_and_metrics_count_renews() {
     let api = Api::start().await;
@@ -26,7 +33,7 @@ async fn readyz_only_on_the_leader_and_metrics_count_renews() {
             "--health-addr",
             &format!("127.0.0.1:{p1}"),
         ],
-        "3",
+        "1000",
     );
     wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
     let standby = job_candidate(
@@ -55,7 +62,7 @@ async fn readyz_only_on_the_leader_and_metrics_count_renews() {
         "a follower is healthy"
     );
     let (_, metrics) = wait_http(p1, "/metrics", LONG, |_, b| {
-        b.contains("leaderrun_renew_attempts_total 2")
+        metric(b, "leaderrun_renew_attempts_total") >= 2.0
     })
     .await;
     assert!(
@@ -67,14 +74,19 @@ async fn readyz_only_on_the_leader_and_metrics_count_renews() {
         metrics.contains("# TYPE leaderrun_renew_duration_seconds histogram"),
         "{metrics}"
     );
-    // The leader's job ends; the standby becomes ready.
+    // The leader is stopped (TERM: its job ends, it releases); the standby becomes ready.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(leader.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     wait_http(p2, "/readyz", LONG, |c, _| c == 200).await;
     let (_, metrics) = wait_http(p2, "/metrics", LONG, |_, _| true).await;
     assert!(
         metrics.contains("leaderrun_leader_transitions 1"),
         "{metrics}"
     );
-    assert_eq!(exit_of(leader, LONG).await.0, 0);
+    assert_eq!(exit_of(leader, LONG).await.0, 143, "the job's TERM status");
     assert_eq!(exit_of(standby, LONG).await.0, 0);
     assert_eq!(
         http_get(p1, "/healthz").await,

@@ -243,7 +243,7 @@ async fn keep_after_exit_holds_the_lock_and_no_release_leaves_it() {
             kind,
             &name,
             "cron-a",
-            &["--keep-after-exit", "3s"],
+            &["--keep-after-exit", "5s"],
             &[
                 "sh",
                 "-c",

@@ -41,6 +41,28 @@ fn alive(pid: i32) -> bool {
     }
 }
 
+/// Waits until every pid listed in `file` is gone from /proc: exited *and* reaped
+/// (a zombie keeps its entry until its parent, or subreaper, waits for it).
+async fn wait_reaped(file: &Path, within: Duration) {
+    let pids: Vec<i32> = wait_file(file, within)
+        .await
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(!pids.is_empty(), "the orphans were recorded");
+    let deadline = Instant::now() + within;
+    while pids
+        .iter()
+        .any(|p| Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "orphans {pids:?} were not reaped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Zombie children of `pid`.
 fn zombies_of(pid: u32) -> Vec<i32> {
     let mut out = Vec::new();
@@ -120,14 +142,16 @@ async fn orphans_are_reaped_while_the_child_runs() {
     let api = Api::start().await;
     let name = api.lock_name("orphans");
     let ready = api.dir.path().join("orphans.ready");
+    let orphans = api.dir.path().join("orphans.pids");
     // Each subshell leaves an orphan `sleep`, which comes to leaderrun (a subreaper) to be reaped.
     let script = format!(
-        "for i in 1 2 3; do (sleep 0.1 &); done; echo ok > {}; while :; do sleep 0.05; done",
-        ready.display()
+        "for i in 1 2 3; do (sleep 0.1 & echo $! >> {orphans}); done; echo ok > {ready}; while :; do sleep 0.05; done",
+        orphans = orphans.display(),
+        ready = ready.display()
     );
     let mut c = candidate(&api, "lease", &name, "o", &[], &["sh", "-c", &script]);
     wait_file(&ready, LONG).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_reaped(&orphans, LONG).await;
     let pid = c.id().unwrap();
     assert_eq!(
         zombies_of(pid),
@@ -195,12 +219,13 @@ async fn as_pid_1_it_reaps_orphans_and_forwards_term() {
     let upid = unshare.id().unwrap();
     let children = std::fs::read_to_string(format!("/proc/{upid}/task/{upid}/children")).unwrap();
     let leaderrun_pid: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // The orphans exit after 0.1s; a PID 1 that did not reap would keep them as zombies.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        zombies_of(leaderrun_pid),
-        Vec::<i32>::new(),
-        "PID 1 reaped the orphans"
-    );
+    let deadline = Instant::now() + LONG;
+    while !zombies_of(leaderrun_pid).is_empty() {
+        assert!(Instant::now() < deadline, "PID 1 did not reap the orphans");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(leaderrun_pid as i32),
         nix::sys::signal::Signal::SIGTERM,

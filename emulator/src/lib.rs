@@ -75,6 +75,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A running emulator. Dropping it stops the server.
 pub struct Emulator {
     addr: SocketAddr,
+    /// When the request log's clock (`at_ms`) started, on the wall clock.
+    started_wall: std::time::SystemTime,
     shared: Arc<Shared>,
     ca_pem: Option<String>,
     _shutdown: oneshot::Sender<()>,
@@ -104,10 +106,16 @@ impl Emulator {
         tokio::spawn(server::serve(listener, shared.clone(), tls, rx));
         Ok(Emulator {
             addr,
+            started_wall: std::time::SystemTime::now(),
             shared,
             ca_pem,
             _shutdown: tx,
         })
+    }
+
+    /// The wall-clock time of a request log entry's arrival (to within a millisecond).
+    pub fn wall_time(&self, entry: &LogEntry) -> std::time::SystemTime {
+        self.started_wall + Duration::from_millis(entry.at_ms)
     }
 
     pub fn addr(&self) -> SocketAddr {

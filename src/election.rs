@@ -28,11 +28,13 @@ pub struct View<O> {
 }
 
 impl<O> View<O> {
-    /// Records a read; the observation time moves only when the record changed,
-    /// exactly as client-go's observedTime does.
+    /// Records a read; the observation time moves when the object was written
+    /// (record or resourceVersion changed). Stricter than client-go, which looks at
+    /// the record only: a ConfigMap record carries seconds, so two renews within one
+    /// second look identical and the follower would expire up to a second early.
     pub fn see(&mut self, seen: Option<Observed<O>>, now: Instant) {
         let changed = match (&self.current, &seen) {
-            (Some(a), Some(b)) => a.record != b.record,
+            (Some(a), Some(b)) => a.record != b.record || a.resource_version != b.resource_version,
             (None, None) => false,
             _ => true,
         };
@@ -539,9 +541,13 @@ mod tests {
         };
         v.see(Some(obs("a", "1")), t0 + Duration::from_secs(1));
         assert_eq!(v.observed_at, t0 + Duration::from_secs(1));
-        // Another write that leaves the record alone (a ConfigMap data edit) does not extend it.
-        v.see(Some(obs("a", "2")), t0 + Duration::from_secs(5));
+        // A re-read of the same version does not extend it.
+        v.see(Some(obs("a", "1")), t0 + Duration::from_secs(3));
         assert_eq!(v.observed_at, t0 + Duration::from_secs(1));
+        // Any write does, even one that leaves the record text alone (a renew
+        // within the same second of a ConfigMap record).
+        v.see(Some(obs("a", "2")), t0 + Duration::from_secs(5));
+        assert_eq!(v.observed_at, t0 + Duration::from_secs(5));
         v.see(Some(obs("b", "3")), t0 + Duration::from_secs(6));
         assert_eq!(v.observed_at, t0 + Duration::from_secs(6));
     }

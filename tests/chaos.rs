@@ -19,16 +19,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-const TIMING: [&str; 8] = [
-    "--lease-duration",
-    "4s",
-    "--renew-deadline",
-    "2s",
-    "--retry-period",
-    "500ms",
-    "--kill-grace",
-    "1s",
-];
 /// A job that logs its start and stop and stops on TERM within 200ms. No
 /// background processes, so a SIGKILLed leader leaves nothing behind.
 const JOB: &str = r#"#!/bin/sh
@@ -94,7 +84,7 @@ fn spawn(
         "-n",
         &api.namespace,
     ]);
-    c.args(TIMING).arg("--").arg(job).arg(log);
+    c.args(FAST).arg("--").arg(job).arg(log);
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
     (c.spawn().expect("spawn leaderrun"), identity)
 }

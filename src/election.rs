@@ -248,6 +248,19 @@ impl<L: Lock> Election<L> {
                         Some(prev) => self.lock.update(prev, &next, self.call_timeout()).await,
                     };
                     match result {
+                        // Our own record rewritten unchanged within the same second: a
+                        // no-op nobody saw, so it proves nothing about when followers
+                        // started counting. Try again once a write can change it.
+                        Ok(held)
+                            if view
+                                .current
+                                .as_ref()
+                                .is_some_and(|p| p.resource_version == held.resource_version) =>
+                        {
+                            debug!(lock = %self.lock.describe(), "acquiring write changed nothing; writing again");
+                            self.pause(wait_deadline).await?;
+                            refresh = true;
+                        }
                         Ok(held) => {
                             let fencing_token = held.record.leader_transitions;
                             return Ok(Leadership {
@@ -379,23 +392,28 @@ impl<L: Lock> Election<L> {
                 acquiring_record(Some(&l.held.record), &self.identity, self.lease_seconds());
             let result = self.lock.update(&l.held, &record, deadline - sent).await;
             let latency = sent.elapsed();
-            match &result {
-                Ok(_) => self
-                    .metrics
-                    .renewed(sent, latency, sent + self.timing.renew_deadline),
-                Err(_) => self.metrics.renew_failed(latency),
-            }
             match result {
                 Ok(held) => {
                     if failures > 0 {
                         info!(lock = %self.lock.describe(), failures, "renewed again after failures");
                     }
                     failures = 0;
+                    // A write identical to what is stored (a ConfigMap record carries
+                    // seconds: two renews in one second) is a no-op for the API server:
+                    // same resourceVersion, no watch event, so no follower saw it. Only a
+                    // write that changed the object may move the anchor.
+                    if held.resource_version != l.held.resource_version {
+                        l.last_renew_sent = sent;
+                    } else {
+                        debug!(lock = %self.lock.describe(), "renew changed nothing (same second); the deadline stays anchored at the last change");
+                    }
+                    self.metrics
+                        .renewed(l.last_renew_sent, latency, self.deadline(l));
                     l.held = held;
-                    l.last_renew_sent = sent;
                     next = sent + self.timing.retry_period;
                 }
                 Err(LockError::Conflict(_)) => {
+                    self.metrics.renew_failed(latency);
                     // Someone wrote. Still ours (a renew of ours that landed late, or
                     // another field of a ConfigMap)? Then go on from what is there.
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -415,8 +433,12 @@ impl<L: Lock> Election<L> {
                         }
                     }
                 }
-                Err(LockError::NotFound(_)) => return Lost::Deleted,
+                Err(LockError::NotFound(_)) => {
+                    self.metrics.renew_failed(latency);
+                    return Lost::Deleted;
+                }
                 Err(e) => {
+                    self.metrics.renew_failed(latency);
                     warn!(lock = %self.lock.describe(), error = %e, "renew failed; retrying until the renew deadline");
                     last_error = e.to_string();
                     failures += 1;

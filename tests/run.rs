@@ -137,6 +137,61 @@ async fn a_partitioned_leader_stops_its_child_before_a_standby_starts() {
 }
 
 #[tokio::test]
+async fn a_renew_that_changed_nothing_does_not_extend_the_leaders_deadline() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("no-op renew") else {
+        return;
+    };
+    let name = api.lock_name("noop");
+    let _ = std::fs::remove_file(api.log_path());
+    let leader = job_candidate(&api, "configmap", &name, "n-leader", &FAST, "1000");
+    wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+    // A ConfigMap record carries seconds: renewing every 500ms, about every other
+    // renew rewrites the same record, a no-op no follower sees. Cut the leader off
+    // right after one.
+    let give_up = tokio::time::Instant::now() + LONG;
+    loop {
+        let versions: Vec<String> = emu
+            .request_log()
+            .into_iter()
+            .filter(|r| r.client == "n-leader" && r.verb == "update" && r.status == 200)
+            .map(|r| r.resource_version)
+            .collect();
+        if let [.., a, b] = versions.as_slice() {
+            if a == b {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "no renew rewrote the same record: {versions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let fault = emu.add_fault(Fault::new(Action::Partition).for_client("n-leader"));
+    let (code, stderr) = exit_of(leader, LONG).await;
+    emu.remove_fault(fault);
+    assert_eq!(code, 121, "leadership lost: {stderr}");
+    let changed = last_change_by(emu, "n-leader")
+        .expect("the leader wrote")
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let lines = read_log(&api.log_path());
+    let stop = lines
+        .iter()
+        .find(|l| l.what == "stop")
+        .expect("the child was stopped");
+    // The renew deadline (2s) counts from the last renew that changed the lock,
+    // which is when followers started counting; the no-op came 500ms later.
+    let after = Duration::from_nanos((stop.nanos - changed) as u64);
+    assert!(
+        after < Duration::from_millis(2300),
+        "the child was stopped {after:?} after the last renew that changed the lock; the deadline is 2s"
+    );
+}
+
+#[tokio::test]
 async fn renew_errors_stop_the_child_at_the_deadline_not_after_kube_retries() {
     let api = Api::start().await;
     let Some(emu) = api.emulator("persistent 503") else {
@@ -630,19 +685,13 @@ async fn a_sigkilled_leaders_child_dies_and_the_standby_waits_out_the_lease() {
             .iter()
             .find(|l| l.id == "k-standby" && l.what == "start")
             .expect("the standby ran");
-        // Not before the lease ran out from the leader's last successful renew: on the
-        // emulator its log gives that renew (arrival, a little before the write);
-        // elsewhere, it was at most the renew deadline (2s) before the kill.
+        // Not before the lease ran out from the leader's last renew that changed the
+        // lock: on the emulator its log gives that renew (arrival, a little before the
+        // write); elsewhere, it was at most the renew deadline (2s) before the kill.
         let last_renew = api
             .emulator
             .as_ref()
-            .and_then(|e| {
-                e.request_log()
-                    .iter()
-                    .rev()
-                    .find(|r| r.client == "k-leader" && r.verb == "update" && r.status == 200)
-                    .map(|r| e.wall_time(r))
-            })
+            .and_then(|e| last_change_by(e, "k-leader"))
             .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
             .unwrap_or(killed_at - 2_000_000_000);
         let waited = Duration::from_nanos((start.nanos - last_renew) as u64);

@@ -428,6 +428,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         client: String::new(),
         user_agent: String::new(),
         fault: None,
+        resource_version: String::new(),
     };
 
     let (client, user) = match client_of(&shared, &req) {
@@ -476,7 +477,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         None => Outcome::Answer(match (r, kind) {
             (Route::Discovery(v), _) if method == Method::GET => json_response(200, &v),
             (Route::Resource { namespace, .. }, Some(kind)) => {
-                resource(
+                let (resp, rv) = resource(
                     &shared,
                     req,
                     kind,
@@ -486,7 +487,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                     &query,
                     &client,
                 )
-                .await
+                .await;
+                entry.resource_version = rv;
+                resp
             }
             _ => error_response(&status::page_not_found()),
         }),
@@ -582,7 +585,7 @@ async fn resource(
     verb: &str,
     q: &Query,
     client: &ClientId,
-) -> Response<Body> {
+) -> (Response<Body>, String) {
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
@@ -596,7 +599,10 @@ async fn resource(
         })
         .unwrap_or_default();
     if verb == "watch" {
-        return watch(shared.clone(), kind, ns, name, q, client).await;
+        return (
+            watch(shared.clone(), kind, ns, name, q, client).await,
+            String::new(),
+        );
     }
     let result: Result<(u16, Value), ApiError> = async {
         let body = read_body(req).await?;
@@ -680,8 +686,15 @@ async fn resource(
     }
     .await;
     match result {
-        Ok((code, v)) => json_response(code, &v),
-        Err(e) => error_response(&e),
+        Ok((code, v)) => {
+            let rv = v
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            (json_response(code, &v), rv)
+        }
+        Err(e) => (error_response(&e), String::new()),
     }
 }
 

@@ -259,6 +259,17 @@ async fn a_write_that_changes_nothing_keeps_the_resource_version() {
     .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(e.with_store(|s| s.current_rv()), rv_before);
+    // The log shows the no-op: both writes answered the version they were sent with.
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap();
+    let writes: Vec<String> = e
+        .request_log()
+        .into_iter()
+        .filter(|l| l.verb == "update" || l.verb == "patch")
+        .map(|l| l.resource_version)
+        .collect();
+    assert_eq!(writes, [rv, rv]);
+    let create = e.request_log().into_iter().find(|l| l.verb == "create");
+    assert_eq!(create.map(|l| l.resource_version).as_deref(), Some(rv));
 }
 
 #[tokio::test]

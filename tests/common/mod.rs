@@ -330,3 +330,20 @@ pub async fn take_lock(api: &Api, kind: &str, name: &str, holder: &str) {
     }
     panic!("could not write {holder} into {kind} {name}");
 }
+
+/// When the emulator received `client`'s last write that changed the object: a
+/// write answered with an unchanged resourceVersion (a ConfigMap record rewritten
+/// within the same second) is a no-op that no follower could have seen.
+pub fn last_change_by(emu: &Emulator, client: &str) -> Option<std::time::SystemTime> {
+    let writes: Vec<_> = emu
+        .request_log()
+        .into_iter()
+        .filter(|r| r.client == client && matches!(r.verb.as_str(), "create" | "update"))
+        .filter(|r| r.status == 200 || r.status == 201)
+        .collect();
+    let last = writes.last()?;
+    writes
+        .iter()
+        .find(|r| r.resource_version == last.resource_version)
+        .map(|r| emu.wall_time(r))
+}

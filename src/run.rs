@@ -1,5 +1,7 @@
 //! `leaderrun run`: the election and the supervisor, joined.
 
+use std::time::Duration;
+
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use tracing::{error, info, warn};
@@ -82,6 +84,10 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
             .await
         }
         LockKind::Configmap => {
+            if args.retry_period < Duration::from_secs(1) {
+                // Safe (a no-op renew never moves the deadline) but wasteful.
+                warn!(retry_period = ?args.retry_period, "a ConfigMap record carries whole seconds: renews within one second change nothing and do not count; use --retry-period 1s or more");
+            }
             run_with(
                 KubeLock::<ConfigMap>::new(client, &namespace, &args.lock.name),
                 &args,

@@ -133,6 +133,18 @@ async fn a_partitioned_leader_stops_its_child_before_a_standby_starts() {
             ("stop", "p-leader")
         );
         assert_eq!(lines[2].token, 1);
+        // TERM by the renew deadline (2s) from the last renew that reached the lock,
+        // and well before the lease (4s) from it could run out.
+        let renewed = last_change_by(emu, "p-leader")
+            .expect("the leader wrote")
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let stopped = Duration::from_nanos((lines[1].nanos - renewed) as u64);
+        assert!(
+            stopped < Duration::from_millis(2500),
+            "{kind}: the child was stopped {stopped:?} after the last renew; the renew deadline is 2s"
+        );
     }
 }
 
@@ -172,6 +184,10 @@ async fn a_renew_that_changed_nothing_does_not_extend_the_leaders_deadline() {
     let (code, stderr) = exit_of(leader, LONG).await;
     emu.remove_fault(fault);
     assert_eq!(code, 121, "leadership lost: {stderr}");
+    assert!(
+        stderr.contains("use --retry-period 1s or more"),
+        "the short retry period is flagged: {stderr}"
+    );
     let changed = last_change_by(emu, "n-leader")
         .expect("the leader wrote")
         .duration_since(std::time::UNIX_EPOCH)

@@ -156,11 +156,23 @@ async fn a_renew_that_changed_nothing_does_not_extend_the_leaders_deadline() {
     };
     let name = api.lock_name("noop");
     let _ = std::fs::remove_file(api.log_path());
-    let leader = job_candidate(&api, "configmap", &name, "n-leader", &FAST, "1000");
+    // FAST, but renewing every 700ms: a no-op renew then comes 700ms after the
+    // change, well clear of the time signal delivery may take.
+    let timing = [
+        "--lease-duration",
+        "4s",
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "700ms",
+        "--kill-grace",
+        "1s",
+    ];
+    let leader = job_candidate(&api, "configmap", &name, "n-leader", &timing, "1000");
     wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
-    // A ConfigMap record carries seconds: renewing every 500ms, about every other
-    // renew rewrites the same record, a no-op no follower sees. Cut the leader off
-    // right after one.
+    // A ConfigMap record carries seconds: renewing every 700ms, some renews rewrite
+    // the record of the renew before within the same second, a no-op no follower
+    // sees. Cut the leader off right after one.
     let give_up = tokio::time::Instant::now() + LONG;
     loop {
         let versions: Vec<String> = emu
@@ -199,10 +211,10 @@ async fn a_renew_that_changed_nothing_does_not_extend_the_leaders_deadline() {
         .find(|l| l.what == "stop")
         .expect("the child was stopped");
     // The renew deadline (2s) counts from the last renew that changed the lock,
-    // which is when followers started counting; the no-op came 500ms later.
+    // which is when followers started counting; the no-op came 700ms later.
     let after = Duration::from_nanos((stop.nanos - changed) as u64);
     assert!(
-        after < Duration::from_millis(2300),
+        after < Duration::from_millis(2350),
         "the child was stopped {after:?} after the last renew that changed the lock; the deadline is 2s"
     );
 }

@@ -137,7 +137,8 @@ pub fn released_record(prev: &LeaderRecord) -> LeaderRecord {
 #[derive(Debug)]
 pub struct Leadership<O> {
     pub held: Observed<O>,
-    /// The send time of the last renew that succeeded: the anchor of every deadline.
+    /// The send time of the last renew that succeeded and changed the lock object
+    /// (a no-op write is invisible to followers): the anchor of every deadline.
     pub last_renew_sent: Instant,
     /// The transition count at acquisition.
     pub fencing_token: i32,

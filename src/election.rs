@@ -28,13 +28,14 @@ pub struct View<O> {
 }
 
 impl<O> View<O> {
-    /// Records a read; the observation time moves when the object was written
-    /// (record or resourceVersion changed). Stricter than client-go, which looks at
-    /// the record only: a ConfigMap record carries seconds, so two renews within one
-    /// second look identical and the follower would expire up to a second early.
+    /// Records a read; the observation time moves only when the record changed, as
+    /// in client-go. Other writes to the object (labels, ConfigMap data) say nothing
+    /// about the holder: counting them would let a busy ConfigMap postpone a takeover
+    /// for ever. Every leader renew that reached the server changed the record: one
+    /// that did not was a no-op, and the leader does not count those either.
     pub fn see(&mut self, seen: Option<Observed<O>>, now: Instant) {
         let changed = match (&self.current, &seen) {
-            (Some(a), Some(b)) => a.record != b.record || a.resource_version != b.resource_version,
+            (Some(a), Some(b)) => a.record != b.record,
             (None, None) => false,
             _ => true,
         };
@@ -567,12 +568,13 @@ mod tests {
         // A re-read of the same version does not extend it.
         v.see(Some(obs("a", "1")), t0 + Duration::from_secs(3));
         assert_eq!(v.observed_at, t0 + Duration::from_secs(1));
-        // Any write does, even one that leaves the record text alone (a renew
-        // within the same second of a ConfigMap record).
+        // Nor does a write to another field (a label, ConfigMap data).
         v.see(Some(obs("a", "2")), t0 + Duration::from_secs(5));
-        assert_eq!(v.observed_at, t0 + Duration::from_secs(5));
+        assert_eq!(v.observed_at, t0 + Duration::from_secs(1));
         v.see(Some(obs("b", "3")), t0 + Duration::from_secs(6));
         assert_eq!(v.observed_at, t0 + Duration::from_secs(6));
+        v.see(None, t0 + Duration::from_secs(7));
+        assert_eq!(v.observed_at, t0 + Duration::from_secs(7));
     }
 
     #[test]

@@ -731,6 +731,54 @@ async fn a_sigkilled_leaders_child_dies_and_the_standby_waits_out_the_lease() {
 }
 
 #[tokio::test]
+async fn writes_to_other_fields_of_the_lock_do_not_postpone_a_takeover() {
+    let api = Api::start().await;
+    let client = api.client().await;
+    for kind in KINDS {
+        let name = api.lock_name("busy");
+        let _ = std::fs::remove_file(api.log_path());
+        // The leader's job ends and it leaves the lock held, to expire.
+        let mut args = FAST.to_vec();
+        args.push("--no-release");
+        let leader = job_candidate(&api, kind, &name, "w-leader", &args, "1");
+        wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+        let standby = job_candidate(&api, kind, &name, "w-standby", &FAST, "0");
+        assert_eq!(exit_of(leader, LONG).await.0, 0);
+        // Another client keeps labelling the object (an app using the ConfigMap's
+        // data would look the same) far more often than the 4s lease, for up to 20s.
+        let patch = |i: u32| {
+            kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"labels": {"touched": i.to_string()}}
+            }))
+        };
+        let pp = kube::api::PatchParams::default();
+        let started = |lines: &[Line]| lines.iter().any(|l| l.id == "w-standby");
+        let mut writes = 0;
+        while writes < 100 && !started(&read_log(&api.log_path())) {
+            if kind == "lease" {
+                KubeApi::<Lease>::namespaced(client.clone(), &api.namespace)
+                    .patch(&name, &pp, &patch(writes))
+                    .await
+                    .expect("label the lease");
+            } else {
+                KubeApi::<ConfigMap>::namespaced(client.clone(), &api.namespace)
+                    .patch(&name, &pp, &patch(writes))
+                    .await
+                    .expect("label the configmap");
+            }
+            writes += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            started(&read_log(&api.log_path())),
+            "{kind}: the standby took over while the object kept changing ({writes} writes)"
+        );
+        assert!(writes >= 10, "{kind}: the writes went on during the wait");
+        assert_eq!(exit_of(standby, LONG).await.0, 0);
+    }
+}
+
+#[tokio::test]
 async fn another_writer_taking_the_lock_stops_the_leaders_child() {
     let api = Api::start().await;
     for kind in KINDS {

@@ -257,7 +257,7 @@ impl<L: Lock> Election<L> {
                             if view
                                 .current
                                 .as_ref()
-                                .is_some_and(|p| p.resource_version == held.resource_version) =>
+                                .is_some_and(|p| p.record == held.record) =>
                         {
                             debug!(lock = %self.lock.describe(), "acquiring write changed nothing; writing again");
                             self.pause(wait_deadline).await?;
@@ -400,11 +400,11 @@ impl<L: Lock> Election<L> {
                         info!(lock = %self.lock.describe(), failures, "renewed again after failures");
                     }
                     failures = 0;
-                    // A write identical to what is stored (a ConfigMap record carries
-                    // seconds: two renews in one second) is a no-op for the API server:
-                    // same resourceVersion, no watch event, so no follower saw it. Only a
-                    // write that changed the object may move the anchor.
-                    if held.resource_version != l.held.resource_version {
+                    // Followers count from the last change of the record (View::see), so
+                    // only a renew that changed it may move the anchor. One that did not
+                    // (a ConfigMap record carries seconds: two renews in one second) was
+                    // a no-op for the API server: same resourceVersion, no watch event.
+                    if held.record != l.held.record {
                         l.last_renew_sent = sent;
                     } else {
                         debug!(lock = %self.lock.describe(), "renew changed nothing (same second); the deadline stays anchored at the last change");

@@ -334,7 +334,8 @@ pub async fn take_lock(api: &Api, kind: &str, name: &str, holder: &str) {
 /// When the emulator received `client`'s last write that changed the object: a
 /// write answered with an unchanged resourceVersion (a ConfigMap record rewritten
 /// within the same second) is a no-op that no follower could have seen.
-pub fn last_change_by(emu: &Emulator, client: &str) -> Option<std::time::SystemTime> {
+/// In nanoseconds since the epoch, like the job log.
+pub fn last_change_by(emu: &Emulator, client: &str) -> Option<u128> {
     let writes: Vec<_> = emu
         .request_log()
         .into_iter()
@@ -345,5 +346,6 @@ pub fn last_change_by(emu: &Emulator, client: &str) -> Option<std::time::SystemT
     writes
         .iter()
         .find(|r| r.resource_version == last.resource_version)
-        .map(|r| emu.wall_time(r))
+        .and_then(|r| emu.wall_time(r).duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
 }

@@ -47,7 +47,8 @@ async fn readyz_only_on_the_leader_and_metrics_count_renews() {
             "--health-addr",
             &format!("127.0.0.1:{p2}"),
         ],
-        "0",
+        // Runs until stopped: its health server must outlive the checks below.
+        "1000",
     );
     assert_eq!(
         wait_http(p1, "/readyz", LONG, |c, _| c == 200).await.1,
@@ -87,7 +88,12 @@ async fn readyz_only_on_the_leader_and_metrics_count_renews() {
         "{metrics}"
     );
     assert_eq!(exit_of(leader, LONG).await.0, 143, "the job's TERM status");
-    assert_eq!(exit_of(standby, LONG).await.0, 0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(standby.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(exit_of(standby, LONG).await.0, 143);
     assert_eq!(
         http_get(p1, "/healthz").await,
         None,

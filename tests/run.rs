@@ -764,7 +764,10 @@ async fn writes_to_other_fields_of_the_lock_do_not_postpone_a_takeover() {
             started(&read_log(&api.log_path())),
             "{kind}: the standby took over while the object kept changing ({writes} writes)"
         );
-        assert!(writes >= 3, "{kind}: the writes went on during the wait: {writes}");
+        assert!(
+            writes >= 3,
+            "{kind}: the writes went on during the wait: {writes}"
+        );
         assert_eq!(exit_of(standby, LONG).await.0, 0);
     }
 }

@@ -138,7 +138,7 @@ pub fn released_record(prev: &LeaderRecord) -> LeaderRecord {
 #[derive(Debug)]
 pub struct Leadership<O> {
     pub held: Observed<O>,
-    /// The send time of the last renew that succeeded and changed the lock object
+    /// The send time of the last renew that succeeded and changed the leader record
     /// (a no-op write is invisible to followers): the anchor of every deadline.
     pub last_renew_sent: Instant,
     /// The transition count at acquisition.
@@ -394,6 +394,9 @@ impl<L: Lock> Election<L> {
                 acquiring_record(Some(&l.held.record), &self.identity, self.lease_seconds());
             let result = self.lock.update(&l.held, &record, deadline - sent).await;
             let latency = sent.elapsed();
+            if result.is_err() {
+                self.metrics.renew_failed(latency);
+            }
             match result {
                 Ok(held) => {
                     if failures > 0 {
@@ -415,7 +418,6 @@ impl<L: Lock> Election<L> {
                     next = sent + self.timing.retry_period;
                 }
                 Err(LockError::Conflict(_)) => {
-                    self.metrics.renew_failed(latency);
                     // Someone wrote. Still ours (a renew of ours that landed late, or
                     // another field of a ConfigMap)? Then go on from what is there.
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -435,12 +437,8 @@ impl<L: Lock> Election<L> {
                         }
                     }
                 }
-                Err(LockError::NotFound(_)) => {
-                    self.metrics.renew_failed(latency);
-                    return Lost::Deleted;
-                }
+                Err(LockError::NotFound(_)) => return Lost::Deleted,
                 Err(e) => {
-                    self.metrics.renew_failed(latency);
                     warn!(lock = %self.lock.describe(), error = %e, "renew failed; retrying until the renew deadline");
                     last_error = e.to_string();
                     failures += 1;

@@ -185,7 +185,7 @@ impl Metrics {
         metric(
             "leaderrun_seconds_since_last_renew",
             "gauge",
-            "Seconds since the send time of the last successful renew or acquisition that changed the lock.",
+            "Seconds since the send time of the last successful renew or acquisition that changed the leader record.",
             &[(String::new(), since)],
         );
         metric(

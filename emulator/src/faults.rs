@@ -151,9 +151,9 @@ pub struct LogEntry {
     pub user_agent: String,
     /// Set when an injected fault decided the answer.
     pub fault: Option<u64>,
-    /// The resourceVersion answered (of the object, or of the list), else empty.
-    /// A write answered with the version it was sent with
-    /// changed nothing: the server's no-op, which no watcher sees.
+    /// The resourceVersion answered (of the object, or of the list), else empty. A
+    /// write answered with the version it was sent with changed nothing: the
+    /// server's no-op, which no watcher sees.
     #[serde(default)]
     pub resource_version: String,
 }

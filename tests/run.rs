@@ -154,16 +154,7 @@ async fn a_renew_that_changed_nothing_does_not_extend_the_leaders_deadline() {
     let _ = std::fs::remove_file(api.log_path());
     // FAST, but renewing every 700ms: a no-op renew then comes 700ms after the
     // change, well clear of the time signal delivery may take.
-    let timing = [
-        "--lease-duration",
-        "4s",
-        "--renew-deadline",
-        "2s",
-        "--retry-period",
-        "700ms",
-        "--kill-grace",
-        "1s",
-    ];
+    let timing = FAST.map(|a| if a == "500ms" { "700ms" } else { a });
     let leader = job_candidate(&api, "configmap", &name, "n-leader", &timing, "1000");
     wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
     // A ConfigMap record carries seconds: renewing every 700ms, some renews rewrite

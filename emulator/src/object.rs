@@ -152,7 +152,10 @@ fn opt_string(kind: Kind, v: Option<&Value>, go_field: &str) -> Result<Option<St
 /// nulls are dropped, as Go's `omitempty` drops them.
 pub fn decode(kind: Kind, body: &[u8]) -> Result<Value, ApiError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
-        status::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        status::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {e}",
+            kind.kind_name()
+        ))
     })?;
     normalize(kind, v)
 }
@@ -415,9 +418,22 @@ fn is_qualified_name_part(s: &str) -> bool {
 }
 
 fn validate_qualified_name(key: &str, field: &str, causes: &mut Vec<Cause>) {
-    let (prefix, name) = match key.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
+    let parts: Vec<&str> = key.split('/').collect();
+    let (prefix, name) = match parts.as_slice() {
+        [n] => (None, *n),
+        [p, n] => (Some(*p), *n),
+        // More than one '/': apimachinery's IsQualifiedName says so in one message.
+        _ => {
+            causes.push(Cause::invalid(
+                field,
+                go_quote(key),
+                &format!(
+                    "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                    &QUALIFIED_NAME_MSG["name part ".len()..]
+                ),
+            ));
+            return;
+        }
     };
     if let Some(p) = prefix {
         if !is_dns1123_subdomain(p) {
@@ -428,7 +444,7 @@ fn validate_qualified_name(key: &str, field: &str, causes: &mut Vec<Cause>) {
             ));
         }
     }
-    if !is_qualified_name_part(name) || name.contains('/') {
+    if !is_qualified_name_part(name) {
         causes.push(Cause::invalid(field, go_quote(key), QUALIFIED_NAME_MSG));
     }
 }

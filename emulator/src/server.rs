@@ -287,7 +287,8 @@ fn parse_selector(q: &Query, namespace: Option<&str>) -> Result<Selector, ApiErr
                 }
                 (f, _) => {
                     return Err(status::bad_request(format!(
-                        "field label not supported: {f}"
+                        "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
+                        status::go_quote(f)
                     )))
                 }
             }
@@ -611,7 +612,19 @@ async fn resource(
             "get" => Ok((200, lock(&shared.store).get(kind, need_ns()?, name)?)),
             "list" => {
                 let sel = parse_selector(q, ns)?;
-                Ok((200, lock(&shared.store).list(kind, &sel)))
+                let page = store::Page {
+                    // The server reads limit as an int64 and ignores values <= 0.
+                    limit: q
+                        .get("limit")
+                        .and_then(|l| l.parse::<i64>().ok())
+                        .filter(|l| *l > 0)
+                        .map(|l| l as usize),
+                    continue_token: q
+                        .get("continue")
+                        .filter(|c| !c.is_empty())
+                        .map(String::from),
+                };
+                Ok((200, lock(&shared.store).list(kind, &sel, &page)?))
             }
             "create" => {
                 let ns = need_ns()?;

@@ -181,6 +181,45 @@ pub fn precondition_failed(
     )
 }
 
+/// 410 for a continue token whose version was compacted away.
+pub fn continue_expired() -> ApiError {
+    status(
+        410,
+        "Expired",
+        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+        None,
+    )
+}
+
+/// A failed DELETE precondition: the registry's Delete words it itself and names
+/// the Kind, not the resource (`apiserver:pkg/registry/generic/registry/store.go`,
+/// Delete; checked against kube-apiserver 1.20 in tests/differential.rs).
+pub fn delete_precondition_failed(
+    kind: Kind,
+    name: &str,
+    what: &str,
+    given: &str,
+    actual: &str,
+) -> ApiError {
+    let hint = if what == "UID" {
+        "The object might have been deleted and then recreated"
+    } else {
+        "The object might have been modified"
+    };
+    let mut d = details(kind, name);
+    d.insert("kind".into(), json!(kind.kind_name()));
+    status(
+        409,
+        "Conflict",
+        format!(
+            "Operation cannot be fulfilled on {} {}: the {what} in the precondition ({given}) does not match the {what} in record ({actual}). {hint}",
+            kind.qualified_kind(),
+            go_quote(name),
+        ),
+        Some(Value::Object(d)),
+    )
+}
+
 /// 422 Invalid. `qualified` is either the resource form (from the store) or the
 /// Kind form (from strategy validation): the real server uses both.
 pub fn invalid(kind: Kind, qualified: &str, name: &str, causes: &[Cause]) -> ApiError {
@@ -248,7 +287,8 @@ pub fn unsupported_media_type() -> ApiError {
     status(
         415,
         "UnsupportedMediaType",
-        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json".into(),
+        // kube-apiserver 1.20's wording for a PATCH with an unknown Content-Type.
+        "415: Unsupported Media Type".into(),
         None,
     )
 }

@@ -157,6 +157,45 @@ fn check_name(obj: &Value, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Which page of a list: `?limit=` and `?continue=`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+}
+
+/// The apiserver's continue token: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":KEY\0}`,
+/// where the zero byte makes the next page start just after KEY.
+fn encode_continue(rv: u64, last_key: &str) -> String {
+    use base64::Engine;
+    let json =
+        serde_json::json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{last_key}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(u64, String), ApiError> {
+    use base64::Engine;
+    let bad = |why: String| status::bad_request(format!("invalid continue token: {why}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|e| {
+            bad(format!(
+                "continue key is not valid: illegal base64 data ({e})"
+            ))
+        })?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| bad(format!("continue key is not valid: {e}")))?;
+    if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
+        return Err(bad("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into()));
+    }
+    let rv = v.get("rv").and_then(Value::as_u64).filter(|rv| *rv > 0);
+    let start = v.get("start").and_then(Value::as_str);
+    match (rv, start) {
+        (Some(rv), Some(start)) if !start.is_empty() => Ok((rv, start.to_string())),
+        _ => Err(bad("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into())),
+    }
+}
+
 /// The stored form without the version, to spot writes that change nothing.
 fn without_rv(obj: &Value) -> Value {
     let mut o = obj.clone();
@@ -250,27 +289,63 @@ impl Store {
             .ok_or_else(|| status::not_found(kind, name))
     }
 
-    pub fn list(&self, kind: Kind, sel: &Selector) -> Value {
-        let items: Vec<Value> = self
+    /// A list, paged as the real server pages from etcd: `limit` items in key order
+    /// (namespace, then name), and a `continue` token that resumes after the last one
+    /// at the first page's resourceVersion. Unlike etcd, later pages show the objects
+    /// as they are now, not as they were at that version.
+    pub fn list(&self, kind: Kind, sel: &Selector, page: &Page) -> Result<Value, ApiError> {
+        let (list_rv, after) = match &page.continue_token {
+            Some(token) => {
+                let (rv, start) = decode_continue(token)?;
+                if rv < self.compacted_rv {
+                    return Err(status::continue_expired());
+                }
+                (rv, Some(start))
+            }
+            None => (self.rv, None),
+        };
+        let mut items: Vec<(String, Value)> = self
             .objects
             .iter()
             .filter(|((k, ns, name), obj)| *k == kind && sel.matches(ns, name, obj))
-            .map(|(_, obj)| {
+            .map(|((_, ns, name), obj)| {
+                // The key relative to the resource's prefix, as etcd orders it.
+                let key = if sel.namespace.is_some() {
+                    name.clone()
+                } else {
+                    format!("{ns}/{name}")
+                };
+                (key, obj)
+            })
+            .filter(|(key, _)| after.as_ref().is_none_or(|a| key.as_str() >= a.as_str()))
+            .map(|(key, obj)| {
                 // Items of built-in lists carry no kind or apiVersion.
                 let mut o = obj.clone();
                 if let Some(m) = o.as_object_mut() {
                     m.remove("kind");
                     m.remove("apiVersion");
                 }
-                o
+                (key, o)
             })
             .collect();
-        serde_json::json!({
+        let mut metadata = Map::new();
+        metadata.insert("resourceVersion".into(), Value::String(list_rv.to_string()));
+        if let Some(limit) = page.limit.filter(|l| *l > 0 && *l < items.len()) {
+            let remaining = items.len() - limit;
+            items.truncate(limit);
+            let last = items.last().map(|(k, _)| k.clone()).unwrap_or_default();
+            metadata.insert(
+                "continue".into(),
+                Value::String(encode_continue(list_rv, &last)),
+            );
+            metadata.insert("remainingItemCount".into(), Value::from(remaining as u64));
+        }
+        Ok(serde_json::json!({
             "kind": kind.list_kind(),
             "apiVersion": kind.api_version(),
-            "metadata": {"resourceVersion": self.rv.to_string()},
-            "items": items,
-        })
+            "metadata": metadata,
+            "items": items.into_iter().map(|(_, o)| o).collect::<Vec<_>>(),
+        }))
     }
 
     fn prepare_create(&self, kind: Kind, ns: &str, obj: &mut Value) -> Result<(), ApiError> {
@@ -341,6 +416,14 @@ impl Store {
         check_name(&obj, name)?;
         let key = (kind, ns.to_string(), name.to_string());
         let Some(old) = self.objects.get(&key).cloned() else {
+            // The uid in the body is a precondition, checked against the empty object
+            // before create-on-update or NotFound is considered: a leader renewing a
+            // deleted lock gets 409 on a real server, for both kinds (etcd3 store's
+            // GuaranteedUpdate checks preconditions on the missing object's zero value).
+            let uid = meta(&obj, "uid");
+            if !uid.is_empty() {
+                return Err(status::precondition_failed(kind, ns, name, "UID", uid, ""));
+            }
             if !kind.allow_create_on_update() {
                 return Err(status::not_found(kind, name));
             }
@@ -482,17 +565,16 @@ impl Store {
         let uid = meta(&old, "uid").to_string();
         if let Some(want) = pre_uid.filter(|u| !u.is_empty()) {
             if want != uid {
-                return Err(status::precondition_failed(
-                    kind, ns, name, "UID", want, &uid,
+                return Err(status::delete_precondition_failed(
+                    kind, name, "UID", want, &uid,
                 ));
             }
         }
         if let Some(want) = pre_rv.filter(|r| !r.is_empty()) {
             let have = meta(&old, "resourceVersion");
             if want != have {
-                return Err(status::precondition_failed(
+                return Err(status::delete_precondition_failed(
                     kind,
-                    ns,
                     name,
                     "ResourceVersion",
                     want,

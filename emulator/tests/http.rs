@@ -489,10 +489,13 @@ async fn delete_checks_preconditions_then_answers_success_status() {
     .await
     .unwrap();
     assert_eq!(r.status, 409);
+    // The registry's Delete words this itself and names the Kind (as kube-apiserver 1.20
+    // answers in tests/differential.rs), unlike an update's storage-layer precondition.
     assert_eq!(
         r.json()["message"],
-        format!("Operation cannot be fulfilled on leases.coordination.k8s.io \"lock\": StorageError: invalid object, Code: 4, Key: /registry/leases/default/lock, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: ResourceVersion in precondition: 1, ResourceVersion in object meta: {rv}")
+        format!("Operation cannot be fulfilled on Lease.coordination.k8s.io \"lock\": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record ({rv}). The object might have been modified")
     );
+    assert_eq!(r.json()["details"]["kind"], "Lease");
     let r = send(
         e.addr(),
         "DELETE",
@@ -1009,5 +1012,136 @@ async fn events_are_created_listed_and_validated() {
     assert_eq!(
         r.json()["details"]["causes"][0]["field"],
         "involvedObject.namespace"
+    );
+}
+
+#[tokio::test]
+async fn a_put_carrying_the_uid_of_a_deleted_object_is_409_for_both_kinds() {
+    // As kube-apiserver answers a leader renewing a deleted lock (tests/differential.rs).
+    let e = emu().await;
+    for (coll, body) in [
+        (LEASES, lease("gone", json!({"holderIdentity": "a"}))),
+        (
+            CONFIGMAPS,
+            json!({"metadata": {"name": "gone"}, "data": {"a": "1"}}).to_string(),
+        ),
+    ] {
+        let created = send(e.addr(), "POST", coll, &[JSON], &body).await.unwrap();
+        assert_eq!(created.status, 201, "{}", created.body);
+        let mut renew = created.json();
+        let uid = renew["metadata"]["uid"].as_str().unwrap().to_string();
+        let r = send(e.addr(), "DELETE", &format!("{coll}/gone"), &[JSON], "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        renew["metadata"]["labels"] = json!({"renewed": "yes"});
+        let r = send(
+            e.addr(),
+            "PUT",
+            &format!("{coll}/gone"),
+            &[JSON],
+            &renew.to_string(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 409, "{coll}: {}", r.body);
+        assert_eq!(r.json()["reason"], "Conflict");
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("UID in precondition: {uid}, UID in object meta: ")),
+            "{}",
+            r.body
+        );
+        let r = send(e.addr(), "GET", &format!("{coll}/gone"), &[], "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 404, "nothing was created");
+    }
+}
+
+#[tokio::test]
+async fn lists_page_with_limit_and_continue() {
+    let e = emu().await;
+    for name in ["c", "a", "b"] {
+        let cm = json!({"metadata": {"name": name}}).to_string();
+        assert_eq!(
+            send(e.addr(), "POST", CONFIGMAPS, &[JSON], &cm)
+                .await
+                .unwrap()
+                .status,
+            201
+        );
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = send(e.addr(), "GET", &format!("{CONFIGMAPS}?limit=2"), &[], "")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(names(&first), ["a", "b"]);
+    assert_eq!(first["metadata"]["remainingItemCount"], 1);
+    let token = first["metadata"]["continue"].as_str().unwrap();
+    let second = send(
+        e.addr(),
+        "GET",
+        &format!("{CONFIGMAPS}?limit=2&continue={token}"),
+        &[],
+        "",
+    )
+    .await
+    .unwrap()
+    .json();
+    assert_eq!(names(&second), ["c"]);
+    assert_eq!(second["metadata"].get("continue"), None);
+    assert_eq!(
+        second["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"],
+        "later pages are at the first page's version"
+    );
+    let all = send(e.addr(), "GET", &format!("{CONFIGMAPS}?limit=0"), &[], "")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(names(&all), ["a", "b", "c"], "limit 0 is no limit");
+    let bad = send(
+        e.addr(),
+        "GET",
+        &format!("{CONFIGMAPS}?continue=garbage"),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status, 400);
+    // Compacted past the first page's version: its token cannot be honoured any more.
+    let cm = json!({"metadata": {"name": "d"}}).to_string();
+    assert_eq!(
+        send(e.addr(), "POST", CONFIGMAPS, &[JSON], &cm)
+            .await
+            .unwrap()
+            .status,
+        201
+    );
+    e.compact();
+    let old = send(
+        e.addr(),
+        "GET",
+        &format!("{CONFIGMAPS}?limit=2&continue={token}"),
+        &[],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        old.status, 410,
+        "a token from before a compaction: {}",
+        old.body
     );
 }

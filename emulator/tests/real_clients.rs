@@ -1,7 +1,8 @@
-//! kubectl and the Python kubernetes client against the emulator: the fidelity
-//! checks. They need tools that `cargo` cannot install; `.ci/run` installs them
-//! and sets `LEADERRUN_REQUIRE_REAL_CLIENTS=1`, which turns a missing tool into a
-//! failure. Elsewhere a missing tool skips the suite with a message saying why.
+//! kubectl and the Python kubernetes client against the emulator, and against a real
+//! kube-apiserver when `LEADERRUN_TEST_KUBECONFIG` names one: the same checks pass on both.
+//! They need tools that `cargo` cannot install; `.ci/run` installs them and sets
+//! `LEADERRUN_REQUIRE_REAL_CLIENTS=1`, which turns a missing tool into a failure.
+//! Elsewhere a missing tool skips the suite with a message saying why.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -62,6 +63,54 @@ fn python() -> Option<PathBuf> {
     })
 }
 
+/// Where a suite runs: the emulator, then the real server if there is one (in a fresh namespace).
+struct Target {
+    label: &'static str,
+    kubeconfig: PathBuf,
+    namespace: String,
+    emulator: Option<Emulator>,
+    _dir: tempfile::TempDir,
+}
+
+async fn targets() -> Vec<Target> {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Emulator::start(Config::default()).await.unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    e.write_kubeconfig(&kubeconfig, None).unwrap();
+    let mut out = vec![Target {
+        label: "emulator",
+        kubeconfig,
+        namespace: "default".into(),
+        emulator: Some(e),
+        _dir: dir,
+    }];
+    if let Some(real) = std::env::var_os("LEADERRUN_TEST_KUBECONFIG").filter(|v| !v.is_empty()) {
+        let kubeconfig = PathBuf::from(real);
+        let yaml = std::fs::read_to_string(&kubeconfig).expect("read LEADERRUN_TEST_KUBECONFIG");
+        let kc = kube::config::Kubeconfig::from_yaml(&yaml).expect("kubeconfig parses");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kubeconfig");
+        let client = kube::Client::try_from(cfg).expect("client");
+        let namespace = format!("clients-{:08x}", rand::random::<u32>());
+        let nss: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+        nss.create(
+            &Default::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap(),
+        )
+        .await
+        .expect("create a namespace on the real server");
+        out.push(Target {
+            label: "real",
+            kubeconfig,
+            namespace,
+            emulator: None,
+            _dir: tempfile::tempdir().unwrap(),
+        });
+    }
+    out
+}
+
 struct Kubectl {
     bin: PathBuf,
     kubeconfig: PathBuf,
@@ -119,112 +168,138 @@ async fn kubectl_create_get_apply_replace_watch_delete() {
             "no kubectl found (KUBECTL, .ci/tools, PATH)",
         );
     };
-    let e = Emulator::start(Config::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    e.write_kubeconfig(&kubeconfig, None).unwrap();
+    for t in targets().await {
+        kubectl_suite(&bin, &t).await;
+    }
+}
+
+async fn kubectl_suite(bin: &Path, t: &Target) {
     let k = Kubectl {
-        bin,
-        kubeconfig,
+        bin: bin.to_path_buf(),
+        kubeconfig: t.kubeconfig.clone(),
         home: tempfile::tempdir().unwrap(),
     };
+    let ns = t.namespace.as_str();
+    let label = t.label;
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["-n", ns];
+        all.extend_from_slice(args);
+        tokio::task::block_in_place(|| k.run(&all, stdin))
+    };
+    let holder = |run: &dyn Fn(&[&str], Option<&str>) -> (bool, String, String)| {
+        let (ok, out, err) = run(&["get", "lease", "lock", "-o", "json"], None);
+        assert!(ok, "{label}: kubectl get: {err}");
+        let got: serde_json::Value = serde_json::from_str(&out).expect("kubectl prints JSON");
+        got
+    };
 
-    let (ok, out, err) = tokio::task::block_in_place(|| {
-        k.run(
-            &["create", "--validate=false", "-f", "-"],
-            Some(&lease_json("a", None)),
-        )
-    });
-    assert!(ok, "kubectl create: {out} {err}");
-    let (ok, out, err) =
-        tokio::task::block_in_place(|| k.run(&["get", "lease", "lock", "-o", "json"], None));
-    assert!(ok, "kubectl get: {err}");
-    let got: serde_json::Value = serde_json::from_str(&out).expect("kubectl prints JSON");
+    let (ok, out, err) = run(
+        &["create", "--validate=false", "-f", "-"],
+        Some(&lease_json("a", None)),
+    );
+    assert!(ok, "{label}: kubectl create: {out} {err}");
+    let got = holder(&run);
     assert_eq!(got["spec"]["holderIdentity"], "a");
     let first_rv = got["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
         .to_string();
 
-    let (ok, out, err) = tokio::task::block_in_place(|| {
-        k.run(
-            &["apply", "--validate=false", "-f", "-"],
-            Some(&lease_json("b", None)),
-        )
-    });
-    assert!(ok, "kubectl apply: {out} {err}");
-    assert_eq!(
-        e.with_store(|s| s.get(kube_emulator::Kind::Lease, "default", "lock"))
-            .unwrap()["spec"]["holderIdentity"],
-        "b"
+    let (ok, out, err) = run(
+        &["apply", "--validate=false", "-f", "-"],
+        Some(&lease_json("b", None)),
     );
+    assert!(ok, "{label}: kubectl apply: {out} {err}");
+    assert_eq!(holder(&run)["spec"]["holderIdentity"], "b");
 
-    let (ok, _, err) = tokio::task::block_in_place(|| {
-        k.run(
-            &["replace", "--validate=false", "-f", "-"],
-            Some(&lease_json("c", Some(&first_rv))),
-        )
-    });
-    assert!(!ok, "a replace with a stale resourceVersion must fail");
+    let (ok, _, err) = run(
+        &["replace", "--validate=false", "-f", "-"],
+        Some(&lease_json("c", Some(&first_rv))),
+    );
+    assert!(
+        !ok,
+        "{label}: a replace with a stale resourceVersion must fail"
+    );
     assert!(
         err.contains("the object has been modified"),
-        "kubectl shows the Conflict message: {err}"
+        "{label}: kubectl shows the Conflict message: {err}"
     );
 
-    // get -w sees an update made while it watches.
+    // get -w prints the object, then watches; an update made meanwhile shows up.
     let mut watcher = k
-        .cmd(&["get", "lease", "lock", "-w", "-o", "json"])
+        .cmd(&["-n", ns, "get", "lease", "lock", "-w", "-o", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    e.wait_for_request(Duration::from_secs(30), |r| r.verb == "watch")
-        .await
-        .expect("kubectl starts a watch");
-    let cur = e
-        .with_store(|s| s.get(kube_emulator::Kind::Lease, "default", "lock"))
-        .unwrap();
-    let rv = cur["metadata"]["resourceVersion"]
+    let mut stdout = watcher.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&chunk[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut printed = String::new();
+    let wait_for = |printed: &mut String,
+                    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+                    what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !printed.contains(what) && Instant::now() < deadline {
+            match tokio::task::block_in_place(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                rx.try_recv()
+            }) {
+                Ok(s) => printed.push_str(&s),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
+                Err(_) => break,
+            }
+        }
+        printed.contains(what)
+    };
+    assert!(
+        wait_for(&mut printed, &mut rx, "\"b\""),
+        "{label}: kubectl get -w printed the object first"
+    );
+    if let Some(e) = &t.emulator {
+        e.wait_for_request(Duration::from_secs(30), |r| r.verb == "watch")
+            .await
+            .expect("kubectl starts a watch");
+    }
+    let rv = holder(&run)["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
         .to_string();
-    let (ok, _, err) = tokio::task::block_in_place(|| {
-        k.run(
-            &["replace", "--validate=false", "-f", "-"],
-            Some(&lease_json("watched", Some(&rv))),
-        )
-    });
-    assert!(ok, "kubectl replace with the current version: {err}");
-    let mut stdout = watcher.stdout.take().unwrap();
-    let seen = tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            match stdout.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            if String::from_utf8_lossy(&buf).contains("\"watched\"") {
-                return true;
-            }
-        }
-        false
-    });
-    let seen = tokio::time::timeout(Duration::from_secs(40), seen)
-        .await
-        .expect("watch output in time")
-        .unwrap();
+    let (ok, _, err) = run(
+        &["replace", "--validate=false", "-f", "-"],
+        Some(&lease_json("watched", Some(&rv))),
+    );
+    assert!(
+        ok,
+        "{label}: kubectl replace with the current version: {err}"
+    );
+    let seen = wait_for(&mut printed, &mut rx, "\"watched\"");
     let _ = watcher.kill();
     let _ = watcher.wait();
-    assert!(seen, "kubectl get -w printed the update");
+    assert!(seen, "{label}: kubectl get -w printed the update");
 
-    let (ok, out, err) = tokio::task::block_in_place(|| k.run(&["delete", "lease", "lock"], None));
-    assert!(ok && out.contains("deleted"), "kubectl delete: {out} {err}");
-    assert!(e
-        .with_store(|s| s.get(kube_emulator::Kind::Lease, "default", "lock"))
-        .is_err());
+    let (ok, out, err) = run(&["delete", "lease", "lock"], None);
+    assert!(
+        ok && out.contains("deleted"),
+        "{label}: kubectl delete: {out} {err}"
+    );
+    let (ok, _, err) = run(&["get", "lease", "lock", "-o", "json"], None);
+    assert!(
+        !ok && err.contains("NotFound"),
+        "{label}: gone after delete: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,27 +310,34 @@ async fn python_client_read_replace_conflict_create_conflict() {
             "no Python with the `kubernetes` package (LEADERRUN_PYTHON, .venv)",
         );
     };
-    let e = Emulator::start(Config::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    e.write_kubeconfig(&kubeconfig, None).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_client.py");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(py).arg(script).arg(&kubeconfig).output())
-            .await
-            .unwrap()
-            .unwrap();
-    assert!(
-        out.status.success(),
-        "python client checks failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // The client really talked to the emulator: it sends no Content-Type, and its user agent names it.
-    let log = e.request_log();
-    assert!(log
-        .iter()
-        .any(|r| r.user_agent.starts_with("OpenAPI-Generator")
-            && r.verb == "update"
-            && r.status == 409));
+    for t in targets().await {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_client.py");
+        let (py, kubeconfig, ns) = (py.clone(), t.kubeconfig.clone(), t.namespace.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(py)
+                .arg(script)
+                .arg(&kubeconfig)
+                .arg(&ns)
+                .output()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: python client checks failed:\n{}\n{}",
+            t.label,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The client really talked to the emulator: its user agent names it.
+        if let Some(e) = &t.emulator {
+            assert!(e
+                .request_log()
+                .iter()
+                .any(|r| r.user_agent.starts_with("OpenAPI-Generator")
+                    && r.verb == "update"
+                    && r.status == 409));
+        }
+    }
 }

@@ -1,6 +1,6 @@
-"""The Python kubernetes client against kube-emulator.
+"""The Python kubernetes client against kube-emulator or a real API server.
 
-Usage: python_client.py KUBECONFIG. Exits non-zero, naming the failed check.
+Usage: python_client.py KUBECONFIG [NAMESPACE]. Exits non-zero, naming the failed check.
 """
 import sys
 
@@ -22,7 +22,7 @@ def main():
     config.load_kube_config(config_file=sys.argv[1])
     coord = client.CoordinationV1Api()
     core = client.CoreV1Api()
-    ns = "default"
+    ns = sys.argv[2] if len(sys.argv) > 2 else "default"
 
     expect_status(404, lambda: coord.read_namespaced_lease("py-lock", ns), "read of a missing lease")
 

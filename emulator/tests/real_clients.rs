@@ -186,7 +186,7 @@ async fn kubectl_suite(bin: &Path, t: &Target) {
         all.extend_from_slice(args);
         tokio::task::block_in_place(|| k.run(&all, stdin))
     };
-    let holder = |run: &dyn Fn(&[&str], Option<&str>) -> (bool, String, String)| {
+    let holder = || {
         let (ok, out, err) = run(&["get", "lease", "lock", "-o", "json"], None);
         assert!(ok, "{label}: kubectl get: {err}");
         let got: serde_json::Value = serde_json::from_str(&out).expect("kubectl prints JSON");
@@ -198,7 +198,7 @@ async fn kubectl_suite(bin: &Path, t: &Target) {
         Some(&lease_json("a", None)),
     );
     assert!(ok, "{label}: kubectl create: {out} {err}");
-    let got = holder(&run);
+    let got = holder();
     assert_eq!(got["spec"]["holderIdentity"], "a");
     let first_rv = got["metadata"]["resourceVersion"]
         .as_str()
@@ -210,7 +210,7 @@ async fn kubectl_suite(bin: &Path, t: &Target) {
         Some(&lease_json("b", None)),
     );
     assert!(ok, "{label}: kubectl apply: {out} {err}");
-    assert_eq!(holder(&run)["spec"]["holderIdentity"], "b");
+    assert_eq!(holder()["spec"]["holderIdentity"], "b");
 
     let (ok, _, err) = run(
         &["replace", "--validate=false", "-f", "-"],
@@ -273,7 +273,7 @@ async fn kubectl_suite(bin: &Path, t: &Target) {
             .await
             .expect("kubectl starts a watch");
     }
-    let rv = holder(&run)["metadata"]["resourceVersion"]
+    let rv = holder()["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
         .to_string();

@@ -96,6 +96,16 @@ fn manifests_parse_and_fit_together() {
         "{cc:?}"
     );
     assert_eq!(docs("rbac-configmap.yaml").len(), 3);
+    // --events needs create on events, granted apart (rbac-events.yaml) to the same account.
+    let events = docs("rbac-events.yaml");
+    assert_eq!(
+        rules(find(&events, "Role")),
+        vec![("create".to_string(), "events".to_string(), None)]
+    );
+    assert_eq!(
+        find(&events, "RoleBinding")["subjects"][0]["name"],
+        find(&rbac, "ServiceAccount")["metadata"]["name"]
+    );
 }
 
 /// Runs what a deployment does (acquire by create, renew, follow with a watch,

@@ -349,3 +349,39 @@ pub fn last_change_by(emu: &Emulator, client: &str) -> Option<u128> {
         .and_then(|r| emu.wall_time(r).duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
 }
+
+/// The real API server's admin kubeconfig (`LEADERRUN_TEST_KUBECONFIG`), or None with a
+/// note; under `LEADERRUN_REQUIRE_REAL_SERVER=1` (CI) a missing one is a failure.
+pub fn real_server(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("LEADERRUN_TEST_KUBECONFIG").filter(|v| !v.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            assert!(
+                std::env::var("LEADERRUN_REQUIRE_REAL_SERVER").as_deref() != Ok("1"),
+                "{test}: LEADERRUN_REQUIRE_REAL_SERVER=1 but LEADERRUN_TEST_KUBECONFIG is not set"
+            );
+            eprintln!("SKIPPED {test}: needs a real API server (LEADERRUN_TEST_KUBECONFIG, from tests/real-apiserver/run)");
+            None
+        }
+    }
+}
+
+/// `KUBECTL`, else the Debian kubectl that .ci/run unpacks, else `kubectl` on PATH.
+pub fn kubectl() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        std::env::var_os("KUBECTL").map(PathBuf::from),
+        Some(root.join(".ci/tools/usr/bin/kubectl")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file())
+    .or_else(|| {
+        std::process::Command::new("kubectl")
+            .args(["version", "--client"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|_| PathBuf::from("kubectl"))
+    })
+}

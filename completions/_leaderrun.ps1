@@ -42,7 +42,7 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
             [CompletionResult]::new('--lease-duration', '--lease-duration', [CompletionResultType]::ParameterName, 'How long others wait after last seeing the record change before taking over')
             [CompletionResult]::new('--renew-deadline', '--renew-deadline', [CompletionResultType]::ParameterName, 'How long the leader may go without a successful renew before it stops the child')
             [CompletionResult]::new('--retry-period', '--retry-period', [CompletionResultType]::ParameterName, 'Interval between renews and between tries to acquire')
-            [CompletionResult]::new('--kill-grace', '--kill-grace', [CompletionResultType]::ParameterName, 'Time between TERM and KILL when the child must stop')
+            [CompletionResult]::new('--kill-grace', '--kill-grace', [CompletionResultType]::ParameterName, 'Time between the stop signal and KILL when the child must stop')
             [CompletionResult]::new('--conflict-exit-code', '--conflict-exit-code', [CompletionResultType]::ParameterName, 'Exit code for --no-wait when the lock is held')
             [CompletionResult]::new('--wait-timeout', '--wait-timeout', [CompletionResultType]::ParameterName, 'Give up waiting for the lock after this long (exit 124)')
             [CompletionResult]::new('--keep-after-exit', '--keep-after-exit', [CompletionResultType]::ParameterName, 'When the child ends, keep holding (and renewing) the lock for this long, then release and exit (for cron: a copy that fires a little late on another host does not run the job again)')

@@ -38,7 +38,7 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
             cand --lease-duration 'How long others wait after last seeing the record change before taking over'
             cand --renew-deadline 'How long the leader may go without a successful renew before it stops the child'
             cand --retry-period 'Interval between renews and between tries to acquire'
-            cand --kill-grace 'Time between TERM and KILL when the child must stop'
+            cand --kill-grace 'Time between the stop signal and KILL when the child must stop'
             cand --conflict-exit-code 'Exit code for --no-wait when the lock is held'
             cand --wait-timeout 'Give up waiting for the lock after this long (exit 124)'
             cand --keep-after-exit 'When the child ends, keep holding (and renewing) the lock for this long, then release and exit (for cron: a copy that fires a little late on another host does not run the job again)'

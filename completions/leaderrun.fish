@@ -40,7 +40,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l identity -d 
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l lease-duration -d 'How long others wait after last seeing the record change before taking over' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l renew-deadline -d 'How long the leader may go without a successful renew before it stops the child' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l retry-period -d 'Interval between renews and between tries to acquire' -r
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l kill-grace -d 'Time between TERM and KILL when the child must stop' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l kill-grace -d 'Time between the stop signal and KILL when the child must stop' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l conflict-exit-code -d 'Exit code for --no-wait when the lock is held' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l wait-timeout -d 'Give up waiting for the lock after this long (exit 124)' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l keep-after-exit -d 'When the child ends, keep holding (and renewing) the lock for this long, then release and exit (for cron: a copy that fires a little late on another host does not run the job again)' -r

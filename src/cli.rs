@@ -7,28 +7,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::settings::parse_duration;
-
-const EXIT_CODES: &str = "\
-Exit status:
-  the child's code    the child exited on its own
-  128+N               the child was ended by signal N
-  126 / 127           the command is not executable / not found
-  64                  usage error (bad option or value, timing rule broken)
-  69                  Kubernetes API error (unreachable, 401/403, unreadable lock record)
-  75                  lock held by another with --no-wait (see --conflict-exit-code)
-  78                  configuration error (kubeconfig missing or corrupt, unknown context)
-  121                 leadership lost: the child was stopped
-  124                 --wait-timeout passed before the lock was acquired
-  inspect:            0 held, 3 free or expired, 4 no such lock
-  force-release:      0 released, 5 refused, 6 conflict (someone else wrote)";
+use crate::lock::Kind;
+use crate::settings::{parse_duration, Timing};
 
 /// Run a command only while holding a Kubernetes leader-election lock.
 ///
 /// Among all copies started with the same lock, only the one holding the Lease (or
 /// ConfigMap) runs the command; the others wait and take over when it ends or dies.
 #[derive(Parser, Debug)]
-#[command(name = "leaderrun", version, after_help = EXIT_CODES)]
+#[command(name = "leaderrun", version, after_help = crate::exit::help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -45,23 +32,6 @@ pub enum Command {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockKind {
-    /// A coordination.k8s.io/v1 Lease.
-    Lease,
-    /// A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation.
-    Configmap,
-}
-
-impl LockKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LockKind::Lease => "lease",
-            LockKind::Configmap => "configmap",
-        }
-    }
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
@@ -72,7 +42,7 @@ pub enum LogFormat {
 pub struct LockArgs {
     /// Kind of lock object.
     #[arg(long, value_enum, default_value = "lease", env = "LEADERRUN_LOCK")]
-    pub lock: LockKind,
+    pub lock: Kind,
     /// Name of the Lease or ConfigMap (a DNS-1123 subdomain).
     #[arg(long, env = "LEADERRUN_NAME")]
     pub name: String,
@@ -85,6 +55,44 @@ pub struct LockArgs {
     /// Kubeconfig context to use [default: the current context].
     #[arg(long, env = "LEADERRUN_CONTEXT")]
     pub context: Option<String>,
+}
+
+/// The election's timing, one group: it converts into the `Timing` the safety rule checks.
+#[derive(Args, Debug, Clone)]
+pub struct TimingArgs {
+    /// How long others wait after last seeing the record change before taking over.
+    #[arg(long, value_parser = parse_duration, default_value = "15s", env = "LEADERRUN_LEASE_DURATION")]
+    pub lease_duration: Duration,
+    /// How long the leader may go without a successful renew before it stops the child.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", env = "LEADERRUN_RENEW_DEADLINE")]
+    pub renew_deadline: Duration,
+    /// Interval between renews and between tries to acquire.
+    #[arg(long, value_parser = parse_duration, default_value = "2s", env = "LEADERRUN_RETRY_PERIOD")]
+    pub retry_period: Duration,
+    /// Time between the stop signal and KILL when the child must stop.
+    #[arg(long, value_parser = parse_duration, default_value = "3s", env = "LEADERRUN_KILL_GRACE")]
+    pub kill_grace: Duration,
+}
+
+impl From<&TimingArgs> for Timing {
+    fn from(t: &TimingArgs) -> Timing {
+        Timing {
+            lease_duration: t.lease_duration,
+            renew_deadline: t.renew_deadline,
+            retry_period: t.retry_period,
+            kill_grace: t.kill_grace,
+        }
+    }
+}
+
+impl From<&LockArgs> for crate::client::Target {
+    fn from(l: &LockArgs) -> Self {
+        crate::client::Target {
+            kubeconfig: l.kubeconfig.clone(),
+            context: l.context.clone(),
+            namespace: l.namespace.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -107,25 +115,15 @@ pub struct LogArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = crate::exit::help())]
 pub struct RunArgs {
     #[command(flatten)]
     pub lock: LockArgs,
     /// Identity written as holder [default: $POD_NAME, else the host name, plus a random suffix].
     #[arg(long, env = "LEADERRUN_IDENTITY")]
     pub identity: Option<String>,
-    /// How long others wait after last seeing the record change before taking over.
-    #[arg(long, value_parser = parse_duration, default_value = "15s", env = "LEADERRUN_LEASE_DURATION")]
-    pub lease_duration: Duration,
-    /// How long the leader may go without a successful renew before it stops the child.
-    #[arg(long, value_parser = parse_duration, default_value = "10s", env = "LEADERRUN_RENEW_DEADLINE")]
-    pub renew_deadline: Duration,
-    /// Interval between renews and between tries to acquire.
-    #[arg(long, value_parser = parse_duration, default_value = "2s", env = "LEADERRUN_RETRY_PERIOD")]
-    pub retry_period: Duration,
-    /// Time between TERM and KILL when the child must stop.
-    #[arg(long, value_parser = parse_duration, default_value = "3s", env = "LEADERRUN_KILL_GRACE")]
-    pub kill_grace: Duration,
+    #[command(flatten)]
+    pub timing: TimingArgs,
     /// Exit at once if another holds the lock, instead of waiting. A lock whose own
     /// timestamps show it lapsed over a minute ago is watched for one lease duration
     /// and taken if it does not change.
@@ -166,7 +164,7 @@ pub enum OutputFormat {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = crate::exit::help())]
 pub struct InspectArgs {
     #[command(flatten)]
     pub lock: LockArgs,
@@ -181,7 +179,7 @@ pub struct InspectArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = crate::exit::help())]
 pub struct ForceReleaseArgs {
     #[command(flatten)]
     pub lock: LockArgs,
@@ -235,7 +233,7 @@ mod tests {
             Command::Run(r) => {
                 assert_eq!(r.lock.name, "x");
                 assert_eq!(r.command, vec![OsString::from("true")]);
-                assert_eq!(r.lease_duration, Duration::from_secs(15));
+                assert_eq!(r.timing.lease_duration, Duration::from_secs(15));
             }
             other => panic!("expected run, got {other:?}"),
         }

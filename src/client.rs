@@ -6,7 +6,14 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-use crate::cli::LockArgs;
+/// Which API server and namespace: the kubeconfig and context to use, or in-cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// None: the in-cluster namespace, else the kubeconfig context's, else "default".
+    pub namespace: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -38,12 +45,12 @@ fn default_kubeconfig_exists() -> bool {
 }
 
 /// Loads the configuration and returns a client and the namespace to use.
-pub async fn connect(lock: &LockArgs) -> Result<(Client, String), ConfigError> {
+pub async fn connect(target: &Target) -> Result<(Client, String), ConfigError> {
     let options = KubeConfigOptions {
-        context: lock.context.clone(),
+        context: target.context.clone(),
         ..Default::default()
     };
-    let mut config = if let Some(path) = &lock.kubeconfig {
+    let mut config = if let Some(path) = &target.kubeconfig {
         let kc = Kubeconfig::read_from(path).map_err(|source| ConfigError::ReadKubeconfig {
             path: path.clone(),
             source,
@@ -61,7 +68,7 @@ pub async fn connect(lock: &LockArgs) -> Result<(Client, String), ConfigError> {
                 path: "$KUBECONFIG or ~/.kube/config".into(),
                 source,
             })?
-    } else if let Some(ctx) = &lock.context {
+    } else if let Some(ctx) = &target.context {
         return Err(ConfigError::ContextWithoutKubeconfig(ctx.clone()));
     } else {
         Config::incluster().map_err(ConfigError::Nothing)?
@@ -74,7 +81,7 @@ pub async fn connect(lock: &LockArgs) -> Result<(Client, String), ConfigError> {
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!("leaderrun/", env!("CARGO_PKG_VERSION"))),
     ));
-    let namespace = lock
+    let namespace = target
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
@@ -130,4 +137,35 @@ fn build_client(config: Config) -> Result<Client, ConfigError> {
         .map_err(tower::BoxError::from)
         .service(http_client);
     Ok(kube::client::ClientBuilder::new(service, config.default_namespace).build())
+}
+
+/// What can go wrong before the first request about a lock.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl SetupError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SetupError::Settings(_) => crate::exit::USAGE,
+            SetupError::Config(_) => crate::exit::CONFIG,
+        }
+    }
+}
+
+/// Checks the lock's name and namespace, connects, and checks the namespace the
+/// configuration chose: every subcommand's first step.
+pub async fn connect_to_lock(target: &Target, name: &str) -> Result<(Client, String), SetupError> {
+    use crate::settings::{validate_name, validate_namespace};
+    validate_name(name)?;
+    if let Some(ns) = &target.namespace {
+        validate_namespace(ns)?;
+    }
+    let (client, namespace) = connect(target).await?;
+    validate_namespace(&namespace)?;
+    Ok((client, namespace))
 }

@@ -1,137 +1,164 @@
-//! The election: acquire, hold (renew), release. The decision of what to do
-//! given what was observed and when is a pure function (`decide`); the loops
-//! around it call the lock and read tokio's clock, so tests can pause time.
+//! The election: acquire, hold (renew), release. What to do given what was observed
+//! and when is a pure function (`decide`); the loops around it call the lock and read
+//! tokio's clock, so tests drive them in paused time with a scripted lock.
 //!
-//! Safety rests on two rules (DESIGN §3):
-//! - a follower judges expiry by its own monotonic clock, from the moment it
-//!   *observed* the record change, never by the record's timestamps;
-//! - the leader's deadline is anchored at the *send* time of its last successful
-//!   renew, which is before any follower could have observed that renew.
+//! Safety rests on these rules (DESIGN §3):
+//! - a follower judges expiry by its own monotonic clock, from the moment it *observed*
+//!   the record change, never by the record's timestamps (client-go's observedTime);
+//! - the leader's deadline is anchored at the *send* time of its last renew that changed
+//!   the record, which is before any follower could have observed that renew;
+//! - a deletion is a change of the record: a copy that saw the lock held by another and
+//!   then saw it deleted waits a lease duration from that moment before creating it;
+//! - a record that names our identity but was not written by this process is another
+//!   holder (two processes given one `--identity` never both lead);
+//! - a renewTime never goes backwards (`LeaderRecord::renewed`).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use futures::StreamExt;
-use rand::Rng;
+use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use crate::lock::{Change, Lock, LockError, Observed};
-use crate::record::{now_micros, LeaderRecord};
+use crate::lock::watch::Follow;
+use crate::lock::{Lock, LockError, Observed};
+use crate::record::{self, LeaderRecord};
 use crate::settings::Timing;
 
-/// What we last saw of the lock, and when it last changed as far as we know.
+/// What we know of the lock, and when its record last changed as far as we know.
 #[derive(Debug, Clone)]
 pub struct View<O> {
-    /// None: the object does not exist.
+    /// None: the object does not exist (or was not read yet, see `known`).
     pub current: Option<Observed<O>>,
     pub observed_at: Instant,
+    /// At least one observation was made.
+    pub known: bool,
+    /// The object was deleted while another held it: wait a lease from the deletion.
+    pub deleted_while_held: bool,
+    /// The highest transition count seen, so a re-created lock continues from it.
+    pub transitions_seen: Option<i32>,
 }
 
 impl<O> View<O> {
-    /// Records a read; the observation time moves only when the record changed, as
-    /// in client-go. Other writes to the object (labels, ConfigMap data) say nothing
-    /// about the holder: counting them would let a busy ConfigMap postpone a takeover
-    /// for ever. Every leader renew that reached the server changed the record: one
-    /// that did not was a no-op, and the leader does not count those either.
+    pub fn new(now: Instant) -> Self {
+        View {
+            current: None,
+            observed_at: now,
+            known: false,
+            deleted_while_held: false,
+            transitions_seen: None,
+        }
+    }
+
+    /// Records an observation; the observation time moves only when the record changed
+    /// (or the object appeared or vanished), as in client-go. Other writes to the object
+    /// (labels, ConfigMap data) say nothing about the holder: counting them would let a
+    /// busy ConfigMap postpone a takeover for ever.
     pub fn see(&mut self, seen: Option<Observed<O>>, now: Instant) {
         let changed = match (&self.current, &seen) {
             (Some(a), Some(b)) => a.record != b.record,
-            (None, None) => false,
+            (None, None) => !self.known,
             _ => true,
         };
         if changed {
             self.observed_at = now;
         }
+        match (&self.current, &seen) {
+            (Some(prev), None) => self.deleted_while_held = prev.record.is_held(),
+            (_, Some(_)) => self.deleted_while_held = false,
+            (None, None) => {}
+        }
+        if let Some(o) = &seen {
+            let t = o.record.leader_transitions;
+            self.transitions_seen = Some(self.transitions_seen.map_or(t, |s| s.max(t)));
+        }
+        self.known = true;
         self.current = seen;
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The records this process wrote, known by holder and renew time: a record naming our
+/// identity that is not among them was written by another process.
+#[derive(Debug, Default)]
+pub struct Writes(Mutex<Vec<(String, Option<record::Time>)>>);
+
+impl Writes {
+    const KEPT: usize = 32;
+
+    pub fn sent(&self, r: &LeaderRecord) {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if v.len() >= Self::KEPT {
+            v.remove(0);
+        }
+        v.push((r.holder_identity.clone(), r.renew_time));
+    }
+
+    pub fn ours(&self, r: &LeaderRecord) -> bool {
+        let v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        v.iter()
+            .any(|(h, t)| *h == r.holder_identity && *t == r.renew_time)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// No object: create it, holding the lock.
     Create,
-    /// Free, expired, or already ours: write ourselves in.
-    Acquire,
-    /// Held by another; look again at this time unless something changes first.
-    Wait { until: Instant },
+    /// Free, expired, or our own record: write ourselves in.
+    Take,
+    /// Held by another; look again at `until` unless something changes first. `impostor`:
+    /// the holder has our identity but is not this process.
+    Wait {
+        until: Instant,
+        holder: String,
+        impostor: bool,
+    },
 }
 
-/// The core rule. `lease_duration` is ours, used when the record names none.
-pub fn decide(
+/// The core rule. `lease_duration` is ours; a record that names a longer one is honoured.
+pub fn decide<O>(
     me: &str,
-    record: Option<&LeaderRecord>,
-    observed_at: Instant,
+    view: &View<O>,
+    ours: impl Fn(&LeaderRecord) -> bool,
     lease_duration: Duration,
     now: Instant,
 ) -> Decision {
-    let Some(r) = record else {
-        return Decision::Create;
+    let wait = |promised: Duration, holder: &str, impostor: bool| {
+        let until = view.observed_at + promised.max(lease_duration);
+        if now >= until {
+            Decision::Take
+        } else {
+            Decision::Wait {
+                until,
+                holder: holder.to_string(),
+                impostor,
+            }
+        }
     };
-    if !r.is_held() || r.holder_identity == me {
-        return Decision::Acquire;
+    let Some(o) = &view.current else {
+        // A lock deleted under a holder: the holder may still run until its lease
+        // (as we saw it) runs out. A lock that never existed is created at once.
+        return if view.deleted_while_held {
+            match wait(lease_duration, "", false) {
+                Decision::Take => Decision::Create,
+                w => w,
+            }
+        } else {
+            Decision::Create
+        };
+    };
+    let r = &o.record;
+    if !r.is_held() {
+        return Decision::Take;
     }
-    // The holder promised to stop within the duration it wrote; honour that,
-    // but never wait less than our own setting would.
+    let impostor = r.holder_identity == me;
+    if impostor && ours(r) {
+        return Decision::Take;
+    }
+    // The holder promised to stop within the duration it wrote; honour that, but
+    // never wait less than our own setting would.
     let promised = Duration::from_secs(r.lease_duration_seconds.max(0) as u64);
-    let until = observed_at + promised.max(lease_duration);
-    if now >= until {
-        Decision::Acquire
-    } else {
-        Decision::Wait { until }
-    }
-}
-
-/// True when the record's own timestamps say it lapsed long ago. Used only to
-/// decide whether `--no-wait` should wait and see, never to take the lock.
-pub fn looks_abandoned(r: &LeaderRecord) -> bool {
-    let Some(renewed) = r.renew_time else {
-        return false;
-    };
-    let lapsed = renewed + chrono::Duration::seconds(r.lease_duration_seconds.max(0) as i64);
-    // A generous allowance for clock offsets between hosts.
-    lapsed + chrono::Duration::seconds(60) < chrono::Utc::now()
-}
-
-/// The record to write to take or keep the lock.
-pub fn acquiring_record(prev: Option<&LeaderRecord>, me: &str, lease_seconds: i32) -> LeaderRecord {
-    let now = now_micros();
-    match prev {
-        Some(p) if p.holder_identity == me => LeaderRecord {
-            holder_identity: me.to_string(),
-            lease_duration_seconds: lease_seconds,
-            acquire_time: p.acquire_time.or(Some(now)),
-            renew_time: Some(now),
-            leader_transitions: p.leader_transitions,
-        },
-        Some(p) => LeaderRecord {
-            holder_identity: me.to_string(),
-            lease_duration_seconds: lease_seconds,
-            acquire_time: Some(now),
-            renew_time: Some(now),
-            // Every change of holder bumps the count: it is the fencing token.
-            leader_transitions: p.leader_transitions.saturating_add(1),
-        },
-        None => LeaderRecord {
-            holder_identity: me.to_string(),
-            lease_duration_seconds: lease_seconds,
-            acquire_time: Some(now),
-            renew_time: Some(now),
-            leader_transitions: 0,
-        },
-    }
-}
-
-/// client-go's ReleaseOnCancel record: no holder, a 1s duration, the
-/// transition count kept so that fencing tokens stay monotonic.
-pub fn released_record(prev: &LeaderRecord) -> LeaderRecord {
-    let now = now_micros();
-    LeaderRecord {
-        holder_identity: String::new(),
-        lease_duration_seconds: 1,
-        acquire_time: Some(now),
-        renew_time: Some(now),
-        leader_transitions: prev.leader_transitions,
-    }
+    wait(promised, &r.holder_identity, impostor)
 }
 
 /// Held leadership.
@@ -151,6 +178,9 @@ pub enum AcquireError {
     Held { holder: String },
     #[error("the lock was not acquired within --wait-timeout")]
     WaitTimeout,
+    /// A signal that ends the wait (TERM, INT, HUP, QUIT) arrived; nothing is held.
+    #[error("stopped by signal {0} while waiting for the lock")]
+    Stopped(i32),
     #[error(transparent)]
     Lock(#[from] LockError),
 }
@@ -164,12 +194,33 @@ pub enum Lost {
     },
     #[error("the lock now names {0:?} as holder")]
     TakenOver(String),
+    #[error("the lock names this identity ({0:?}) but another process wrote it: two processes run with the same --identity")]
+    Impostor(String),
     #[error("the lock object was deleted")]
     Deleted,
     #[error("another client cleared the holder (a force-release?)")]
     Released,
     #[error(transparent)]
     Lock(LockError),
+}
+
+/// Told of renew outcomes as they happen, so the election knows nothing of metrics,
+/// logs or the guard.
+pub trait Observer {
+    /// A renew that changed the record succeeded: the new anchor and deadline.
+    fn renewed(&self, anchor: Instant, latency: Duration, deadline: Instant);
+    fn renew_failed(&self, latency: Duration, error: &LockError);
+    /// Waiting for the lock, which `holder` holds (each time the holder changes).
+    fn waiting(&self, holder: &str, impostor: bool);
+}
+
+/// An observer that does nothing (tests).
+pub struct Unobserved;
+
+impl Observer for Unobserved {
+    fn renewed(&self, _: Instant, _: Duration, _: Instant) {}
+    fn renew_failed(&self, _: Duration, _: &LockError) {}
+    fn waiting(&self, _: &str, _: bool) {}
 }
 
 /// What to do with the lock once the child (and any hold-over time) has ended.
@@ -179,193 +230,199 @@ pub enum AfterExit {
     Leave,
 }
 
+/// How to wait.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WaitOptions {
+    /// Give up at once if another holds the lock (but watch one that looks abandoned).
+    pub no_wait: bool,
+    pub wait_timeout: Option<Duration>,
+}
+
+/// The wall clock written into records (tests use one that follows paused time).
+pub type WallClock = std::sync::Arc<dyn Fn() -> record::Time + Send + Sync>;
+
 pub struct Election<L: Lock> {
     pub lock: L,
     pub identity: String,
     pub timing: Timing,
-    pub metrics: std::sync::Arc<crate::health::Metrics>,
+    pub writes: Writes,
+    wall: WallClock,
 }
 
 impl<L: Lock> Election<L> {
+    pub fn new(lock: L, identity: String, timing: Timing) -> Self {
+        Election {
+            lock,
+            identity,
+            timing,
+            writes: Writes::default(),
+            wall: std::sync::Arc::new(record::now),
+        }
+    }
+
+    /// Uses `wall` for the times written into records.
+    pub fn with_wall_clock(mut self, wall: WallClock) -> Self {
+        self.wall = wall;
+        self
+    }
+
+    /// The wall clock now, at the resolution the lock's record keeps.
+    fn record_now(&self) -> record::Time {
+        record::at_resolution((self.wall)(), self.lock.resolution())
+    }
+
     fn lease_seconds(&self) -> i32 {
         self.timing.lease_duration.as_secs().min(i32::MAX as u64) as i32
     }
 
-    /// Followers' calls: bounded so that a hung request cannot stall the loop.
+    /// Calls are bounded so that a hung request cannot stall a loop.
     fn call_timeout(&self) -> Duration {
         self.timing.renew_deadline
     }
 
-    fn jittered_retry(&self) -> Duration {
-        self.timing
-            .retry_period
-            .mul_f64(rand::rng().random_range(1.0..1.2))
-    }
-
-    /// Waits until this process holds the lock. A watch on the object tells of
-    /// a release at once; polling every retry period takes over when watching
-    /// is forbidden or breaks.
+    /// Waits until this process holds the lock. Observations come from one `Follow`
+    /// (a watch, with reads and polling as the fallback); each one goes through `decide`.
+    /// `stop` carries a signal that ends the wait: it is honoured between requests, never by
+    /// abandoning a write, and a write that landed is released before returning.
     pub async fn acquire(
         &self,
-        no_wait: bool,
-        wait_timeout: Option<Duration>,
+        opts: WaitOptions,
+        stop: &mut watch::Receiver<Option<i32>>,
+        observer: &dyn Observer,
     ) -> Result<Leadership<L::Object>, AcquireError> {
-        let wait_deadline = wait_timeout.map(|d| Instant::now() + d);
-        let mut view: View<L::Object> = View {
-            current: None,
-            observed_at: Instant::now(),
-        };
-        let mut refresh = true;
-        let mut watch = None;
-        let mut watch_allowed = true;
-        let mut watch_retry_at = Instant::now();
-        let mut waiting_for = String::new();
+        let start = Instant::now();
+        let wait_deadline = opts.wait_timeout.map(|d| start + d);
+        let mut follow = Follow::new(&self.lock, self.timing.retry_period, self.call_timeout());
+        let mut view: View<L::Object> = View::new(start);
+        let mut waiting_for: Option<String> = None;
+        // --no-wait: the first sight of a held lock, to tell whether it changes.
+        let mut first_seen: Option<Instant> = None;
+        let mut wake: Option<Instant> = None;
         loop {
-            if refresh {
-                match self.lock.get(self.call_timeout()).await {
-                    Ok(seen) => view.see(seen, Instant::now()),
-                    Err(e) if e.is_transient() => {
-                        warn!(lock = %self.lock.describe(), error = %e, "cannot read the lock; retrying");
-                        self.pause(wait_deadline).await?;
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                refresh = false;
+            // Ends when something is observed, a decision's time comes, the wait times out,
+            // or a signal stops the wait.
+            let until = match (wake, wait_deadline) {
+                (Some(w), Some(d)) => Some(w.min(d)),
+                (w, d) => w.or(d),
+            };
+            tokio::select! {
+                seen = follow.next() => view.see(seen?, Instant::now()),
+                _ = sleep_until_opt(until) => {}
+                sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
+            }
+            if wait_deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(AcquireError::WaitTimeout);
+            }
+            if !view.known {
+                continue;
             }
             let now = Instant::now();
-            let record = view.current.as_ref().map(|o| &o.record);
             match decide(
                 &self.identity,
-                record,
-                view.observed_at,
+                &view,
+                |r| self.writes.ours(r),
                 self.timing.lease_duration,
                 now,
             ) {
-                Decision::Create | Decision::Acquire => {
-                    let next = acquiring_record(record, &self.identity, self.lease_seconds());
-                    let sent = Instant::now();
-                    let result = match &view.current {
-                        None => self.lock.create(&next, self.call_timeout()).await,
-                        Some(prev) => self.lock.update(prev, &next, self.call_timeout()).await,
-                    };
-                    match result {
-                        // Our own record rewritten unchanged within the same second: a
-                        // no-op nobody saw, so it proves nothing about when followers
-                        // started counting. Try again once a write can change it.
-                        Ok(held)
-                            if view
-                                .current
-                                .as_ref()
-                                .is_some_and(|p| p.record == held.record) =>
-                        {
-                            debug!(lock = %self.lock.describe(), "acquiring write changed nothing; writing again");
-                            self.pause(wait_deadline).await?;
-                            refresh = true;
-                        }
-                        Ok(held) => {
-                            let fencing_token = held.record.leader_transitions;
-                            return Ok(Leadership {
-                                held,
-                                last_renew_sent: sent,
-                                fencing_token,
-                            });
-                        }
-                        Err(
-                            LockError::Conflict(_)
-                            | LockError::AlreadyExists(_)
-                            | LockError::NotFound(_),
-                        ) => {
-                            debug!(lock = %self.lock.describe(), "another copy wrote first; reading again");
-                            refresh = true;
-                        }
-                        Err(e) if e.is_transient() => {
-                            warn!(lock = %self.lock.describe(), error = %e, "cannot write the lock; retrying");
-                            self.pause(wait_deadline).await?;
-                            refresh = true;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Decision::Wait { until } => {
-                    let holder = record
-                        .map(|r| r.holder_identity.clone())
-                        .unwrap_or_default();
-                    // A record that is stale by its own clock is not really held: rather than
-                    // give up, confirm it the safe way (no change for a lease duration).
-                    if no_wait && !record.is_some_and(looks_abandoned) {
-                        return Err(AcquireError::Held { holder });
-                    }
-                    if holder != waiting_for {
-                        info!(lock = %self.lock.describe(), holder = %holder, identity = %self.identity, "waiting: the lock is held by another");
-                        waiting_for = holder;
-                    }
-                    if watch.is_none() && watch_allowed && now >= watch_retry_at {
-                        let rv = view
+                Decision::Wait {
+                    until,
+                    holder,
+                    impostor,
+                } => {
+                    if opts.no_wait {
+                        // Held: give up, unless the record looks abandoned by its own clock.
+                        // Then watch it for a lease duration: any change means it is held.
+                        let abandoned = view
                             .current
                             .as_ref()
-                            .map(|o| o.resource_version.clone())
-                            .unwrap_or_default();
-                        match self.lock.watch(&rv, self.call_timeout()).await {
-                            Ok(s) => watch = Some(s),
-                            Err(e @ LockError::Refused { .. }) => {
-                                info!(lock = %self.lock.describe(), error = %e, "watching is not allowed; polling every retry period instead");
-                                watch_allowed = false;
-                            }
-                            Err(e) => {
-                                debug!(lock = %self.lock.describe(), error = %e, "cannot watch; polling until the next try");
-                                watch_retry_at = Instant::now() + self.timing.retry_period;
-                            }
+                            .is_some_and(|o| o.record.looks_abandoned((self.wall)()));
+                        let first = *first_seen.get_or_insert(view.observed_at);
+                        if !abandoned || view.observed_at != first {
+                            return Err(AcquireError::Held { holder });
                         }
                     }
-                    let mut wake = if watch.is_some() {
-                        until
-                    } else {
-                        until.min(Instant::now() + self.jittered_retry())
-                    };
-                    if let Some(d) = wait_deadline {
-                        wake = wake.min(d);
+                    if waiting_for.as_deref() != Some(holder.as_str()) {
+                        observer.waiting(&holder, impostor);
+                        waiting_for = Some(holder);
                     }
-                    let event = async {
-                        match watch.as_mut() {
-                            Some(w) => w.next().await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        ev = event => match ev {
-                            Some(Ok(Change::Changed(o))) => view.see(Some(o), Instant::now()),
-                            Some(Ok(Change::Deleted)) => view.see(None, Instant::now()),
-                            Some(Err(e @ LockError::Unreadable { .. })) => return Err(e.into()),
-                            Some(Ok(Change::Expired)) | Some(Err(_)) | None => {
-                                watch = None;
-                                refresh = true;
+                    wake = Some(until);
+                }
+                decision => {
+                    wake = None;
+                    match self.take(&view, decision).await {
+                        Ok(held) => {
+                            let leadership = held;
+                            // A signal that came during the write: the lock was not ours to
+                            // keep. Release what landed and report the stop.
+                            if let Some(sig) = *stop.borrow() {
+                                self.finish(leadership, AfterExit::Release).await.ok();
+                                return Err(AcquireError::Stopped(sig));
                             }
-                        },
-                        _ = tokio::time::sleep_until(wake) => {
-                            if wait_deadline.is_some_and(|d| Instant::now() >= d) {
-                                return Err(AcquireError::WaitTimeout);
-                            }
-                            refresh = true;
+                            return Ok(leadership);
                         }
+                        Err(Taken::Again) => follow.read_again(),
+                        Err(Taken::Pause(error)) => {
+                            let pause = match error {
+                                Some(e) => {
+                                    warn!(lock = %self.lock.describe(), error = %e, "cannot write the lock; retrying");
+                                    self.timing.retry_period
+                                }
+                                None => self.timing.retry_period.min(Duration::from_millis(250)),
+                            };
+                            // The read comes after the pause (a stop cuts it short).
+                            sleep_or_stop(Some(Instant::now() + pause), stop).await;
+                            follow.read_again();
+                        }
+                        Err(Taken::Fail(e)) => return Err(e.into()),
                     }
                 }
             }
         }
     }
 
-    /// Sleeps a jittered retry period, or fails if the wait deadline comes first.
-    async fn pause(&self, wait_deadline: Option<Instant>) -> Result<(), AcquireError> {
-        let wake = Instant::now() + self.jittered_retry();
-        match wait_deadline {
-            Some(d) if d <= wake => {
-                tokio::time::sleep_until(d).await;
-                Err(AcquireError::WaitTimeout)
+    /// One acquiring write, as `decision` says. Never abandoned halfway.
+    async fn take(
+        &self,
+        view: &View<L::Object>,
+        decision: Decision,
+    ) -> Result<Leadership<L::Object>, Taken> {
+        let now = self.record_now();
+        let current = view.current.as_ref();
+        let next = match (decision, current) {
+            (Decision::Take, Some(o)) if o.record.holder_identity == self.identity => o
+                .record
+                .renewed(self.lease_seconds(), now, self.lock.resolution()),
+            (_, prev) => LeaderRecord::taken(
+                prev.map(|o| &o.record),
+                view.transitions_seen,
+                &self.identity,
+                self.lease_seconds(),
+                now,
+            ),
+        };
+        if current.is_some_and(|p| p.record == next) {
+            // Our own record, within the same second of a ConfigMap record: a write would
+            // change nothing that followers count from. Look again in a moment.
+            return Err(Taken::Pause(None));
+        }
+        self.writes.sent(&next);
+        let sent = Instant::now();
+        let result = match current {
+            None => self.lock.create(&next, self.call_timeout()).await,
+            Some(prev) => self.lock.update(prev, &next, self.call_timeout()).await,
+        };
+        match result {
+            Ok(held) => Ok(Leadership {
+                fencing_token: held.record.leader_transitions,
+                held,
+                last_renew_sent: sent,
+            }),
+            Err(LockError::Conflict(_) | LockError::AlreadyExists(_) | LockError::NotFound(_)) => {
+                debug!(lock = %self.lock.describe(), "another copy wrote first; reading again");
+                Err(Taken::Again)
             }
-            _ => {
-                tokio::time::sleep_until(wake).await;
-                Ok(())
-            }
+            Err(e) if e.is_transient() => Err(Taken::Pause(Some(e))),
+            Err(e) => Err(Taken::Fail(e)),
         }
     }
 
@@ -374,15 +431,25 @@ impl<L: Lock> Election<L> {
         l.last_renew_sent + self.timing.renew_deadline
     }
 
-    /// Renews every retry period with one PUT carrying the version held; returns
-    /// only when leadership is lost. No request outlives the renew deadline.
-    pub async fn hold(&self, l: &mut Leadership<L::Object>) -> Lost {
+    /// Renews every retry period with one PUT carrying the version held; returns only when
+    /// leadership is lost. No request outlives the renew deadline. `nudge` asks for a renew
+    /// at once (after the process was stopped, say).
+    pub async fn hold(
+        &self,
+        l: &mut Leadership<L::Object>,
+        observer: &dyn Observer,
+        nudge: &tokio::sync::Notify,
+    ) -> Lost {
         let mut next = l.last_renew_sent + self.timing.retry_period;
-        let mut last_error = String::from("none");
+        let mut last_error = String::from("none yet");
         let mut failures = 0u32;
         loop {
+            // Ends at the next renew, the deadline, or a nudge.
             let deadline = self.deadline(l);
-            tokio::time::sleep_until(next.min(deadline)).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.min(deadline)) => {}
+                _ = nudge.notified() => {}
+            }
             let sent = Instant::now();
             if sent >= deadline {
                 return Lost::Deadline {
@@ -390,41 +457,55 @@ impl<L: Lock> Election<L> {
                     last_error,
                 };
             }
-            let record =
-                acquiring_record(Some(&l.held.record), &self.identity, self.lease_seconds());
+            let record = l.held.record.renewed(
+                self.lease_seconds(),
+                self.record_now(),
+                self.lock.resolution(),
+            );
+            if record == l.held.record {
+                // Within the same second of a ConfigMap record: a write would change
+                // nothing and count for nothing. Try again in a moment.
+                next = sent + self.timing.retry_period.min(Duration::from_millis(250));
+                continue;
+            }
+            self.writes.sent(&record);
             let result = self.lock.update(&l.held, &record, deadline - sent).await;
             let latency = sent.elapsed();
-            if result.is_err() {
-                self.metrics.renew_failed(latency);
-            }
             match result {
                 Ok(held) => {
                     if failures > 0 {
-                        info!(lock = %self.lock.describe(), failures, "renewed again after failures");
+                        debug!(lock = %self.lock.describe(), failures, "renewed again after failures");
                     }
                     failures = 0;
-                    // Followers count from the last change of the record (View::see), so
-                    // only a renew that changed it may move the anchor. One that did not
-                    // (a ConfigMap record carries seconds: two renews in one second) was
-                    // a no-op for the API server: same resourceVersion, no watch event.
-                    if held.record != l.held.record {
-                        l.last_renew_sent = sent;
-                    } else {
-                        debug!(lock = %self.lock.describe(), "renew changed nothing (same second); the deadline stays anchored at the last change");
-                    }
-                    self.metrics
-                        .renewed(l.last_renew_sent, latency, self.deadline(l));
+                    l.last_renew_sent = sent;
                     l.held = held;
+                    observer.renewed(sent, latency, self.deadline(l));
                     next = sent + self.timing.retry_period;
                 }
                 Err(LockError::Conflict(_)) => {
-                    // Someone wrote. Still ours (a renew of ours that landed late, or
-                    // another field of a ConfigMap)? Then go on from what is there.
+                    observer.renew_failed(latency, &LockError::Conflict(self.lock.describe()));
+                    last_error = format!(
+                        "409 Conflict: somebody else wrote the {} ({} in a row)",
+                        self.lock.describe(),
+                        failures + 1
+                    );
+                    failures += 1;
+                    // Someone wrote. Still ours (a renew of ours that landed late, another
+                    // field of a ConfigMap)? Then go on from what is there.
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self.lock.get(left).await {
+                        Ok(Some(o)) if o.uid != l.held.uid => return Lost::Deleted,
                         Ok(Some(o)) if o.record.holder_identity == self.identity => {
+                            if !self.writes.ours(&o.record) {
+                                return Lost::Impostor(self.identity.clone());
+                            }
                             l.held = o;
-                            next = Instant::now();
+                            // Once at once; repeated conflicts pause, so nothing spins.
+                            next = if failures > 1 {
+                                Instant::now() + self.timing.retry_period / 4
+                            } else {
+                                Instant::now()
+                            };
                         }
                         Ok(Some(o)) if !o.record.is_held() => return Lost::Released,
                         Ok(Some(o)) => return Lost::TakenOver(o.record.holder_identity),
@@ -432,13 +513,13 @@ impl<L: Lock> Election<L> {
                         Err(e @ LockError::Unreadable { .. }) => return Lost::Lock(e),
                         Err(e) => {
                             last_error = e.to_string();
-                            failures += 1;
                             next = Instant::now() + self.timing.retry_period / 2;
                         }
                     }
                 }
                 Err(LockError::NotFound(_)) => return Lost::Deleted,
                 Err(e) => {
+                    observer.renew_failed(latency, &e);
                     warn!(lock = %self.lock.describe(), error = %e, "renew failed; retrying until the renew deadline");
                     last_error = e.to_string();
                     failures += 1;
@@ -448,30 +529,67 @@ impl<L: Lock> Election<L> {
         }
     }
 
-    /// After the child ended: release (empty holder, duration 1s, transitions
-    /// kept, as client-go's ReleaseOnCancel), or leave the lock to expire.
+    /// After the child ended: release (empty holder, duration 1s, transitions kept, as
+    /// client-go's ReleaseOnCancel), or leave the lock to expire.
     pub async fn finish(
         &self,
         l: Leadership<L::Object>,
         after: AfterExit,
     ) -> Result<(), LockError> {
-        let record = match after {
-            AfterExit::Leave => return Ok(()),
-            AfterExit::Release => released_record(&l.held.record),
-        };
+        if after == AfterExit::Leave {
+            return Ok(());
+        }
         let mut held = l.held;
         for _ in 0..2 {
+            let record = held.record.released(self.record_now());
             match self.lock.update(&held, &record, self.call_timeout()).await {
                 Ok(_) => return Ok(()),
                 Err(LockError::Conflict(_)) => match self.lock.get(self.call_timeout()).await? {
-                    Some(o) if o.record.holder_identity == self.identity => held = o,
+                    Some(o) if o.uid == held.uid && self.writes.ours(&o.record) => held = o,
                     // Not ours any more: nothing to release.
                     _ => return Ok(()),
                 },
+                Err(LockError::NotFound(_)) => return Ok(()),
                 Err(e) => return Err(e),
             }
         }
         Err(LockError::Conflict(self.lock.describe()))
+    }
+}
+
+/// Why an acquiring write did not take the lock.
+enum Taken {
+    /// Somebody else wrote first: read again and decide again.
+    Again,
+    /// A transient error, or nothing to write yet: pause, then read again.
+    Pause(Option<LockError>),
+    Fail(LockError),
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves with the signal once a stop is requested.
+async fn stopped(stop: &mut watch::Receiver<Option<i32>>) -> i32 {
+    loop {
+        if let Some(sig) = *stop.borrow_and_update() {
+            return sig;
+        }
+        if stop.changed().await.is_err() {
+            // The sender is gone: nobody can ask any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn sleep_or_stop(until: Option<Instant>, stop: &mut watch::Receiver<Option<i32>>) {
+    tokio::select! {
+        _ = sleep_until_opt(until) => {}
+        _ = stopped(stop) => {}
     }
 }
 
@@ -487,116 +605,588 @@ mod tests {
         }
     }
 
+    fn obs(r: LeaderRecord, rv: &str) -> Observed<()> {
+        Observed {
+            record: r,
+            resource_version: rv.into(),
+            uid: "u".into(),
+            object: (),
+        }
+    }
+
+    fn view_of(r: Option<LeaderRecord>, at: Instant) -> View<()> {
+        let mut v = View::new(at);
+        v.see(r.map(|r| obs(r, "1")), at);
+        v
+    }
+
+    const D: Duration = Duration::from_secs(15);
+
     #[test]
-    fn missing_object_is_created() {
+    fn a_lock_that_never_existed_is_created_at_once() {
         let now = Instant::now();
         assert_eq!(
-            decide("me", None, now, Duration::from_secs(15), now),
+            decide("me", &view_of(None, now), |_| false, D, now),
             Decision::Create
         );
     }
 
     #[test]
-    fn free_or_own_lock_is_acquired_at_once() {
+    fn free_or_own_lock_is_taken_at_once() {
         let now = Instant::now();
         assert_eq!(
-            decide(
-                "me",
-                Some(&held_by("", 1)),
-                now,
-                Duration::from_secs(15),
-                now
-            ),
-            Decision::Acquire
+            decide("me", &view_of(Some(held_by("", 1)), now), |_| false, D, now),
+            Decision::Take
         );
         assert_eq!(
             decide(
                 "me",
-                Some(&held_by("me", 15)),
-                now,
-                Duration::from_secs(15),
+                &view_of(Some(held_by("me", 15)), now),
+                |_| true,
+                D,
                 now
             ),
-            Decision::Acquire
+            Decision::Take
+        );
+    }
+
+    #[test]
+    fn our_identity_written_by_another_process_is_another_holder() {
+        let now = Instant::now();
+        assert_eq!(
+            decide(
+                "me",
+                &view_of(Some(held_by("me", 15)), now),
+                |_| false,
+                D,
+                now
+            ),
+            Decision::Wait {
+                until: now + D,
+                holder: "me".into(),
+                impostor: true
+            }
         );
     }
 
     #[test]
     fn held_lock_expires_a_lease_duration_after_it_was_observed() {
         let t0 = Instant::now();
-        let r = held_by("other", 15);
-        let d = Duration::from_secs(15);
-        assert_eq!(
-            decide("me", Some(&r), t0, d, t0 + Duration::from_secs(14)),
-            Decision::Wait { until: t0 + d }
-        );
-        assert_eq!(decide("me", Some(&r), t0, d, t0 + d), Decision::Acquire);
+        let v = view_of(Some(held_by("other", 15)), t0);
+        assert!(matches!(
+            decide("me", &v, |_| false, D, t0 + Duration::from_secs(14)),
+            Decision::Wait { until, .. } if until == t0 + D
+        ));
+        assert_eq!(decide("me", &v, |_| false, D, t0 + D), Decision::Take);
     }
 
     #[test]
     fn the_longer_of_the_records_and_our_duration_counts() {
         let t0 = Instant::now();
-        let d = Duration::from_secs(15);
+        assert!(matches!(
+            decide("me", &view_of(Some(held_by("py", 17)), t0), |_| false, D, t0 + D),
+            Decision::Wait { until, .. } if until == t0 + Duration::from_secs(17)
+        ));
+        assert!(matches!(
+            decide("me", &view_of(Some(held_by("x", 0)), t0), |_| false, D, t0),
+            Decision::Wait { until, .. } if until == t0 + D
+        ));
+    }
+
+    #[test]
+    fn a_deletion_under_a_holder_is_waited_out_from_the_deletion() {
+        let t0 = Instant::now();
+        let mut v = view_of(Some(held_by("other", 15)), t0);
+        let deleted = t0 + Duration::from_secs(10);
+        v.see(None, deleted);
+        assert!(matches!(
+            decide("me", &v, |_| false, D, deleted + Duration::from_secs(1)),
+            Decision::Wait { until, .. } if until == deleted + D
+        ));
         assert_eq!(
-            decide("me", Some(&held_by("py", 17)), t0, d, t0 + d),
-            Decision::Wait {
-                until: t0 + Duration::from_secs(17)
-            }
+            decide("me", &v, |_| false, D, deleted + D),
+            Decision::Create
         );
-        assert_eq!(
-            decide("me", Some(&held_by("x", 0)), t0, d, t0),
-            Decision::Wait { until: t0 + d }
-        );
+        // A lock released (free) and then deleted: nobody runs; create at once.
+        let mut free = view_of(Some(held_by("", 1)), t0);
+        free.see(None, deleted);
+        assert_eq!(decide("me", &free, |_| false, D, deleted), Decision::Create);
     }
 
     #[test]
     fn observation_time_moves_only_when_the_record_changes() {
         let t0 = Instant::now();
-        let obs = |h: &str, rv: &str| Observed {
-            record: held_by(h, 15),
-            resource_version: rv.into(),
-            object: (),
-        };
-        let mut v = View {
-            current: None,
-            observed_at: t0,
-        };
-        v.see(Some(obs("a", "1")), t0 + Duration::from_secs(1));
-        assert_eq!(v.observed_at, t0 + Duration::from_secs(1));
+        let mut v: View<()> = View::new(t0);
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        v.see(Some(obs(held_by("a", 15), "1")), s(1));
+        assert_eq!(v.observed_at, s(1));
         // A re-read of the same version does not extend it.
-        v.see(Some(obs("a", "1")), t0 + Duration::from_secs(3));
-        assert_eq!(v.observed_at, t0 + Duration::from_secs(1));
+        v.see(Some(obs(held_by("a", 15), "1")), s(3));
+        assert_eq!(v.observed_at, s(1));
         // Nor does a write to another field (a label, ConfigMap data).
-        v.see(Some(obs("a", "2")), t0 + Duration::from_secs(5));
-        assert_eq!(v.observed_at, t0 + Duration::from_secs(1));
-        v.see(Some(obs("b", "3")), t0 + Duration::from_secs(6));
-        assert_eq!(v.observed_at, t0 + Duration::from_secs(6));
-        v.see(None, t0 + Duration::from_secs(7));
-        assert_eq!(v.observed_at, t0 + Duration::from_secs(7));
+        v.see(Some(obs(held_by("a", 15), "2")), s(5));
+        assert_eq!(v.observed_at, s(1));
+        v.see(Some(obs(held_by("b", 15), "3")), s(6));
+        assert_eq!(v.observed_at, s(6));
+        v.see(None, s(7));
+        assert_eq!(v.observed_at, s(7));
+        assert!(v.deleted_while_held);
     }
 
     #[test]
-    fn takeover_bumps_transitions_and_renew_keeps_them() {
-        let prev = LeaderRecord {
-            leader_transitions: 4,
-            ..held_by("other", 15)
-        };
-        let taken = acquiring_record(Some(&prev), "me", 15);
-        assert_eq!(
-            (taken.holder_identity.as_str(), taken.leader_transitions),
-            ("me", 5)
+    fn transitions_seen_survive_a_deletion() {
+        let t0 = Instant::now();
+        let mut v: View<()> = View::new(t0);
+        v.see(
+            Some(obs(
+                LeaderRecord {
+                    leader_transitions: 7,
+                    ..held_by("a", 15)
+                },
+                "1",
+            )),
+            t0,
         );
-        let renewed = acquiring_record(Some(&taken), "me", 15);
-        assert_eq!(renewed.leader_transitions, 5);
-        assert_eq!(renewed.acquire_time, taken.acquire_time);
-        assert_eq!(acquiring_record(None, "me", 15).leader_transitions, 0);
-        let released = LeaderRecord {
-            leader_transitions: 5,
-            ..held_by("", 1)
+        v.see(None, t0);
+        assert_eq!(v.transitions_seen, Some(7));
+        let created = LeaderRecord::taken(None, v.transitions_seen, "me", 15, record::now());
+        assert_eq!(created.leader_transitions, 8);
+    }
+
+    #[test]
+    fn our_writes_are_known_by_renew_time() {
+        let w = Writes::default();
+        let r = LeaderRecord::taken(None, None, "me", 15, record::now());
+        assert!(!w.ours(&r));
+        w.sent(&r);
+        assert!(w.ours(&r));
+        let other = LeaderRecord {
+            renew_time: None,
+            ..r
         };
-        assert_eq!(
-            acquiring_record(Some(&released), "me", 15).leader_transitions,
-            6
+        assert!(!w.ours(&other));
+    }
+}
+
+/// The election driven through a scripted lock in paused time: every transition of
+/// `acquire` and `hold`, in milliseconds of real time.
+#[cfg(test)]
+mod paused {
+    use super::*;
+    use crate::fake_lock::{self, FakeLock, Fault, Op};
+
+    const T: Timing = Timing {
+        lease_duration: Duration::from_secs(4),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(500),
+        kill_grace: Duration::from_secs(1),
+    };
+    const LEASE: Duration = T.lease_duration;
+
+    /// The wall clock follows paused time from the real one at the start.
+    fn election(lock: &FakeLock, me: &str) -> Election<FakeLock> {
+        let (wall0, t0) = (record::now(), Instant::now());
+        Election::new(lock.clone(), me.into(), T).with_wall_clock(std::sync::Arc::new(move || {
+            record::plus(wall0, t0.elapsed()).unwrap_or(wall0)
+        }))
+    }
+
+    fn held(holder: &str) -> LeaderRecord {
+        LeaderRecord::taken(None, Some(4), holder, 4, record::now())
+    }
+
+    async fn acquire_with(
+        e: &Election<FakeLock>,
+        opts: WaitOptions,
+    ) -> Result<Leadership<()>, AcquireError> {
+        let (_tx, mut rx) = watch::channel(None);
+        e.acquire(opts, &mut rx, &Unobserved).await
+    }
+
+    async fn acquire(e: &Election<FakeLock>) -> Result<Leadership<()>, AcquireError> {
+        acquire_with(e, WaitOptions::default()).await
+    }
+
+    /// Another holder renewing every retry period for `for_` (then it stops).
+    fn renewing(lock: &FakeLock, holder: &'static str, for_: Duration) {
+        let lock = lock.clone();
+        tokio::spawn(async move {
+            let end = Instant::now() + for_;
+            while Instant::now() < end {
+                let r = lock.record().unwrap_or_else(|| held(holder));
+                lock.write(LeaderRecord {
+                    renew_time: Some(record::now()),
+                    ..r
+                });
+                tokio::time::sleep(T.retry_period).await;
+            }
+        });
+    }
+
+    fn close(a: Duration, b: Duration) -> bool {
+        a.abs_diff(b) <= Duration::from_millis(50)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_that_never_existed_is_created_at_once_from_token_0() {
+        let lock = FakeLock::default();
+        let t0 = Instant::now();
+        let l = acquire(&election(&lock, "me")).await.unwrap();
+        assert!(t0.elapsed() < Duration::from_millis(10));
+        assert_eq!((l.fencing_token, lock.calls(Op::Create)), (0, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_lock_is_taken_a_lease_after_its_last_change_with_the_next_token() {
+        let lock = FakeLock::default();
+        lock.write(held("other"));
+        renewing(&lock, "other", Duration::from_secs(3));
+        let t0 = Instant::now();
+        let l = acquire(&election(&lock, "me")).await.unwrap();
+        // The last renew was at about 2.5s (every 500ms for 3s): taken a lease after it.
+        assert!(
+            close(t0.elapsed(), Duration::from_millis(2500) + LEASE),
+            "{:?}",
+            t0.elapsed()
         );
+        assert_eq!(l.fencing_token, 6, "one more than the holder's 5");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_is_seen_through_the_watch_at_once() {
+        let lock = FakeLock::default();
+        lock.write(held("other"));
+        let l2 = lock.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let r = l2.record().unwrap();
+            l2.write(r.released(record::now()));
+        });
+        let t0 = Instant::now();
+        acquire(&election(&lock, "me")).await.unwrap();
+        assert!(
+            close(t0.elapsed(), Duration::from_secs(1)),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(lock.calls(Op::Get), 1, "one read, then the watch");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_watching_refused_it_polls_every_retry_period() {
+        let lock = FakeLock::default();
+        lock.fault(Op::Watch, Fault::Fail(fake_lock::refused));
+        lock.write(held("other"));
+        let l2 = lock.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let r = l2.record().unwrap();
+            l2.write(r.released(record::now()));
+        });
+        let t0 = Instant::now();
+        acquire(&election(&lock, "me")).await.unwrap();
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_secs(1)
+                && took
+                    <= Duration::from_secs(1)
+                        + T.retry_period.mul_f64(1.2)
+                        + Duration::from_millis(10),
+            "{took:?}"
+        );
+        assert_eq!(
+            lock.calls(Op::Watch),
+            1,
+            "a refused watch is not tried again"
+        );
+        assert!(lock.calls(Op::Get) >= 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_watch_is_replaced_and_a_release_seen_within_a_few_retry_periods() {
+        let lock = FakeLock::default();
+        lock.fault(Op::Watch, Fault::Stall);
+        lock.write(held("other"));
+        let l2 = lock.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let r = l2.record().unwrap();
+            l2.write(r.released(record::now()));
+        });
+        let t0 = Instant::now();
+        acquire(&election(&lock, "me")).await.unwrap();
+        let took = t0.elapsed();
+        // Silent for 3 retry periods, then a plain read shows the release: well before a lease.
+        assert!(
+            took <= T.retry_period * 3 + Duration::from_millis(10),
+            "{took:?}"
+        );
+        assert!(took < LEASE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_times_out_when_the_holder_renews_on() {
+        let lock = FakeLock::default();
+        lock.write(held("other"));
+        renewing(&lock, "other", Duration::from_secs(60));
+        let t0 = Instant::now();
+        let r = acquire_with(
+            &election(&lock, "me"),
+            WaitOptions {
+                no_wait: false,
+                wait_timeout: Some(Duration::from_secs(7)),
+            },
+        )
+        .await;
+        assert!(matches!(r, Err(AcquireError::WaitTimeout)), "{r:?}");
+        assert!(close(t0.elapsed(), Duration::from_secs(7)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_deleted_under_its_holder_is_created_a_lease_after_the_deletion() {
+        let lock = FakeLock::default();
+        lock.write(held("other"));
+        let l2 = lock.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            l2.delete();
+        });
+        let t0 = Instant::now();
+        let l = acquire(&election(&lock, "me")).await.unwrap();
+        assert!(
+            close(t0.elapsed(), Duration::from_secs(1) + LEASE),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(
+            l.fencing_token, 6,
+            "the token continues from the deleted record's"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_naming_us_written_by_another_process_is_waited_out() {
+        let lock = FakeLock::default();
+        lock.write(held("me"));
+        let t0 = Instant::now();
+        acquire(&election(&lock, "me")).await.unwrap();
+        assert!(close(t0.elapsed(), LEASE), "{:?}", t0.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_during_the_acquiring_write_releases_what_landed() {
+        let lock = FakeLock::default();
+        lock.fault(Op::Create, Fault::Slow(Duration::from_millis(100)));
+        let e = election(&lock, "me");
+        let (tx, mut rx) = watch::channel(None);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send_replace(Some(15));
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let r = e
+            .acquire(WaitOptions::default(), &mut rx, &Unobserved)
+            .await;
+        assert!(matches!(r, Err(AcquireError::Stopped(15))), "{r:?}");
+        let left = lock.record().unwrap();
+        assert!(!left.is_held(), "released: {left:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_namespace_is_an_error_at_once() {
+        let lock = FakeLock::default();
+        lock.fault(Op::Create, Fault::Fail(fake_lock::no_namespace));
+        let r = acquire(&election(&lock, "me")).await;
+        assert!(
+            matches!(r, Err(AcquireError::Lock(LockError::NamespaceNotFound(_)))),
+            "{r:?}"
+        );
+        assert_eq!(lock.calls(Op::Create), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_wait_gives_up_at_once_on_a_live_lock() {
+        let lock = FakeLock::default();
+        lock.write(held("other"));
+        let t0 = Instant::now();
+        let r = acquire_with(
+            &election(&lock, "me"),
+            WaitOptions {
+                no_wait: true,
+                wait_timeout: None,
+            },
+        )
+        .await;
+        assert!(matches!(r, Err(AcquireError::Held { .. })), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_millis(10));
+    }
+
+    fn abandoned(holder: &str) -> LeaderRecord {
+        // Renewed an hour ago by its own clock.
+        let mut r = held(holder);
+        let old = LeaderRecord::from_annotation(r#"{"renewTime":"2000-01-01T00:00:00Z"}"#).unwrap();
+        r.renew_time = old.renew_time;
+        r
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_wait_takes_an_abandoned_lock_after_watching_it_for_a_lease() {
+        let lock = FakeLock::default();
+        lock.write(abandoned("gone"));
+        let t0 = Instant::now();
+        acquire_with(
+            &election(&lock, "me"),
+            WaitOptions {
+                no_wait: true,
+                wait_timeout: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(close(t0.elapsed(), LEASE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_wait_gives_up_when_a_lock_that_looked_abandoned_changes() {
+        let lock = FakeLock::default();
+        lock.write(abandoned("slow-clock"));
+        let l2 = lock.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            // Its holder's clock is far behind, but it renews: it is alive.
+            let mut r = abandoned("slow-clock");
+            r.lease_duration_seconds = 5;
+            l2.write(r);
+        });
+        let r = acquire_with(
+            &election(&lock, "me"),
+            WaitOptions {
+                no_wait: true,
+                wait_timeout: None,
+            },
+        )
+        .await;
+        assert!(matches!(r, Err(AcquireError::Held { .. })), "{r:?}");
+    }
+
+    /// Acquires, then holds for `for_` (or until lost).
+    async fn hold_for(
+        e: &Election<FakeLock>,
+        for_: Duration,
+    ) -> (Leadership<()>, Option<Lost>, Instant) {
+        let mut l = acquire(e).await.unwrap();
+        let nudge = tokio::sync::Notify::new();
+        let t0 = Instant::now();
+        let lost = tokio::select! {
+            lost = e.hold(&mut l, &Unobserved, &nudge) => Some(lost),
+            _ = tokio::time::sleep(for_) => None,
+        };
+        (l, lost, t0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_leader_renews_with_one_update_per_retry_period_and_no_read() {
+        let lock = FakeLock::default();
+        let (_, lost, _) = hold_for(&election(&lock, "me"), Duration::from_millis(5100)).await;
+        assert!(lost.is_none());
+        assert_eq!(lock.calls(Op::Update), 10);
+        assert_eq!(
+            lock.calls(Op::Get),
+            1,
+            "only the first read, before acquiring"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renews_that_would_change_nothing_are_not_sent() {
+        // A record in whole seconds (a ConfigMap's) renewed every 500ms: half the renews
+        // would rewrite the same record; they are skipped, and never move the anchor.
+        let lock = FakeLock::with_seconds();
+        let e = election(&lock, "me");
+        let (l, lost, _) = hold_for(&e, Duration::from_secs(5)).await;
+        assert!(lost.is_none());
+        let updates = lock.calls(Op::Update);
+        assert!((4..=6).contains(&updates), "{updates} updates in 5s");
+        assert_eq!(lock.record().unwrap().renew_time, l.held.record.renew_time);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_renews_lose_at_the_deadline_of_the_last_success() {
+        let lock = FakeLock::default();
+        let e = election(&lock, "me");
+        let mut l = acquire(&e).await.unwrap();
+        for _ in 0..100 {
+            lock.fault(Op::Update, Fault::Fail(fake_lock::transient));
+        }
+        let nudge = tokio::sync::Notify::new();
+        let lost = e.hold(&mut l, &Unobserved, &nudge).await;
+        assert!(matches!(lost, Lost::Deadline { .. }), "{lost}");
+        assert_eq!(Instant::now(), l.last_renew_sent + T.renew_deadline);
+        assert!(lost.to_string().contains("connection refused"), "{lost}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_conflict_that_is_still_ours_goes_on_renewing() {
+        let lock = FakeLock::default();
+        lock.fault(Op::Update, Fault::Fail(fake_lock::conflict));
+        let (_, lost, _) = hold_for(&election(&lock, "me"), Duration::from_secs(5)).await;
+        assert!(lost.is_none(), "{lost:?}");
+        assert_eq!(lock.calls(Op::Get), 2, "one read after the conflict");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeated_conflicts_name_the_conflict_at_the_deadline() {
+        let lock = FakeLock::default();
+        for _ in 0..100 {
+            lock.fault(Op::Update, Fault::Fail(fake_lock::conflict));
+        }
+        let (_, lost, _) = hold_for(&election(&lock, "me"), Duration::from_secs(10)).await;
+        let lost = lost.expect("lost at the deadline");
+        assert!(lost.to_string().contains("409 Conflict"), "{lost}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_takeover_a_release_a_deletion_and_an_impostor_each_end_leadership() {
+        type Act = fn(&FakeLock);
+        type Want = fn(&Lost) -> bool;
+        let cases: [(Act, Want); 4] = [
+            (
+                |l| l.write(held("x")),
+                |l| matches!(l, Lost::TakenOver(h) if h == "x"),
+            ),
+            (
+                |l| l.write(l.record().unwrap().released(record::now())),
+                |l| matches!(l, Lost::Released),
+            ),
+            (|l| l.delete(), |l| matches!(l, Lost::Deleted)),
+            (|l| l.write(held("me")), |l| matches!(l, Lost::Impostor(_))),
+        ];
+        for (act, want) in cases {
+            let lock = FakeLock::default();
+            let e = election(&lock, "me");
+            let mut l = acquire(&e).await.unwrap();
+            act(&lock);
+            let nudge = tokio::sync::Notify::new();
+            let t0 = Instant::now();
+            let lost = e.hold(&mut l, &Unobserved, &nudge).await;
+            assert!(want(&lost), "{lost}");
+            assert!(t0.elapsed() <= T.retry_period, "at the next renew");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_nudge_renews_at_once() {
+        let lock = FakeLock::default();
+        let e = election(&lock, "me");
+        let mut l = acquire(&e).await.unwrap();
+        // 100ms later, well before the next renew at 500ms.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let nudge = tokio::sync::Notify::new();
+        nudge.notify_one();
+        tokio::select! {
+            _ = e.hold(&mut l, &Unobserved, &nudge) => panic!("not lost"),
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        assert_eq!(lock.calls(Op::Update), 1);
     }
 }

@@ -1,19 +1,5 @@
-//! Exit codes: the one place they are defined. README and the man page list them.
-//!
-//! | code | meaning |
-//! |---|---|
-//! | child's code | the child exited on its own |
-//! | 128+N | the child was ended by signal N |
-//! | 126 / 127 | the command is not executable / not found |
-//! | 64 | usage error: bad option, bad value, timing rule broken |
-//! | 69 | Kubernetes API error: unreachable, refused (401/403), or a lock record that cannot be read |
-//! | 75 | the lock is held by another and `--no-wait` was given (change with `--conflict-exit-code`) |
-//! | 78 | configuration error: kubeconfig missing or corrupt, unknown context |
-//! | 121 | leadership lost: the child was stopped because the lock could not be renewed |
-//! | 124 | `--wait-timeout` passed before the lock was acquired |
-//!
-//! `inspect`: 0 held, 3 free or expired, 4 no such lock (and 64/69/78 as above).
-//! `force-release`: 0 released (or already free), 5 refused (holder mismatch or no `--yes`), 6 conflict.
+//! Exit codes: the one place they are defined. `--help` and the man page are generated from
+//! `TABLE`, and `tests/docs.rs` checks the README's table against it.
 
 pub const USAGE: u8 = 64;
 pub const API: u8 = 69;
@@ -30,7 +16,77 @@ pub const INSPECT_MISSING: u8 = 4;
 pub const RELEASE_REFUSED: u8 = 5;
 pub const RELEASE_CONFLICT: u8 = 6;
 
+/// Every exit code of `leaderrun run`: (code, meaning), in the order they are documented.
+pub const TABLE: &[(&str, &str)] = &[
+    ("the child's code", "the child exited on its own"),
+    ("128+N", "the child was ended by signal N"),
+    ("126 / 127", "the command is not executable / not found"),
+    (
+        "64",
+        "usage error: bad option or value, timing rule broken, missing command",
+    ),
+    (
+        "69",
+        "Kubernetes API error: refused (401/403, with the verb and resource to grant), a missing namespace, or a lock record that cannot be read",
+    ),
+    (
+        "75",
+        "the lock is held by another and `--no-wait` was given (`--conflict-exit-code`)",
+    ),
+    (
+        "78",
+        "configuration error: kubeconfig missing or corrupt, unknown context",
+    ),
+    (
+        "121",
+        "leadership lost: the child was stopped because the lock could not be renewed",
+    ),
+    (
+        "124",
+        "`--wait-timeout` passed before the lock was acquired",
+    ),
+];
+
+/// The exit codes of the other subcommands: (subcommand, codes).
+pub const OTHERS: &[(&str, &str)] = &[
+    ("inspect", "0 held, 3 free or expired, 4 no such lock"),
+    (
+        "force-release",
+        "0 released (or already free), 4 no such lock, 5 refused (holder mismatch, or neither `--holder` nor `--yes`), 6 conflict (somebody wrote the lock meanwhile; nothing was written)",
+    ),
+];
+
+/// The exit-code section of `--help` and the man page.
+pub fn help() -> String {
+    let width = TABLE.iter().map(|(c, _)| c.len()).max().unwrap_or(0) + 2;
+    let mut s = String::from("Exit status:\n");
+    for (code, meaning) in TABLE {
+        s.push_str(&format!("  {code:width$}{}\n", meaning.replace('`', "")));
+    }
+    for (cmd, codes) in OTHERS {
+        let label = format!("{cmd}:");
+        s.push_str(&format!("  {label:width$}{}\n", codes.replace('`', "")));
+    }
+    s.pop();
+    s
+}
+
 /// The shell convention for a death by signal.
 pub fn for_signal(signal: i32) -> u8 {
     (128 + signal).clamp(0, 255) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_lists_every_code() {
+        let h = help();
+        for code in [USAGE, API, LOCK_HELD, CONFIG, LEADERSHIP_LOST, WAIT_TIMEOUT] {
+            assert!(h.contains(&format!("  {code} ")), "{code} in {h}");
+        }
+        assert!(h.contains("force-release:"));
+        assert!(!h.contains('`'));
+    }
 }

@@ -1,12 +1,10 @@
-//! `--health-addr`: `/healthz`, `/readyz` and `/metrics` (Prometheus text format),
-//! served with hyper. The election and the run loop record into `Metrics`.
+//! `--health-addr`: `/healthz` (503 while the leader is past its renew deadline),
+//! `/readyz` (200 only while leader) and `/metrics` (Prometheus text format), served with
+//! hyper from the numbers in `metrics.rs`.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,198 +13,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-/// Upper bounds of the renew latency histogram, in seconds.
-const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-#[derive(Default)]
-pub struct Metrics {
-    is_leader: AtomicBool,
-    /// While a child may run under our leadership: the moment it must start
-    /// stopping if no renew succeeds (last renew sent + renew deadline).
-    deadline: Mutex<Option<Instant>>,
-    last_renew: Mutex<Option<Instant>>,
-    transitions: AtomicI64,
-    acquisitions: AtomicU64,
-    renew_attempts: AtomicU64,
-    renew_failures: AtomicU64,
-    latency_buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_micros: AtomicU64,
-    child_starts: AtomicU64,
-    child_exits: Mutex<BTreeMap<u8, u64>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Values here are plain numbers; a poisoned lock still holds a usable one.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Metrics {
-    pub fn became_leader(&self, transitions: i32, renewed_at: Instant, deadline: Instant) {
-        self.acquisitions.fetch_add(1, Ordering::Relaxed);
-        self.transitions
-            .store(transitions as i64, Ordering::Relaxed);
-        *lock(&self.last_renew) = Some(renewed_at);
-        *lock(&self.deadline) = Some(deadline);
-        self.is_leader.store(true, Ordering::Relaxed);
-    }
-
-    pub fn renewed(&self, sent: Instant, latency: Duration, deadline: Instant) {
-        self.renew_attempts.fetch_add(1, Ordering::Relaxed);
-        self.observe_latency(latency);
-        *lock(&self.last_renew) = Some(sent);
-        *lock(&self.deadline) = Some(deadline);
-    }
-
-    pub fn renew_failed(&self, latency: Duration) {
-        self.renew_attempts.fetch_add(1, Ordering::Relaxed);
-        self.renew_failures.fetch_add(1, Ordering::Relaxed);
-        self.observe_latency(latency);
-    }
-
-    fn observe_latency(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// Leadership is over, but the child may still be stopping: not ready, and
-    /// unhealthy once past the deadline.
-    pub fn lost_leadership(&self) {
-        self.is_leader.store(false, Ordering::Relaxed);
-    }
-
-    /// Nothing of this leadership runs any more.
-    pub fn leadership_ended(&self) {
-        self.is_leader.store(false, Ordering::Relaxed);
-        *lock(&self.deadline) = None;
-    }
-
-    pub fn child_started(&self) {
-        self.child_starts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn child_exited(&self, code: u8) {
-        *lock(&self.child_exits).entry(code).or_default() += 1;
-    }
-
-    pub fn is_leader(&self) -> bool {
-        self.is_leader.load(Ordering::Relaxed)
-    }
-
-    /// Past the renew deadline while a child may still run.
-    pub fn overdue(&self, now: Instant) -> bool {
-        lock(&self.deadline).is_some_and(|d| now > d)
-    }
-
-    pub fn render(&self, now: Instant) -> String {
-        let mut s = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, String)]| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (suffix, value) in lines {
-                let _ = writeln!(s, "{name}{suffix} {value}");
-            }
-        };
-        let n = |v: u64| v.to_string();
-        metric(
-            "leaderrun_is_leader",
-            "gauge",
-            "1 while this process holds the lock.",
-            &[(String::new(), n(self.is_leader() as u64))],
-        );
-        metric(
-            "leaderrun_leader_transitions",
-            "gauge",
-            "The lock's leaderTransitions when this process last acquired it.",
-            &[(
-                String::new(),
-                self.transitions.load(Ordering::Relaxed).to_string(),
-            )],
-        );
-        metric(
-            "leaderrun_acquisitions_total",
-            "counter",
-            "Times this process became leader.",
-            &[(String::new(), n(self.acquisitions.load(Ordering::Relaxed)))],
-        );
-        metric(
-            "leaderrun_renew_attempts_total",
-            "counter",
-            "Renew requests sent.",
-            &[(
-                String::new(),
-                n(self.renew_attempts.load(Ordering::Relaxed)),
-            )],
-        );
-        metric(
-            "leaderrun_renew_failures_total",
-            "counter",
-            "Renew requests that failed.",
-            &[(
-                String::new(),
-                n(self.renew_failures.load(Ordering::Relaxed)),
-            )],
-        );
-        let mut hist: Vec<(String, String)> = BUCKETS
-            .iter()
-            .zip(&self.latency_buckets)
-            .map(|(b, c)| {
-                (
-                    format!("_bucket{{le=\"{b}\"}}"),
-                    n(c.load(Ordering::Relaxed)),
-                )
-            })
-            .collect();
-        let count = self.latency_count.load(Ordering::Relaxed);
-        hist.push(("_bucket{le=\"+Inf\"}".into(), n(count)));
-        hist.push((
-            "_sum".into(),
-            format!(
-                "{}",
-                self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-            ),
-        ));
-        hist.push(("_count".into(), n(count)));
-        metric(
-            "leaderrun_renew_duration_seconds",
-            "histogram",
-            "Latency of renew requests.",
-            &hist,
-        );
-        let since = lock(&self.last_renew).map_or("NaN".to_string(), |t| {
-            format!("{:.3}", now.saturating_duration_since(t).as_secs_f64())
-        });
-        metric(
-            "leaderrun_seconds_since_last_renew",
-            "gauge",
-            "Seconds since the send time of the last successful renew or acquisition that changed the leader record.",
-            &[(String::new(), since)],
-        );
-        metric(
-            "leaderrun_child_starts_total",
-            "counter",
-            "Children started.",
-            &[(String::new(), n(self.child_starts.load(Ordering::Relaxed)))],
-        );
-        let exits: Vec<(String, String)> = lock(&self.child_exits)
-            .iter()
-            .map(|(c, k)| (format!("{{code=\"{c}\"}}"), n(*k)))
-            .collect();
-        metric(
-            "leaderrun_child_exits_total",
-            "counter",
-            "Children that ended, by exit code (128+N for signal N).",
-            &exits,
-        );
-        s
-    }
-}
+use crate::metrics::Metrics;
 
 fn answer(metrics: &Metrics, path: &str) -> (StatusCode, &'static str, String) {
     let now = Instant::now();
@@ -242,7 +49,9 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<S
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
+            // An accept error (EMFILE: out of descriptors) would repeat at once: pause.
             let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let metrics = metrics.clone();
@@ -284,30 +93,5 @@ mod tests {
         assert_eq!(answer(&m, "/readyz").0, StatusCode::SERVICE_UNAVAILABLE);
         m.leadership_ended();
         assert!(!m.overdue(t0 + Duration::from_secs(3601)));
-    }
-
-    #[test]
-    fn metrics_render_in_prometheus_text_format() {
-        let m = Metrics::default();
-        let t0 = Instant::now();
-        m.became_leader(2, t0, t0 + Duration::from_secs(10));
-        m.renewed(t0, Duration::from_millis(7), t0 + Duration::from_secs(10));
-        m.renew_failed(Duration::from_millis(300));
-        m.child_started();
-        m.child_exited(3);
-        let text = m.render(t0);
-        for line in [
-            "leaderrun_is_leader 1",
-            "leaderrun_leader_transitions 2",
-            "leaderrun_renew_attempts_total 2",
-            "leaderrun_renew_failures_total 1",
-            "leaderrun_renew_duration_seconds_bucket{le=\"0.01\"} 1",
-            "leaderrun_renew_duration_seconds_bucket{le=\"0.5\"} 2",
-            "leaderrun_renew_duration_seconds_count 2",
-            "leaderrun_child_exits_total{code=\"3\"} 1",
-            "# TYPE leaderrun_renew_duration_seconds histogram",
-        ] {
-            assert!(text.contains(line), "missing {line:?} in:\n{text}");
-        }
     }
 }

@@ -2,49 +2,35 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{json, Value};
 
-use crate::cli::{ForceReleaseArgs, InspectArgs, LockArgs, LockKind, OutputFormat};
-use crate::election::released_record;
+use crate::cli::{ForceReleaseArgs, InspectArgs, OutputFormat};
+use crate::client::{connect_to_lock, SetupError, Target};
 use crate::exit;
-use crate::lock::{Change, KubeLock, Lock, LockError, LockObject, Observed};
-use crate::record::LeaderRecord;
-use crate::run::RunError;
-use crate::settings;
+use crate::lock::watch::Follow;
+use crate::lock::{self, Kind, Lock, LockError, Observed, WithLock};
+use crate::record::{self, LeaderRecord, State, Time};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often `inspect --watch` reads the lock when it cannot watch it.
+const POLL_PERIOD: Duration = Duration::from_secs(2);
 
-/// How a lock looks, judged by the record's own clock (the only one we have here).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Held,
-    Free,
-    Expired,
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cannot listen for TERM: {0}")]
+    Signals(std::io::Error),
 }
 
-impl State {
-    pub fn as_str(self) -> &'static str {
+impl InspectError {
+    pub fn exit_code(&self) -> u8 {
         match self {
-            State::Held => "held",
-            State::Free => "free",
-            State::Expired => "expired",
+            InspectError::Setup(e) => e.exit_code(),
+            InspectError::Lock(_) | InspectError::Signals(_) => exit::API,
         }
-    }
-}
-
-pub fn state_of(r: &LeaderRecord, now: DateTime<Utc>) -> State {
-    if !r.is_held() {
-        return State::Free;
-    }
-    match r.renew_time {
-        Some(t) if t + chrono::Duration::seconds(r.lease_duration_seconds.max(0) as i64) <= now => {
-            State::Expired
-        }
-        _ => State::Held,
     }
 }
 
@@ -64,67 +50,55 @@ pub fn human(secs: i64) -> String {
     }
 }
 
+/// Which lock is described: kind, namespace, name.
+struct Subject<'a> {
+    kind: Kind,
+    namespace: &'a str,
+    name: &'a str,
+}
+
 /// The stable JSON schema of `inspect -o json` (documented in the README).
-pub fn to_json(
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    seen: Option<&LeaderRecord>,
-    resource_version: &str,
-    now: DateTime<Utc>,
-) -> Value {
-    let Some(r) = seen else {
-        return json!({"kind": kind, "namespace": namespace, "name": name, "exists": false, "state": "missing"});
+fn to_json(s: &Subject, seen: Option<(&LeaderRecord, &str)>, now: Time) -> Value {
+    let Some((r, resource_version)) = seen else {
+        return json!({"kind": s.kind.as_str(), "namespace": s.namespace, "name": s.name, "exists": false, "state": "missing"});
     };
-    let ago = |t: Option<DateTime<Utc>>| t.map(|t| (now - t).num_milliseconds() as f64 / 1000.0);
-    let time_left = r.renew_time.filter(|_| r.is_held()).map(|t| {
-        ((t + chrono::Duration::seconds(r.lease_duration_seconds as i64)) - now).num_milliseconds()
-            as f64
-            / 1000.0
-    });
+    let ago = |t: Option<Time>| t.map(|t| record::seconds_between(t, now));
     json!({
-        "kind": kind,
-        "namespace": namespace,
-        "name": name,
+        "kind": s.kind.as_str(),
+        "namespace": s.namespace,
+        "name": s.name,
         "exists": true,
-        "state": state_of(r, now).as_str(),
+        "state": r.state(now).as_str(),
         "holderIdentity": r.holder_identity,
-        "acquireTime": r.acquire_time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        "renewTime": r.renew_time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        "acquireTime": r.acquire_time.map(record::format_micros),
+        "renewTime": r.renew_time.map(record::format_micros),
         "acquiredAgoSeconds": ago(r.acquire_time),
         "renewedAgoSeconds": ago(r.renew_time),
         "leaseDurationSeconds": r.lease_duration_seconds,
-        "timeLeftSeconds": time_left,
+        "timeLeftSeconds": r.seconds_left(now),
         "leaderTransitions": r.leader_transitions,
         "resourceVersion": resource_version,
     })
 }
 
-fn to_text(describe: &str, r: &LeaderRecord, now: DateTime<Utc>) -> String {
-    let when = |t: Option<DateTime<Utc>>| {
+fn to_text(describe: &str, r: &LeaderRecord, now: Time) -> String {
+    let when = |t: Option<Time>| {
         t.map_or("-".to_string(), |t| {
             format!(
                 "{} ({})",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                human((now - t).num_seconds())
+                record::format_seconds(t),
+                human(record::seconds_between(t, now) as i64)
             )
         })
     };
-    let left = match r.renew_time {
-        Some(t) if r.is_held() => {
-            let left = (t + chrono::Duration::seconds(r.lease_duration_seconds as i64) - now)
-                .num_seconds();
-            if left > 0 {
-                format!("{left}s (by the record's clock: renewTime + leaseDurationSeconds; other hosts' clocks may differ)")
-            } else {
-                format!("none, expired {} (by the record's clock)", human(-left))
-            }
-        }
-        _ => "-".to_string(),
+    let left = match r.seconds_left(now) {
+        Some(left) if left > 0.0 => format!("{}s (by the record's clock: renewTime + leaseDurationSeconds; other hosts' clocks may differ)", left as i64),
+        Some(left) => format!("none, expired {} (by the record's clock)", human(-left as i64)),
+        None => "-".to_string(),
     };
     format!(
         "lock:         {describe}\nstate:        {}\nholder:       {}\nacquired:     {}\nrenewed:      {}\nduration:     {}s\ntime left:    {left}\ntransitions:  {}\n",
-        state_of(r, now).as_str(),
+        r.state(now).as_str(),
         if r.is_held() { r.holder_identity.as_str() } else { "(none)" },
         when(r.acquire_time),
         when(r.renew_time),
@@ -133,237 +107,197 @@ fn to_text(describe: &str, r: &LeaderRecord, now: DateTime<Utc>) -> String {
     )
 }
 
-async fn connect(lock: &LockArgs) -> Result<(kube::Client, String), RunError> {
-    settings::validate_name(&lock.name)?;
-    if let Some(ns) = &lock.namespace {
-        settings::validate_namespace(ns)?;
-    }
-    let (client, ns) = crate::client::connect(lock).await?;
-    settings::validate_namespace(&ns)?;
-    Ok((client, ns))
-}
-
-pub async fn inspect(args: InspectArgs) -> Result<u8, RunError> {
-    let (client, ns) = connect(&args.lock).await?;
-    match args.lock.lock {
-        LockKind::Lease => {
-            inspect_with(
-                KubeLock::<Lease>::new(client, &ns, &args.lock.name),
-                &args,
-                &ns,
-            )
-            .await
-        }
-        LockKind::Configmap => {
-            inspect_with(
-                KubeLock::<ConfigMap>::new(client, &ns, &args.lock.name),
-                &args,
-                &ns,
-            )
-            .await
-        }
-    }
-}
-
-async fn inspect_with<K: LockObject>(
-    lock: KubeLock<K>,
+/// One line of `inspect --watch`.
+fn watch_line(
+    s: &Subject,
     args: &InspectArgs,
-    ns: &str,
-) -> Result<u8, RunError> {
-    let seen = lock.get(CALL_TIMEOUT).await?;
-    let now = Utc::now();
-    let kind = args.lock.lock.as_str();
-    let code = match &seen {
-        None => exit::INSPECT_MISSING,
-        Some(o) if state_of(&o.record, now) == State::Held => exit::INSPECT_HELD,
-        Some(_) => exit::INSPECT_FREE,
-    };
-    match args.output {
-        OutputFormat::Json => println!(
-            "{}",
-            to_json(
-                kind,
-                ns,
-                &args.lock.name,
-                seen.as_ref().map(|o| &o.record),
-                seen.as_ref().map_or("", |o| &o.resource_version),
-                now
-            )
+    seen: Option<&LeaderRecord>,
+    rv: &str,
+    now: Time,
+) -> String {
+    match (args.output, seen) {
+        (OutputFormat::Json, _) => to_json(s, seen.map(|r| (r, rv)), now).to_string(),
+        (OutputFormat::Text, None) => format!("{} deleted", record::format_seconds(now)),
+        (OutputFormat::Text, Some(r)) => format!(
+            "{} holder={} renewed={} transitions={} state={}",
+            record::format_seconds(now),
+            if r.is_held() {
+                r.holder_identity.as_str()
+            } else {
+                "(none)"
+            },
+            r.renew_time.map_or("-".into(), record::format_micros),
+            r.leader_transitions,
+            r.state(now).as_str()
         ),
-        OutputFormat::Text => match &seen {
-            None => println!(
-                "lock:         {}\nstate:        missing (no such object)",
-                lock.describe()
-            ),
-            Some(o) => print!("{}", to_text(&lock.describe(), &o.record, now)),
-        },
     }
-    if args.watch {
-        watch_changes(&lock, args, ns, seen).await?;
-    }
-    Ok(code)
 }
 
-/// Prints a line each time the holder or the renew time changes, until Ctrl-C or TERM.
-async fn watch_changes<K: LockObject>(
-    lock: &KubeLock<K>,
-    args: &InspectArgs,
-    ns: &str,
-    mut last: Option<Observed<K>>,
-) -> Result<(), RunError> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| RunError::Setup(e.to_string()))?;
-    let print = |seen: Option<&Observed<K>>| {
-        let now = Utc::now();
+pub async fn inspect(args: InspectArgs) -> Result<u8, InspectError> {
+    let (client, ns) = connect_to_lock(&Target::from(&args.lock), &args.lock.name).await?;
+    let work = Inspect {
+        args: &args,
+        namespace: &ns,
+    };
+    lock::open(args.lock.lock, client, &ns, &args.lock.name, work).await
+}
+
+struct Inspect<'a> {
+    args: &'a InspectArgs,
+    namespace: &'a str,
+}
+
+impl WithLock for Inspect<'_> {
+    type Output = Result<u8, InspectError>;
+
+    async fn with<L: Lock>(self, lock: L) -> Self::Output {
+        let args = self.args;
+        let subject = Subject {
+            kind: args.lock.lock,
+            namespace: self.namespace,
+            name: &args.lock.name,
+        };
+        let seen = lock.get(CALL_TIMEOUT).await?;
+        let now = record::now();
+        let code = match &seen {
+            None => exit::INSPECT_MISSING,
+            Some(o) if o.record.state(now) == State::Held => exit::INSPECT_HELD,
+            Some(_) => exit::INSPECT_FREE,
+        };
         match args.output {
             OutputFormat::Json => println!(
                 "{}",
                 to_json(
-                    args.lock.lock.as_str(),
-                    ns,
-                    &args.lock.name,
-                    seen.map(|o| &o.record),
-                    seen.map_or("", |o| &o.resource_version),
+                    &subject,
+                    seen.as_ref()
+                        .map(|o| (&o.record, o.resource_version.as_str())),
                     now
                 )
             ),
-            OutputFormat::Text => match seen {
+            OutputFormat::Text => match &seen {
                 None => println!(
-                    "{} deleted",
-                    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    "lock:         {}\nstate:        missing (no such object)",
+                    lock.describe()
                 ),
-                Some(o) => println!(
-                    "{} holder={} renewed={} transitions={} state={}",
-                    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    if o.record.is_held() {
-                        o.record.holder_identity.as_str()
-                    } else {
-                        "(none)"
-                    },
-                    o.record.renew_time.map_or("-".into(), |t| t
-                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-                    o.record.leader_transitions,
-                    state_of(&o.record, now).as_str()
-                ),
+                Some(o) => print!("{}", to_text(&lock.describe(), &o.record, now)),
             },
         }
-    };
-    loop {
-        let rv = last
-            .as_ref()
-            .map(|o| o.resource_version.clone())
-            .unwrap_or_default();
-        let mut stream = match lock.watch(&rv, CALL_TIMEOUT).await {
-            Ok(s) => s,
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, "cannot watch; trying again");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        loop {
-            let ev = tokio::select! {
-                ev = stream.next() => ev,
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-                _ = term.recv() => return Ok(()),
-            };
-            match ev {
-                Some(Ok(Change::Changed(o))) => {
-                    let differs = last.as_ref().is_none_or(|l| {
-                        l.record.holder_identity != o.record.holder_identity
-                            || l.record.renew_time != o.record.renew_time
-                    });
-                    if differs {
-                        print(Some(&o));
-                    }
-                    last = Some(o);
-                }
-                Some(Ok(Change::Deleted)) => {
-                    print(None);
-                    last = None;
-                }
-                Some(Err(e @ LockError::Unreadable { .. })) => return Err(e.into()),
-                Some(Ok(Change::Expired)) | Some(Err(_)) | None => {
-                    // Read again, then watch from there.
-                    last = lock.get(CALL_TIMEOUT).await.ok().flatten().or(last);
-                    break;
-                }
-            }
+        if args.watch {
+            watch_changes(&lock, &subject, args, seen).await?;
         }
+        Ok(code)
     }
 }
 
-pub async fn force_release(args: ForceReleaseArgs) -> Result<u8, RunError> {
+/// Prints a line each time the holder or the renew time changes, until Ctrl-C or TERM.
+async fn watch_changes<L: Lock>(
+    lock: &L,
+    subject: &Subject<'_>,
+    args: &InspectArgs,
+    mut last: Option<Observed<L::Object>>,
+) -> Result<(), InspectError> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(InspectError::Signals)?;
+    let mut follow = Follow::new(lock, POLL_PERIOD, CALL_TIMEOUT);
+    // Ends on Ctrl-C or TERM; `Follow` pauses between retries on its own.
+    loop {
+        let seen = tokio::select! {
+            seen = follow.next() => seen?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+        };
+        let differs = match (&last, &seen) {
+            (Some(l), Some(o)) => {
+                l.record.holder_identity != o.record.holder_identity
+                    || l.record.renew_time != o.record.renew_time
+            }
+            (None, None) => false,
+            _ => true,
+        };
+        if differs {
+            println!(
+                "{}",
+                watch_line(
+                    subject,
+                    args,
+                    seen.as_ref().map(|o| &o.record),
+                    seen.as_ref().map_or("", |o| &o.resource_version),
+                    record::now()
+                )
+            );
+        }
+        last = seen;
+    }
+}
+
+pub async fn force_release(args: ForceReleaseArgs) -> Result<u8, InspectError> {
     if args.holder.is_none() && !args.yes {
         eprintln!("leaderrun: force-release without --holder releases whoever holds the lock; add --yes to confirm, or name the holder with --holder ID");
         return Ok(exit::RELEASE_REFUSED);
     }
-    let (client, ns) = connect(&args.lock).await?;
-    match args.lock.lock {
-        LockKind::Lease => {
-            force_release_with(KubeLock::<Lease>::new(client, &ns, &args.lock.name), &args).await
-        }
-        LockKind::Configmap => {
-            force_release_with(
-                KubeLock::<ConfigMap>::new(client, &ns, &args.lock.name),
-                &args,
-            )
-            .await
-        }
-    }
+    let (client, ns) = connect_to_lock(&Target::from(&args.lock), &args.lock.name).await?;
+    lock::open(
+        args.lock.lock,
+        client,
+        &ns,
+        &args.lock.name,
+        ForceRelease(&args),
+    )
+    .await
 }
 
-async fn force_release_with<K: LockObject>(
-    lock: KubeLock<K>,
-    args: &ForceReleaseArgs,
-) -> Result<u8, RunError> {
-    let Some(seen) = lock.get(CALL_TIMEOUT).await? else {
-        eprintln!(
-            "leaderrun: {} does not exist; nothing to release",
-            lock.describe()
-        );
-        return Ok(exit::INSPECT_MISSING);
-    };
-    let prev = &seen.record;
-    if !prev.is_held() {
-        println!(
-            "{} is already free (transitions {})",
-            lock.describe(),
-            prev.leader_transitions
-        );
-        return Ok(0);
-    }
-    if let Some(want) = &args.holder {
-        if *want != prev.holder_identity {
+struct ForceRelease<'a>(&'a ForceReleaseArgs);
+
+impl WithLock for ForceRelease<'_> {
+    type Output = Result<u8, InspectError>;
+
+    async fn with<L: Lock>(self, lock: L) -> Self::Output {
+        let args = self.0;
+        let Some(seen) = lock.get(CALL_TIMEOUT).await? else {
             eprintln!(
-                "leaderrun: {} is held by {:?}, not {:?}; not released",
-                lock.describe(),
-                prev.holder_identity,
-                want
+                "leaderrun: {} does not exist; nothing to release",
+                lock.describe()
             );
-            return Ok(exit::RELEASE_REFUSED);
-        }
-    }
-    // The version we read: if the holder renewed or someone else wrote since, this fails.
-    match lock
-        .update(&seen, &released_record(prev), CALL_TIMEOUT)
-        .await
-    {
-        Ok(_) => {
+            return Ok(exit::INSPECT_MISSING);
+        };
+        let prev = &seen.record;
+        if !prev.is_held() {
             println!(
-                "released {} (previous holder {:?}, transitions {})",
+                "{} is already free (transitions {})",
                 lock.describe(),
-                prev.holder_identity,
                 prev.leader_transitions
             );
-            Ok(0)
+            return Ok(0);
         }
-        Err(LockError::Conflict(_)) => {
-            eprintln!("leaderrun: {} changed while releasing (409 Conflict): somebody else wrote it. Inspect it again and retry if it is still stuck", lock.describe());
-            Ok(exit::RELEASE_CONFLICT)
+        if let Some(want) = &args.holder {
+            if *want != prev.holder_identity {
+                eprintln!(
+                    "leaderrun: {} is held by {:?}, not {:?}; not released",
+                    lock.describe(),
+                    prev.holder_identity,
+                    want
+                );
+                return Ok(exit::RELEASE_REFUSED);
+            }
         }
-        Err(e) => Err(e.into()),
+        // The version we read: if the holder renewed or someone else wrote since, this fails.
+        let released = prev.released(record::now_at(lock.resolution()));
+        match lock.update(&seen, &released, CALL_TIMEOUT).await {
+            Ok(_) => {
+                println!(
+                    "released {} (previous holder {:?}, transitions {})",
+                    lock.describe(),
+                    prev.holder_identity,
+                    prev.leader_transitions
+                );
+                Ok(0)
+            }
+            Err(LockError::Conflict(_)) => {
+                eprintln!("leaderrun: {} changed while releasing (409 Conflict): somebody else wrote it. Inspect it again and retry if it is still stuck", lock.describe());
+                Ok(exit::RELEASE_CONFLICT)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -380,19 +314,19 @@ mod tests {
     }
 
     #[test]
-    fn state_by_the_records_clock() {
-        let now = Utc::now();
-        let r = LeaderRecord {
-            holder_identity: "a".into(),
-            lease_duration_seconds: 15,
-            renew_time: Some(now - chrono::Duration::seconds(5)),
-            ..Default::default()
-        };
-        assert_eq!(state_of(&r, now), State::Held);
-        assert_eq!(
-            state_of(&r, now + chrono::Duration::seconds(11)),
-            State::Expired
+    fn an_absurd_record_is_described_without_panicking() {
+        let r = LeaderRecord::from_annotation(
+            r#"{"holderIdentity":"x","leaseDurationSeconds":2147483647,"renewTime":"+262142-12-31 23:59:59.000000"}"#,
         );
-        assert_eq!(state_of(&LeaderRecord::default(), now), State::Free);
+        if let Ok(r) = r {
+            let s = Subject {
+                kind: Kind::Configmap,
+                namespace: "default",
+                name: "x",
+            };
+            let now = record::now();
+            let _ = to_text("x", &r, now);
+            let _ = to_json(&s, Some((&r, "1")), now);
+        }
     }
 }

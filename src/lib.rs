@@ -7,11 +7,16 @@ pub mod docs;
 pub mod election;
 pub mod events;
 pub mod exit;
+#[cfg(test)]
+mod fake_lock;
+pub mod guard;
 pub mod health;
 pub mod inspect;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod record;
+pub mod report;
 pub mod run;
 pub mod settings;
 pub mod supervisor;

@@ -1,10 +1,13 @@
 //! Logs on stderr through tracing-subscriber: text or JSON, level from -v/-q or RUST_LOG.
+//! Written by a thread of their own: a stderr that blocks (a full pipe) delays or drops log
+//! lines, never the run loop. Lines still queued are written when the guard returned by
+//! `init` is dropped, at exit.
 
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{LogArgs, LogFormat};
 
-pub fn init(args: &LogArgs) {
+pub fn init(args: &LogArgs) -> tracing_appender::non_blocking::WorkerGuard {
     let level = match args.verbose as i32 - args.quiet as i32 {
         i32::MIN..=-2 => "error",
         -1 => "warn",
@@ -16,12 +19,18 @@ pub fn init(args: &LogArgs) {
     // kube_client is off: it logs the same failures we report, without their context.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,kube_client=off,leaderrun={level}")));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("leaderrun-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match args.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    guard
 }

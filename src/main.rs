@@ -1,23 +1,35 @@
-//! Parse, set up logging, run one subcommand, exit with its code.
+//! Parse, set up logging, run one subcommand, exit with its code. In guard mode (an
+//! internal first argument, not in `--help`) the process is the guard of a job instead.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use leaderrun::cli::{Cli, Command};
-use leaderrun::{exit, inspect, logging, run};
+use leaderrun::{exit, guard, inspect, logging, run};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(leaderrun::cli::with_default_subcommand(
-        std::env::args_os().collect(),
-    )) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == guard::GUARD_ARG) {
+        let code = match guard::GuardArgs::parse(&args[1..]) {
+            Some(g) => guard::main(g),
+            None => exit::USAGE as i32,
+        };
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let cli = match Cli::try_parse_from(leaderrun::cli::with_default_subcommand(args)) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
         }
     };
-    // One thread: the child's parent-death signal follows the thread that
-    // forked it, and this one lives as long as the process.
+    ExitCode::from(try_main(cli))
+}
+
+/// One function per subcommand; errors become their text and exit code here, and only here.
+fn try_main(cli: Cli) -> u8 {
+    // One thread: the guard's parent-death checks and the terminal handling follow the
+    // thread that forks, and this one lives as long as the process.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -25,33 +37,42 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("leaderrun: cannot start the runtime: {e}");
-            return ExitCode::from(exit::API);
+            return exit::API;
         }
     };
-    let code = runtime.block_on(async {
-        match cli.command {
+    runtime.block_on(async {
+        let (result, _log) = match cli.command {
             Command::Run(args) => {
-                logging::init(&args.log);
-                run::run(args).await.unwrap_or_else(|e| {
-                    tracing::error!("{e}");
-                    e.exit_code()
-                })
+                let log = logging::init(&args.log);
+                (
+                    run::run(args)
+                        .await
+                        .map_err(|e| (e.to_string(), e.exit_code())),
+                    log,
+                )
             }
             Command::Inspect(args) => {
-                logging::init(&args.log);
-                inspect::inspect(args).await.unwrap_or_else(|e| {
-                    tracing::error!("{e}");
-                    e.exit_code()
-                })
+                let log = logging::init(&args.log);
+                (
+                    inspect::inspect(args)
+                        .await
+                        .map_err(|e| (e.to_string(), e.exit_code())),
+                    log,
+                )
             }
             Command::ForceRelease(args) => {
-                logging::init(&args.log);
-                inspect::force_release(args).await.unwrap_or_else(|e| {
-                    tracing::error!("{e}");
-                    e.exit_code()
-                })
+                let log = logging::init(&args.log);
+                (
+                    inspect::force_release(args)
+                        .await
+                        .map_err(|e| (e.to_string(), e.exit_code())),
+                    log,
+                )
             }
-        }
-    });
-    ExitCode::from(code)
+        };
+        result.unwrap_or_else(|(message, code)| {
+            tracing::error!("{message}");
+            code
+        })
+    })
 }

@@ -28,9 +28,132 @@ pub struct LeaderRecord {
 #[error("{0}")]
 pub struct RecordError(pub String);
 
+/// A point in time as records carry it. chrono stays inside this module: other modules
+/// name the type and call the functions here.
+pub type Time = DateTime<Utc>;
+
+/// How much older than its own lapse a record must look before `--no-wait` watches it
+/// rather than giving up: a generous allowance for clock offsets between hosts.
+const ABANDONED_ALLOWANCE_SECONDS: i64 = 60;
+
+/// How a lock looks by the record's own clock: for people (`inspect`), never for decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Held,
+    Free,
+    Expired,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Held => "held",
+            State::Free => "free",
+            State::Expired => "expired",
+        }
+    }
+}
+
 impl LeaderRecord {
     pub fn is_held(&self) -> bool {
         !self.holder_identity.is_empty()
+    }
+
+    /// When the record's own timestamps say it lapses: renewTime + leaseDurationSeconds.
+    /// None without a renew time, or when the sum leaves the calendar (an absurd record).
+    pub fn lapses_at(&self) -> Option<Time> {
+        let renewed = self.renew_time?;
+        let lease = chrono::TimeDelta::try_seconds(i64::from(self.lease_duration_seconds.max(0)))?;
+        renewed.checked_add_signed(lease)
+    }
+
+    /// Held, free, or expired by the record's clock against `now`.
+    pub fn state(&self, now: Time) -> State {
+        if !self.is_held() {
+            State::Free
+        } else if self.lapses_at().is_some_and(|t| t <= now) {
+            State::Expired
+        } else {
+            State::Held
+        }
+    }
+
+    /// Seconds until the record lapses by its own clock (negative: lapsed); None if free.
+    pub fn seconds_left(&self, now: Time) -> Option<f64> {
+        self.lapses_at()
+            .filter(|_| self.is_held())
+            .map(|t| seconds_between(now, t))
+    }
+
+    /// True when the record's own timestamps say it lapsed long ago. Used only to decide
+    /// whether `--no-wait` should watch a lock for a lease duration, never to take it.
+    pub fn looks_abandoned(&self, now: Time) -> bool {
+        self.lapses_at()
+            .and_then(|t| {
+                t.checked_add_signed(chrono::TimeDelta::seconds(ABANDONED_ALLOWANCE_SECONDS))
+            })
+            .is_some_and(|t| t < now)
+    }
+
+    /// The record that takes the lock for `me`: a new acquire time, and one more transition
+    /// than the record taken over (the fencing token). `prev` is None when the object does
+    /// not exist; `seen_transitions` is then the count last seen before it was deleted, if
+    /// any, so that tokens never go backwards across a re-creation.
+    pub fn taken(
+        prev: Option<&LeaderRecord>,
+        seen_transitions: Option<i32>,
+        me: &str,
+        lease_seconds: i32,
+        now: Time,
+    ) -> LeaderRecord {
+        let transitions = match (prev, seen_transitions) {
+            (Some(p), _) => p.leader_transitions.saturating_add(1),
+            (None, Some(seen)) => seen.saturating_add(1),
+            (None, None) => 0,
+        };
+        LeaderRecord {
+            holder_identity: me.to_string(),
+            lease_duration_seconds: lease_seconds,
+            acquire_time: Some(now),
+            renew_time: Some(now),
+            leader_transitions: transitions,
+        }
+    }
+
+    /// The renewal of our own record: acquire time and transitions kept, the renew time
+    /// moved to `now` (taken with `now_at` at the storage's resolution), but always later
+    /// than the one written before, by at least `resolution` (a second for a ConfigMap), so
+    /// that a wall clock stepping back never makes a renew look like an older record to a
+    /// follower. While `now` is within the last renew's step, the renewal equals the record:
+    /// there is nothing to write.
+    pub fn renewed(
+        &self,
+        lease_seconds: i32,
+        now: Time,
+        resolution: std::time::Duration,
+    ) -> LeaderRecord {
+        let step = step_of(resolution);
+        let renew_time = match self.renew_time {
+            Some(last) if now < last => last.checked_add_signed(step).unwrap_or(last),
+            _ => now,
+        };
+        LeaderRecord {
+            lease_duration_seconds: lease_seconds,
+            renew_time: Some(renew_time),
+            ..self.clone()
+        }
+    }
+
+    /// client-go's ReleaseOnCancel record: no holder, a 1s duration, the transition count
+    /// kept so that fencing tokens stay monotonic.
+    pub fn released(&self, now: Time) -> LeaderRecord {
+        LeaderRecord {
+            holder_identity: String::new(),
+            lease_duration_seconds: 1,
+            acquire_time: Some(now),
+            renew_time: Some(now),
+            leader_transitions: self.leader_transitions,
+        }
     }
 
     pub fn from_lease_spec(spec: &LeaseSpec) -> LeaderRecord {
@@ -164,10 +287,53 @@ fn chrono_to_micro(t: DateTime<Utc>) -> MicroTime {
     MicroTime(Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
-/// Truncates to what a MicroTime can carry, so a record compares equal after a round trip.
-pub fn now_micros() -> DateTime<Utc> {
+/// The wall clock now, truncated to what a MicroTime can carry, so that a record compares
+/// equal after a round trip. Only ever written into records and shown; never used to judge
+/// whether a lock lapsed (DESIGN §3).
+pub fn now() -> Time {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// The wall clock now, at the resolution a storage keeps (a second for a ConfigMap record),
+/// so that what is written, read back and remembered compares equal.
+pub fn now_at(resolution: std::time::Duration) -> Time {
+    at_resolution(now(), resolution)
+}
+
+/// `t` floored to the resolution a storage keeps.
+pub fn at_resolution(t: Time, resolution: std::time::Duration) -> Time {
+    let step = step_of(resolution).num_microseconds().unwrap_or(1).max(1);
+    let floored = t.timestamp_micros().div_euclid(step) * step;
+    DateTime::from_timestamp_micros(floored).unwrap_or(t)
+}
+
+/// `t` plus `d` (None past the calendar's end): for clocks that tests move by hand.
+pub fn plus(t: Time, d: std::time::Duration) -> Option<Time> {
+    t.checked_add_signed(chrono::TimeDelta::from_std(d).ok()?)
+}
+
+fn step_of(resolution: std::time::Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(resolution)
+        .ok()
+        .filter(|d| *d > chrono::TimeDelta::zero())
+        .unwrap_or(chrono::TimeDelta::microseconds(1))
+}
+
+/// Seconds from `a` to `b` (negative if `b` is earlier), with millisecond precision; 0 when
+/// the difference does not fit (absurd records).
+pub fn seconds_between(a: Time, b: Time) -> f64 {
+    b.signed_duration_since(a).num_milliseconds() as f64 / 1000.0
+}
+
+/// RFC 3339 with microseconds, as the Lease carries it.
+pub fn format_micros(t: Time) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// RFC 3339 in whole seconds, for people.
+pub fn format_seconds(t: Time) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

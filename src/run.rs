@@ -1,30 +1,37 @@
-//! `leaderrun run`: the election and the supervisor, joined.
+//! `leaderrun run`: the election and the supervisor, joined. Written as tini writes its
+//! `main`, as a short list of named steps over one state, the `Phase` of a leadership:
+//! waiting for the lock, leading (the child runs), stopping it after a loss, releasing
+//! the lock, done.
 
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ConfigMap;
-use tracing::{error, info, warn};
+use nix::sys::signal::Signal;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tracing::{info, warn};
 
-use crate::cli::{LockKind, RunArgs};
-use crate::election::{AcquireError, AfterExit, Election};
+use crate::cli::RunArgs;
+use crate::client::{connect_to_lock, SetupError, Target};
+use crate::election::{AcquireError, AfterExit, Election, Leadership, Lost, Observer, WaitOptions};
 use crate::events::Recorder;
 use crate::exit;
-use crate::health::Metrics;
-use crate::lock::{KubeLock, Lock, LockError, LockObject};
-use crate::settings::{self, SettingsError, Timing};
-use crate::supervisor::{self, Signals};
+use crate::lock::{self, Kind, Lock, LockError, WithLock};
+use crate::metrics::Metrics;
+use crate::report::Reporter;
+use crate::settings::{self, Timing};
+use crate::supervisor::{self, ChildExit, GuardLine, Job, JobEvent, JobSpec, Signals, Strays};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Settings(#[from] SettingsError),
-    #[error(transparent)]
-    Config(#[from] crate::client::ConfigError),
+    Setup(#[from] SetupError),
     #[error(transparent)]
     Lock(#[from] LockError),
-    #[error("{0}")]
-    Setup(String),
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
     #[error("cannot serve health on {0}: {1}. Choose another --health-addr")]
     Health(std::net::SocketAddr, std::io::Error),
 }
@@ -32,246 +39,408 @@ pub enum RunError {
 impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Settings(_) => exit::USAGE,
-            RunError::Config(_) | RunError::Health(..) => exit::CONFIG,
-            RunError::Lock(_) | RunError::Setup(_) => exit::API,
+            RunError::Setup(e) => e.exit_code(),
+            RunError::Health(..) => exit::CONFIG,
+            RunError::Lock(_) | RunError::Signals(_) => exit::API,
         }
     }
 }
 
-pub fn timing(args: &RunArgs) -> Timing {
-    Timing {
-        lease_duration: args.lease_duration,
-        renew_deadline: args.renew_deadline,
-        retry_period: args.retry_period,
-        kill_grace: args.kill_grace,
+impl From<settings::SettingsError> for RunError {
+    fn from(e: settings::SettingsError) -> Self {
+        RunError::Setup(e.into())
     }
 }
 
-/// Everything that can be checked without the API, checked first.
-pub fn validate(args: &RunArgs) -> Result<(), SettingsError> {
-    timing(args).validate()?;
-    settings::validate_name(&args.lock.name)?;
-    if let Some(ns) = &args.lock.namespace {
-        settings::validate_namespace(ns)?;
-    }
+/// Everything that can be checked without the API is checked first; then connect and run.
+pub async fn run(args: RunArgs) -> Result<u8, RunError> {
+    let timing = Timing::from(&args.timing);
+    timing.validate()?;
     if let Some(id) = &args.identity {
         settings::validate_identity(id)?;
     }
-    Ok(())
-}
-
-pub async fn run(args: RunArgs) -> Result<u8, RunError> {
-    validate(&args)?;
-    let (client, namespace) = crate::client::connect(&args.lock).await?;
-    settings::validate_namespace(&namespace)?;
+    let (client, namespace) = connect_to_lock(&Target::from(&args.lock), &args.lock.name).await?;
     let identity = args
         .identity
         .clone()
         .unwrap_or_else(settings::default_identity);
+    if args.lock.lock == Kind::Configmap && timing.retry_period < Duration::from_secs(1) {
+        // Safe (a renew within the same second writes nothing) but wasteful.
+        warn!(retry_period = ?timing.retry_period, "a ConfigMap record carries whole seconds: renews within one second change nothing and are skipped; use --retry-period 1s or more");
+    }
     let recorder = args
         .events
         .then(|| Recorder::new(client.clone(), &namespace, &identity));
-    match args.lock.lock {
-        LockKind::Lease => {
-            run_with(
-                KubeLock::<Lease>::new(client, &namespace, &args.lock.name),
-                &args,
-                identity,
-                namespace,
-                recorder,
-            )
-            .await
-        }
-        LockKind::Configmap => {
-            if args.retry_period < Duration::from_secs(1) {
-                // Safe (a no-op renew never moves the deadline) but wasteful.
-                warn!(retry_period = ?args.retry_period, "a ConfigMap record carries whole seconds: renews within one second change nothing and do not count; use --retry-period 1s or more");
-            }
-            run_with(
-                KubeLock::<ConfigMap>::new(client, &namespace, &args.lock.name),
-                &args,
-                identity,
-                namespace,
-                recorder,
-            )
-            .await
-        }
-    }
+    let name = args.lock.name.clone();
+    let run = Run {
+        args: &args,
+        timing,
+        identity,
+        namespace: namespace.clone(),
+        recorder,
+    };
+    lock::open(args.lock.lock, client, &namespace, &name, run).await
 }
 
-async fn run_with<K: LockObject>(
-    lock: KubeLock<K>,
-    args: &RunArgs,
+struct Run<'a> {
+    args: &'a RunArgs,
+    timing: Timing,
     identity: String,
     namespace: String,
     recorder: Option<Recorder>,
-) -> Result<u8, RunError> {
-    supervisor::become_subreaper();
-    let mut signals =
-        Signals::new().map_err(|e| RunError::Setup(format!("cannot handle signals: {e}")))?;
-    let metrics = std::sync::Arc::new(Metrics::default());
-    if let Some(addr) = args.health_addr {
-        let bound = crate::health::serve(addr, metrics.clone())
-            .await
-            .map_err(|e| RunError::Health(addr, e))?;
-        info!(addr = %bound, "serving /healthz, /readyz and /metrics");
-    }
-    let election = Election {
-        lock,
-        identity: identity.clone(),
-        timing: timing(args),
-        metrics: metrics.clone(),
-    };
-    let describe = election.lock.describe();
+}
 
-    let acquired = tokio::select! {
-        r = election.acquire(args.no_wait, args.wait_timeout) => r,
-        sig = signals.recv() => {
-            info!(lock = %describe, signal = ?sig, "signal while waiting for the lock; exiting");
-            return Ok(exit::for_signal(sig as i32));
-        }
-    };
-    let mut leadership = match acquired {
-        Ok(l) => l,
-        Err(AcquireError::Held { holder }) => {
-            info!(lock = %describe, holder = %holder, "the lock is held by another and --no-wait was given");
-            return Ok(args.conflict_exit_code);
-        }
-        Err(AcquireError::WaitTimeout) => {
-            warn!(lock = %describe, "--wait-timeout passed before the lock was acquired");
-            return Ok(exit::WAIT_TIMEOUT);
-        }
-        Err(AcquireError::Lock(e)) => return Err(e.into()),
-    };
-    info!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, "became leader");
-    metrics.became_leader(
-        leadership.fencing_token,
-        leadership.last_renew_sent,
-        election.deadline(&leadership),
-    );
-    if let Some(r) = recorder.clone() {
-        let target = leadership.held.object.reference();
-        let message = format!("{identity} became leader");
-        tokio::spawn(async move { r.record(target, false, message).await });
-    }
-    // Events name the object as it was when leadership began (its uid does not change).
-    let target = leadership.held.object.reference();
-    let record_event = |warning: bool, message: String| {
-        let r = recorder.clone();
-        let target = target.clone();
-        async move {
-            if let Some(r) = r {
-                r.record(target, warning, message).await;
-            }
-        }
-    };
+/// The state of `run`: where one leadership stands.
+enum Phase<O> {
+    /// Waiting for the lock.
+    Waiting,
+    /// The lock is held: start the child and supervise it.
+    Leading(Leadership<O>),
+    /// Leadership was lost and the stop went to the guard: wait until nothing is left.
+    Stopping(Box<Job>, Lost),
+    /// The child is done: release (or leave) the lock, then exit with `code`.
+    Releasing(Leadership<O>, AfterExit, u8),
+    Done(u8),
+}
 
-    let env = vec![
-        ("LEADERRUN_IDENTITY".to_string(), identity.clone()),
-        (
-            "LEADERRUN_LOCK".to_string(),
-            args.lock.lock.as_str().to_string(),
-        ),
-        ("LEADERRUN_NAMESPACE".to_string(), namespace),
-        ("LEADERRUN_NAME".to_string(), args.lock.name.clone()),
-        (
-            "LEADERRUN_FENCING_TOKEN".to_string(),
-            leadership.fencing_token.to_string(),
-        ),
-    ];
-    let mut child = match supervisor::spawn(&args.command, &env) {
-        Ok(c) => {
-            metrics.child_started();
-            c
-        }
-        Err(e) => {
-            error!(error = %e, "cannot start the command");
-            release(&election, leadership, AfterExit::Release).await;
-            metrics.leadership_ended();
-            return Ok(e.exit_code());
-        }
-    };
+/// What `run` needs in every phase.
+struct Context<'a> {
+    args: &'a RunArgs,
+    timing: Timing,
+    identity: String,
+    namespace: String,
+    signals: Signals,
+    reporter: Reporter,
+    /// The current guard's pid, which the stray reaper leaves to its owner.
+    guard: Arc<AtomicI32>,
+}
 
-    enum End {
-        Exited(supervisor::ChildExit),
-        Lost(crate::election::Lost),
+impl WithLock for Run<'_> {
+    type Output = Result<u8, RunError>;
+
+    async fn with<L: Lock>(self, lock: L) -> Self::Output {
+        // Set up: subreaper and stray reaping, signals, metrics and health, the reporter.
+        supervisor::become_subreaper();
+        let guard = Arc::new(AtomicI32::new(0));
+        let mut strays = Strays::new().map_err(RunError::Signals)?;
+        let watched = guard.clone();
+        tokio::spawn(async move {
+            strays
+                .reap(move |pid| pid == watched.load(Ordering::Relaxed))
+                .await
+        });
+        let signals = Signals::new().map_err(RunError::Signals)?;
+        let metrics = Arc::new(Metrics::default());
+        if let Some(addr) = self.args.health_addr {
+            let bound = crate::health::serve(addr, metrics.clone())
+                .await
+                .map_err(|e| RunError::Health(addr, e))?;
+            info!(addr = %bound, "serving /healthz, /readyz and /metrics");
+        }
+        let reporter = Reporter::new(
+            metrics,
+            self.recorder,
+            lock.describe(),
+            self.identity.clone(),
+        );
+        let election = Election::new(lock, self.identity.clone(), self.timing);
+        let mut cx = Context {
+            args: self.args,
+            timing: self.timing,
+            identity: self.identity,
+            namespace: self.namespace,
+            signals,
+            reporter,
+            guard,
+        };
+        // The phases, in order; each step returns the next.
+        let mut phase = Phase::Waiting;
+        let code = loop {
+            phase = match phase {
+                Phase::Waiting => cx.wait_for_lock(&election).await?,
+                Phase::Leading(l) => cx.lead(&election, l).await,
+                Phase::Stopping(job, lost) => cx.stop(*job, lost).await,
+                Phase::Releasing(l, after, code) => cx.release(&election, l, after, code).await,
+                Phase::Done(code) => break code,
+            };
+        };
+        cx.reporter.flush().await;
+        Ok(code)
     }
-    let end = {
-        let hold = election.hold(&mut leadership);
-        tokio::pin!(hold);
-        let end = loop {
+}
+
+/// Renew outcomes while the child runs: the guard's deadline first, then the reporter.
+struct LeaderObserver<'a> {
+    reporter: &'a Reporter,
+    line: GuardLine,
+    anchor: watch::Sender<Instant>,
+}
+
+impl Observer for LeaderObserver<'_> {
+    fn renewed(&self, anchor: Instant, latency: Duration, deadline: Instant) {
+        self.line.extend(deadline);
+        self.reporter.renewed(anchor, latency, deadline);
+        self.anchor.send_replace(anchor);
+    }
+
+    fn renew_failed(&self, latency: Duration, error: &LockError) {
+        self.reporter.renew_failed(latency, error);
+    }
+
+    fn waiting(&self, holder: &str, impostor: bool) {
+        self.reporter.waiting(holder, impostor);
+    }
+}
+
+/// How supervising the child ended.
+enum End {
+    /// The child exited on its own and nothing of its tree is left.
+    Exited(Option<ChildExit>),
+    Lost(Lost),
+}
+
+impl Context<'_> {
+    /// Waits for the lock; only TERM, INT, HUP and QUIT end the wait, and never halfway
+    /// through a write (a write that landed is released first).
+    async fn wait_for_lock<L: Lock>(
+        &mut self,
+        election: &Election<L>,
+    ) -> Result<Phase<L::Object>, RunError> {
+        let opts = WaitOptions {
+            no_wait: self.args.no_wait,
+            wait_timeout: self.args.wait_timeout,
+        };
+        let (stop_tx, mut stop_rx) = watch::channel(None);
+        let acquire = election.acquire(opts, &mut stop_rx, &self.reporter);
+        tokio::pin!(acquire);
+        let result = loop {
             tokio::select! {
-                status = child.wait() => break End::Exited(status),
-                lost = &mut hold => break End::Lost(lost),
-                sig = signals.recv() => child.signal_group(sig),
+                r = &mut acquire => break r,
+                sig = self.signals.next_ending_wait() => {
+                    stop_tx.send_replace(Some(sig as i32));
+                }
+            }
+        };
+        let lock = election.lock.describe();
+        Ok(match result {
+            Ok(l) => Phase::Leading(l),
+            Err(AcquireError::Held { holder }) => {
+                info!(lock = %lock, holder = %holder, "the lock is held by another and --no-wait was given");
+                Phase::Done(self.args.conflict_exit_code)
+            }
+            Err(AcquireError::WaitTimeout) => {
+                warn!(lock = %lock, "--wait-timeout passed before the lock was acquired");
+                Phase::Done(exit::WAIT_TIMEOUT)
+            }
+            Err(AcquireError::Stopped(sig)) => {
+                info!(lock = %lock, signal = sig, "signal while waiting for the lock; exiting");
+                Phase::Done(exit::for_signal(sig))
+            }
+            Err(AcquireError::Lock(e)) => return Err(e.into()),
+        })
+    }
+
+    fn child_env(&self, fencing_token: i32) -> Vec<(String, String)> {
+        vec![
+            ("LEADERRUN_IDENTITY".into(), self.identity.clone()),
+            (
+                "LEADERRUN_LOCK".into(),
+                self.args.lock.lock.as_str().to_string(),
+            ),
+            ("LEADERRUN_NAMESPACE".into(), self.namespace.clone()),
+            ("LEADERRUN_NAME".into(), self.args.lock.name.clone()),
+            ("LEADERRUN_FENCING_TOKEN".into(), fencing_token.to_string()),
+        ]
+    }
+
+    /// Leads: starts the child behind its guard, then supervises it in one `select!` while
+    /// renewing, until it ends (and the lock was kept as long as asked) or leadership is lost.
+    async fn lead<L: Lock>(
+        &mut self,
+        election: &Election<L>,
+        mut l: Leadership<L::Object>,
+    ) -> Phase<L::Object> {
+        self.reporter.became_leader(
+            l.fencing_token,
+            l.last_renew_sent,
+            election.deadline(&l),
+            election.lock.reference(&l.held),
+        );
+        let env = self.child_env(l.fencing_token);
+        let command: &[OsString] = &self.args.command;
+        let spec = JobSpec {
+            command,
+            env: &env,
+            grace: self.timing.kill_grace,
+            stop_signal: Signal::SIGTERM,
+            deadline: election.deadline(&l),
+        };
+        let mut job = match Job::start(spec).await {
+            Ok(job) => job,
+            Err(e) => {
+                self.reporter.spawn_failed(&e);
+                return Phase::Releasing(l, AfterExit::Release, e.exit_code());
+            }
+        };
+        self.guard
+            .store(job.guard_pid().as_raw(), Ordering::Relaxed);
+        self.reporter.child_started(job.pid().as_raw());
+        let (anchor_tx, mut anchor_rx) = watch::channel(l.last_renew_sent);
+        let observer = LeaderObserver {
+            reporter: &self.reporter,
+            line: job.line(),
+            anchor: anchor_tx,
+        };
+        let nudge = Notify::new();
+        let end = {
+            let hold = election.hold(&mut l, &observer, &nudge);
+            tokio::pin!(hold);
+            let supervised = supervise(
+                &mut job,
+                &mut hold,
+                &mut self.signals,
+                &mut anchor_rx,
+                &nudge,
+                &self.reporter,
+            )
+            .await;
+            match (supervised, self.args.keep_after_exit) {
+                (End::Exited(status), Some(keep)) => {
+                    // Hold the lock a while longer (renewing), so that a copy that starts a
+                    // little late elsewhere does not run the job again.
+                    self.reporter.keeping(keep);
+                    tokio::select! {
+                        _ = tokio::time::sleep(keep) => End::Exited(status),
+                        lost = &mut hold => {
+                            warn!(reason = %lost, "lost the lock while keeping it after the child's exit");
+                            End::Exited(status)
+                        }
+                        sig = self.signals.next_ending_wait() => {
+                            info!(signal = ?sig, "signal while keeping the lock; releasing now");
+                            End::Exited(status)
+                        }
+                    }
+                }
+                (end, _) => end,
             }
         };
         match end {
-            // Keep renewing while leftovers of the child's group are stopped:
-            // the lock must stay ours until nothing of this leadership runs.
             End::Exited(status) => {
-                let stopped = tokio::select! {
-                    _ = child.stop_leftovers(args.kill_grace) => None,
-                    lost = &mut hold => Some(End::Lost(lost)),
-                };
-                if let Some(lost) = stopped {
-                    lost
+                let code = status.map_or(
+                    exit::for_signal(Signal::SIGKILL as i32),
+                    ChildExit::exit_code,
+                );
+                let after = if self.args.no_release {
+                    AfterExit::Leave
                 } else {
-                    if let Some(keep) = args.keep_after_exit {
-                        // Hold the lock a while longer (renewing), so a copy that
-                        // starts a little late elsewhere does not run the job again.
-                        info!(lock = %describe, keep = ?keep, status = ?status, "child exited; keeping the lock");
-                        tokio::select! {
-                            _ = tokio::time::sleep(keep) => {}
-                            lost = &mut hold => warn!(lock = %describe, reason = %lost, "lost the lock while keeping it after the child's exit"),
-                            sig = signals.recv() => info!(signal = ?sig, "signal while keeping the lock; releasing now"),
-                        }
-                    }
-                    End::Exited(status)
+                    AfterExit::Release
+                };
+                Phase::Releasing(l, after, code)
+            }
+            End::Lost(lost) => Phase::Stopping(Box::new(job), lost),
+        }
+    }
+
+    /// After a loss (the stop already went to the guard): wait until nothing of the tree
+    /// is left, then exit with the "leadership lost" code.
+    async fn stop<O>(&mut self, mut job: Job, lost: Lost) -> Phase<O> {
+        self.reporter.lost(&lost);
+        let status = job.wait_gone().await;
+        self.reporter.child_stopped(status);
+        self.reporter.ended();
+        Phase::Done(exit::LEADERSHIP_LOST)
+    }
+
+    /// The child is done: release the lock (or leave it to expire), then exit with `code`.
+    async fn release<L: Lock>(
+        &mut self,
+        election: &Election<L>,
+        l: Leadership<L::Object>,
+        after: AfterExit,
+        code: u8,
+    ) -> Phase<L::Object> {
+        self.reporter.stopped_leading(after == AfterExit::Release);
+        if let Err(e) = election.finish(l, after).await {
+            self.reporter.release_failed(&e);
+        }
+        self.reporter.ended();
+        Phase::Done(code)
+    }
+}
+
+/// Supervises the child: one `select!` over the guard's reports, the renew loop and the
+/// signals to forward. Ends when nothing of the child's tree is left, or leadership is lost
+/// (the stop goes to the guard before anything is logged).
+async fn supervise<H: std::future::Future<Output = Lost> + Unpin>(
+    job: &mut Job,
+    hold: &mut H,
+    signals: &mut Signals,
+    anchor: &mut watch::Receiver<Instant>,
+    nudge: &Notify,
+    reporter: &Reporter,
+) -> End {
+    // Set after Ctrl-Z and `fg`: the job continues only after a renew sent since then.
+    let mut resuming: Option<Instant> = None;
+    // The guard's deadline passed and it is stopping the child. The renew loop's own
+    // deadline is the same moment: give it a little while to say why.
+    let mut guard_stopped: Option<Instant> = None;
+    let guard_reason = || Lost::Deadline {
+        deadline: Duration::ZERO,
+        last_error:
+            "leaderrun did not renew in time (stopped or stuck); the guard stopped the child".into(),
+    };
+    loop {
+        tokio::select! {
+            ev = job.next() => match ev {
+                JobEvent::Exited(status) if guard_stopped.is_none() => reporter.child_exited(status),
+                JobEvent::Gone if guard_stopped.is_some() => return End::Lost(guard_reason()),
+                JobEvent::Gone => return End::Exited(job.exit()),
+                JobEvent::DeadlinePassed => {
+                    reporter.guard_deadline();
+                    guard_stopped = Some(Instant::now() + Duration::from_millis(100));
+                }
+                JobEvent::GuardLost => {
+                    reporter.guard_lost();
+                    return End::Lost(Lost::Deadline {
+                        deadline: Duration::ZERO,
+                        last_error: "the guard process died".into(),
+                    });
+                }
+                JobEvent::Stopped(sig) if job.interactive() && is_terminal_stop(sig) => {
+                    // Ctrl-Z: stop with the job, so that the shell's prompt comes back.
+                    supervisor::take_terminal();
+                    supervisor::stop_self();
+                    // `fg`: renew before the job may go on.
+                    resuming = Some(Instant::now());
+                    nudge.notify_one();
+                }
+                JobEvent::Leftovers(n) => reporter.leftovers(n),
+                JobEvent::Exited(_) | JobEvent::Stopped(_) | JobEvent::Continued => {}
+            },
+            _ = sleep_until_some(guard_stopped) => return End::Lost(guard_reason()),
+            lost = &mut *hold => {
+                job.stop();
+                return End::Lost(lost);
+            }
+            sig = signals.recv() => job.signal(sig),
+            Ok(()) = anchor.changed(), if resuming.is_some() => {
+                if resuming.is_some_and(|r| *anchor.borrow_and_update() >= r) {
+                    resuming = None;
+                    supervisor::give_terminal(job.pid());
+                    job.signal(Signal::SIGCONT);
                 }
             }
-            lost => lost,
-        }
-    };
-    match end {
-        End::Exited(status) => {
-            let after = if args.no_release {
-                AfterExit::Leave
-            } else {
-                AfterExit::Release
-            };
-            info!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, status = ?status, after = ?after, "child exited; leadership ends");
-            metrics.child_exited(status.exit_code());
-            tokio::join!(
-                release(&election, leadership, after),
-                record_event(false, format!("{identity} stopped leading")),
-            );
-            metrics.leadership_ended();
-            Ok(status.exit_code())
-        }
-        End::Lost(lost) => {
-            error!(lock = %describe, identity = %identity, transitions = leadership.fencing_token, reason = %lost, "lost leadership; stopping the child");
-            metrics.lost_leadership();
-            let (status, ()) = tokio::join!(
-                child.stop(args.kill_grace),
-                record_event(true, format!("{identity} lost leadership: {lost}")),
-            );
-            info!(status = ?status, "child stopped");
-            metrics.child_exited(status.exit_code());
-            metrics.leadership_ended();
-            Ok(exit::LEADERSHIP_LOST)
         }
     }
 }
 
-async fn release<L: Lock>(
-    election: &Election<L>,
-    leadership: crate::election::Leadership<L::Object>,
-    after: AfterExit,
-) {
-    if let Err(e) = election.finish(leadership, after).await {
-        // Not fatal: the lock expires after the lease duration anyway.
-        warn!(lock = %election.lock.describe(), error = %e, "could not release the lock; it will expire");
+async fn sleep_until_some(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
+}
+
+fn is_terminal_stop(sig: Signal) -> bool {
+    matches!(sig, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU)
 }

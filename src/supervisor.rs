@@ -1,28 +1,36 @@
-//! The child: spawn it into its own process group, forward signals to the
-//! group, stop it with a grace period, reap it and every orphan. Knows nothing
-//! of Kubernetes.
+//! leaderrun's side of the child: start the guard (`guard.rs`), which starts the job and
+//! keeps it on a lifeline; tell it each new deadline; forward signals through it; ask it to
+//! stop the whole tree; read what it reports. Knows nothing of Kubernetes.
 //!
 //! Rules, stated once:
-//! - forwarded to the group: HUP INT QUIT USR1 USR2 ALRM TERM CONT WINCH URG
-//!   VTALRM PROF IO PWR XCPU XFSZ, as tini does; not the synchronous faults (SEGV,
-//!   BUS, FPE, ILL, TRAP, SYS, ABRT), not CHLD, TTIN, TTOU, TSTP (job control stays
-//!   with the terminal, which talks to the child's group directly), and not PIPE;
-//! - the child gets PR_SET_PDEATHSIG(SIGKILL): it dies with leaderrun;
-//! - leaderrun is a child subreaper and reaps every zombie, so it can be PID 1;
+//! - forwarded to the job's process group: HUP INT QUIT USR1 USR2 ALRM TERM CONT WINCH URG
+//!   VTALRM PROF IO PWR XCPU XFSZ, as tini does; not the synchronous faults (SEGV, BUS, FPE,
+//!   ILL, TRAP, SYS, ABRT), not CHLD, TTIN, TTOU, TSTP (job control stays with the terminal,
+//!   which talks to the job's group directly), and not PIPE;
+//! - while waiting for the lock, and while keeping it after the child's exit, only TERM,
+//!   INT, HUP and QUIT end the wait (exit 128+N); the others are ignored;
 //! - a death by signal N is reported as exit code 128+N;
-//! - when the child ends, what is left of its group is stopped too, so nothing
-//!   of this leadership outlives it.
+//! - leaderrun reaps only the guard, by pid, so kube's exec credential plugins keep their
+//!   exit status. It is a child subreaper too (orphans of a guard that died come to it), and
+//!   it reaps a zombie child that nobody else reaped within a second, so it can be PID 1;
+//! - a stop is sent to the guard before anything is logged.
 
 use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use tokio::net::unix::pipe;
 use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
 use tokio::time::Instant;
+
+use crate::guard::wire::{Command, Report, RECORD};
+use crate::guard::{boottime_now, GuardArgs, COMMAND_FD, REPORT_FD};
 
 /// Signals forwarded to the child's process group.
 pub const FORWARDED: [Signal; 16] = [
@@ -43,6 +51,14 @@ pub const FORWARDED: [Signal; 16] = [
     Signal::SIGXCPU,
     Signal::SIGXFSZ,
 ];
+
+/// The signals that end a wait for the lock (or the keeping of it after the child's exit).
+pub fn ends_wait(sig: Signal) -> bool {
+    matches!(
+        sig,
+        Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildExit {
@@ -67,8 +83,8 @@ pub enum SpawnError {
     NotExecutable(String, std::io::Error),
     #[error("cannot start {0}: {1}")]
     Other(String, std::io::Error),
-    #[error("cannot watch for child exits: {0}")]
-    Signals(std::io::Error),
+    #[error("cannot start the guard process: {0}")]
+    Guard(std::io::Error),
 }
 
 impl SpawnError {
@@ -80,14 +96,14 @@ impl SpawnError {
     }
 }
 
-/// Makes this process a child subreaper, so orphans of the child come to us to be reaped.
+/// Makes this process a child subreaper, so that orphans come to it to be reaped.
 pub fn become_subreaper() {
     // Not fatal: without it orphans go to init, which reaps them too.
     let _ = nix::sys::prctl::set_child_subreaper(true);
 }
 
-/// Listens for signals to forward. Created before the lock is acquired, so
-/// that a TERM while waiting is seen rather than killing us mid-write.
+/// Listens for signals to forward. Created before the lock is acquired, so that a TERM
+/// while waiting is seen rather than killing us mid-write.
 pub struct Signals {
     streams: Vec<(Signal, SignalStream)>,
 }
@@ -112,14 +128,159 @@ impl Signals {
         });
         futures::future::select_all(futs).await.0
     }
+
+    /// The next signal that ends a wait; the others are dropped.
+    pub async fn next_ending_wait(&mut self) -> Signal {
+        loop {
+            let s = self.recv().await;
+            if ends_wait(s) {
+                return s;
+            }
+            tracing::debug!(signal = ?s, "ignored while no child runs");
+        }
+    }
 }
 
-pub struct Child {
-    pid: Pid,
+/// Reaps zombie children that nobody else reaps: orphans adopted as subreaper (or as
+/// PID 1). A zombie is left alone for a second first, for whoever started it (kube runs
+/// exec credential plugins and waits for them by pid).
+pub struct Strays {
     sigchld: SignalStream,
-    status: Option<ChildExit>,
-    /// The terminal whose foreground group we gave the child, to take it back.
+    seen: Vec<i32>,
+}
+
+impl Strays {
+    pub fn new() -> std::io::Result<Strays> {
+        Ok(Strays {
+            sigchld: signal(SignalKind::child())?,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Runs for ever: after each SIGCHLD, looks twice, a second apart, and reaps a zombie
+    /// that is still there. `except` is reaped by its owner.
+    pub async fn reap(&mut self, except: impl Fn(i32) -> bool) {
+        loop {
+            if self.seen.is_empty() {
+                self.sigchld.recv().await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let zombies = zombie_children(&except);
+            for pid in &zombies {
+                if self.seen.contains(pid) {
+                    let _ = waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG));
+                }
+            }
+            self.seen = zombies;
+        }
+    }
+}
+
+/// This process's children that are zombies.
+fn zombie_children(except: impl Fn(i32) -> bool) -> Vec<i32> {
+    let me = nix::unistd::getpid().as_raw();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| !except(*pid))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = &s[s.rfind(')')? + 1..];
+                    let mut f = rest.split_whitespace();
+                    let state = f.next()?;
+                    let ppid: i32 = f.next()?.parse().ok()?;
+                    Some(state == "Z" && ppid == me)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// What the job needs to start.
+pub struct JobSpec<'a> {
+    pub command: &'a [OsString],
+    pub env: &'a [(String, String)],
+    pub grace: Duration,
+    pub stop_signal: Signal,
+    /// When the stop must start if no renew moves it.
+    pub deadline: Instant,
+}
+
+/// Something the guard reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEvent {
+    /// The job's leader ended; leftovers of its tree are being stopped.
+    Exited(ChildExit),
+    /// The job's leader was stopped by this signal (Ctrl-Z in a terminal).
+    Stopped(Signal),
+    /// The job's leader was continued.
+    Continued,
+    /// The guard's own deadline passed without a renew: it is stopping the tree.
+    DeadlinePassed,
+    /// The job's leader ended and left processes behind; the guard is stopping them.
+    Leftovers(i32),
+    /// Nothing of the job's tree is left.
+    Gone,
+    /// The guard itself died: leaderrun stopped what it could of the tree.
+    GuardLost,
+}
+
+/// The command pipe to the guard: cheap to clone, so that the renew observer can send
+/// deadlines while the run loop owns the job.
+#[derive(Clone)]
+pub struct GuardLine(Arc<OwnedFd>);
+
+impl GuardLine {
+    fn send(&self, c: Command) {
+        // Non-blocking and whole (16 bytes < PIPE_BUF). A guard that is gone or not reading
+        // cannot be helped from here; it stops the tree on its own deadline.
+        let _ = nix::unistd::write(self.0.as_fd(), &c.encode());
+    }
+
+    /// Moves the guard's deadline: `deadline` on tokio's clock, sent on CLOCK_BOOTTIME.
+    pub fn extend(&self, deadline: Instant) {
+        self.send(Command::Deadline(boottime_deadline(deadline)));
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        self.send(Command::Signal(sig as i32));
+    }
+
+    /// Stop the whole tree: the stop signal now, KILL after the grace.
+    pub fn stop(&self) {
+        self.send(Command::Stop);
+    }
+}
+
+/// `deadline` (tokio's clock) as CLOCK_BOOTTIME nanoseconds: the same distance from now.
+fn boottime_deadline(deadline: Instant) -> u64 {
+    let now = Instant::now();
+    let boot = boottime_now();
+    let at = if deadline >= now {
+        boot + (deadline - now)
+    } else {
+        boot.saturating_sub(now - deadline)
+    };
+    at.as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+/// A started job, behind its guard.
+pub struct Job {
+    guard: Pid,
+    line: GuardLine,
+    reports: pipe::Receiver,
+    buf: [u8; RECORD * 8],
+    held: usize,
+    pid: Pid,
+    /// The job was given the terminal's foreground (leaderrun runs interactively).
+    foreground: bool,
     took_terminal: bool,
+    exit: Option<ChildExit>,
+    gone: bool,
 }
 
 fn is_foreground_of_terminal() -> bool {
@@ -128,149 +289,248 @@ fn is_foreground_of_terminal() -> bool {
         && nix::unistd::tcgetpgrp(&stdin).ok() == Some(nix::unistd::getpgrp())
 }
 
-/// Starts the command in its own process group with `env` added.
-pub fn spawn(command: &[OsString], env: &[(String, String)]) -> Result<Child, SpawnError> {
-    let name = command
-        .first()
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Registered before the fork, so the child's exit cannot be missed.
-    let sigchld = signal(SignalKind::child()).map_err(SpawnError::Signals)?;
-    let foreground = is_foreground_of_terminal();
-    let parent = nix::unistd::getpid();
-    let mut cmd = std::process::Command::new(&command[0]);
-    cmd.args(&command[1..])
-        .envs(env.iter().map(|(k, v)| (k, v)));
-    // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid, signal, tcsetpgrp) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // leaderrun may have died between fork and prctl: then die now.
-            if nix::unistd::getppid() != parent {
-                return Err(std::io::Error::other(
-                    "leaderrun exited while starting the child",
-                ));
-            }
-            if foreground {
-                // An interactive job gets the terminal, so Ctrl-C and reads reach it.
-                use nix::sys::signal::{signal, SigHandler};
-                let _ = signal(Signal::SIGTTOU, SigHandler::SigIgn);
-                let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpid());
-                let _ = signal(Signal::SIGTTOU, SigHandler::SigDfl);
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SpawnError::NotFound(name.clone()),
-        std::io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(name.clone(), e),
-        _ => SpawnError::Other(name.clone(), e),
-    })?;
-    let pid = Pid::from_raw(child.id() as i32);
-    // std's Child is never waited on: every reap goes through `reap`, which
-    // also collects orphans (we may be PID 1).
-    std::mem::forget(child);
-    Ok(Child {
-        pid,
-        sigchld,
-        status: None,
-        took_terminal: foreground,
-    })
+/// A close-on-exec copy of `fd` numbered 10 or above, clear of the descriptors the
+/// guard expects at 3 and 4.
+fn high(fd: OwnedFd) -> std::io::Result<OwnedFd> {
+    let raw = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))?;
+    // SAFETY: fcntl returned a new descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
 }
 
-impl Child {
+fn nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+impl Job {
+    /// Starts the guard, which starts the job in its own process group with `env` added.
+    pub async fn start(spec: JobSpec<'_>) -> Result<Job, SpawnError> {
+        let name = spec
+            .command
+            .first()
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let foreground = is_foreground_of_terminal();
+        let args = GuardArgs {
+            grace: spec.grace,
+            stop_signal: spec.stop_signal,
+            deadline: boottime_deadline(spec.deadline),
+            foreground,
+            command: spec.command.to_vec(),
+        };
+        let guard_err = SpawnError::Guard;
+        let (cmd_read, cmd_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| guard_err(e.into()))?;
+        let (rep_read, rep_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| guard_err(e.into()))?;
+        let cmd_read = high(cmd_read).map_err(guard_err)?;
+        let rep_write = high(rep_write).map_err(guard_err)?;
+        nonblocking(&cmd_write).map_err(guard_err)?;
+        nonblocking(&rep_read).map_err(guard_err)?;
+        let (cr, rw): (RawFd, RawFd) = (cmd_read.as_raw_fd(), rep_write.as_raw_fd());
+        // The binary itself, even if it was replaced on disk since it started.
+        let mut cmd = std::process::Command::new("/proc/self/exe");
+        cmd.args(args.to_args())
+            .envs(spec.env.iter().map(|(k, v)| (k, v)));
+        // SAFETY: only async-signal-safe calls (dup2 on descriptors this process owns,
+        // setpgid) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for (from, to) in [(cr, COMMAND_FD), (rw, REPORT_FD)] {
+                    if nix::libc::dup2(from, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // Its own group: a stop aimed at leaderrun's or the job's group misses it.
+                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(guard_err)?;
+        let guard = Pid::from_raw(child.id() as i32);
+        // Reaped by pid in `wait_guard`.
+        std::mem::forget(child);
+        drop(cmd_read);
+        drop(rep_write);
+        let mut job = Job {
+            guard,
+            line: GuardLine(Arc::new(cmd_write)),
+            reports: pipe::Receiver::from_owned_fd(rep_read).map_err(guard_err)?,
+            buf: [0; RECORD * 8],
+            held: 0,
+            pid: Pid::from_raw(0),
+            foreground,
+            took_terminal: foreground,
+            exit: None,
+            gone: false,
+        };
+        match job.read_report().await {
+            Some(Report::Started(pid)) => {
+                job.pid = Pid::from_raw(pid);
+                Ok(job)
+            }
+            Some(Report::SpawnFailed(errno)) => {
+                job.wait_guard().await;
+                let e = std::io::Error::from_raw_os_error(errno);
+                Err(match e.kind() {
+                    std::io::ErrorKind::NotFound => SpawnError::NotFound(name),
+                    std::io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(name, e),
+                    _ => SpawnError::Other(name, e),
+                })
+            }
+            _ => {
+                job.wait_guard().await;
+                Err(SpawnError::Guard(std::io::Error::other(
+                    "the guard exited before starting the job",
+                )))
+            }
+        }
+    }
+
     pub fn pid(&self) -> Pid {
         self.pid
     }
 
-    /// Reaps every exited child without blocking; remembers ours.
-    fn reap(&mut self) {
+    /// The job runs in a terminal, in its foreground.
+    pub fn interactive(&self) -> bool {
+        self.foreground
+    }
+
+    /// The command line to the guard, for whoever sends deadlines.
+    pub fn line(&self) -> GuardLine {
+        self.line.clone()
+    }
+
+    /// Forwards `sig` to the job's process group.
+    pub fn signal(&self, sig: Signal) {
+        self.line.signal(sig);
+    }
+
+    /// Stops the whole tree (stop signal, KILL after the grace); `next` reports it gone.
+    pub fn stop(&self) {
+        self.line.stop();
+    }
+
+    /// The job's exit status, once it has ended.
+    pub fn exit(&self) -> Option<ChildExit> {
+        self.exit
+    }
+
+    /// The next report from the guard. Cancel-safe: partial records are kept.
+    async fn read_report(&mut self) -> Option<Report> {
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == self.pid => {
-                    self.status = Some(ChildExit::Code(code))
+            if self.held >= RECORD {
+                let mut r = [0u8; RECORD];
+                r.copy_from_slice(&self.buf[..RECORD]);
+                self.buf.copy_within(RECORD..self.held, 0);
+                self.held -= RECORD;
+                if let Some(report) = Report::decode(&r) {
+                    return Some(report);
                 }
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.pid => {
-                    self.status = Some(ChildExit::Signal(sig as i32))
+                continue;
+            }
+            if self.reports.readable().await.is_err() {
+                return None;
+            }
+            let held = self.held;
+            match self.reports.try_read(&mut self.buf[held..]) {
+                Ok(0) => return None,
+                Ok(n) => self.held += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// What happened next to the job. After `Gone` (or `GuardLost`) it keeps returning that.
+    pub async fn next(&mut self) -> JobEvent {
+        if self.gone {
+            return JobEvent::Gone;
+        }
+        match self.read_report().await {
+            Some(Report::Exited(code)) => {
+                let exit = if code < 0 {
+                    ChildExit::Signal(-code)
+                } else {
+                    ChildExit::Code(code)
+                };
+                self.exit = Some(exit);
+                if self.took_terminal {
+                    self.took_terminal = false;
+                    take_terminal();
                 }
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(_) => continue,
-                Err(Errno::EINTR) => continue,
-                Err(_) => break,
+                JobEvent::Exited(exit)
             }
-        }
-        if self.status.is_some() && self.took_terminal {
-            self.took_terminal = false;
-            give_terminal_back();
+            Some(Report::JobStopped(0)) => JobEvent::Continued,
+            Some(Report::JobStopped(sig)) => {
+                JobEvent::Stopped(Signal::try_from(sig).unwrap_or(Signal::SIGTSTP))
+            }
+            Some(Report::DeadlinePassed) => JobEvent::DeadlinePassed,
+            Some(Report::Leftovers(n)) => JobEvent::Leftovers(n),
+            Some(Report::TreeGone) => {
+                self.gone = true;
+                self.wait_guard().await;
+                JobEvent::Gone
+            }
+            Some(Report::Started(_) | Report::SpawnFailed(_)) => JobEvent::Continued,
+            None => {
+                // The guard died without saying the tree is gone: stop what it left.
+                self.gone = true;
+                self.stop_orphans();
+                self.wait_guard().await;
+                JobEvent::GuardLost
+            }
         }
     }
 
-    /// Waits for the child to exit (reaping orphans meanwhile).
-    pub async fn wait(&mut self) -> ChildExit {
+    /// The guard is gone: KILL the job's group and every descendant of this process but
+    /// the guard (its orphans came to us as subreaper).
+    fn stop_orphans(&self) {
+        let _ = nix::sys::signal::killpg(self.pid, Signal::SIGKILL);
+        let (mut tree, mut scratch) = (Vec::new(), Vec::new());
+        crate::guard::descendants(nix::unistd::getpid(), &mut tree, &mut scratch);
+        for p in tree {
+            if p != self.guard {
+                let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Reaps the guard, by pid only. It exits right after its last report.
+    async fn wait_guard(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            self.reap();
-            if let Some(s) = self.status {
-                return s;
-            }
-            self.sigchld.recv().await;
-        }
-    }
-
-    pub fn signal_group(&self, sig: Signal) {
-        // ESRCH: the group is gone already, which is what we want anyway.
-        let _ = killpg(self.pid, sig);
-    }
-
-    fn group_alive(&mut self) -> bool {
-        self.reap();
-        !matches!(killpg(self.pid, None), Err(Errno::ESRCH))
-    }
-
-    /// Waits until every process of the group has exited, or `until`.
-    async fn wait_group_until(&mut self, until: Instant) -> bool {
-        loop {
-            if !self.group_alive() {
-                return true;
-            }
-            if Instant::now() >= until {
-                return false;
-            }
-            // Group members that are not our children send no SIGCHLD: poll too.
-            tokio::select! {
-                _ = self.sigchld.recv() => {}
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            match waitpid(self.guard, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(Errno::EINTR) => {}
+                _ => return,
             }
         }
     }
 
-    /// TERM to the group, KILL after `grace`; returns once the child is reaped
-    /// and the group is gone.
-    pub async fn stop(&mut self, grace: Duration) -> ChildExit {
-        self.signal_group(Signal::SIGTERM);
-        self.signal_group(Signal::SIGCONT);
-        if !self.wait_group_until(Instant::now() + grace).await {
-            self.signal_group(Signal::SIGKILL);
-            // KILL cannot be ignored; a process in uninterruptible sleep may take a moment.
-            self.wait_group_until(Instant::now() + Duration::from_secs(30))
-                .await;
-        }
-        self.wait().await
+    /// Waits until nothing of the job's tree is left; returns the job's exit status if
+    /// it is known.
+    pub async fn wait_gone(&mut self) -> Option<ChildExit> {
+        while !matches!(self.next().await, JobEvent::Gone | JobEvent::GuardLost) {}
+        self.exit
     }
 
-    /// After the child exited on its own: stop whatever it left in its group.
-    pub async fn stop_leftovers(&mut self, grace: Duration) {
-        if self.group_alive() {
-            tracing::info!(
-                pgid = self.pid.as_raw(),
-                "the child left processes in its group; stopping them"
-            );
-            self.stop(grace).await;
-        }
+    /// The guard's pid (it is reaped here, not by the stray reaper).
+    pub fn guard_pid(&self) -> Pid {
+        self.guard
     }
 }
 
-fn give_terminal_back() {
+/// Gives the terminal's foreground back to leaderrun's own group (after the job had it).
+pub fn take_terminal() {
     use nix::sys::signal::{signal, SigHandler};
     // SAFETY: changes this process's SIGTTOU disposition briefly; no handler runs.
     unsafe {
@@ -278,4 +538,25 @@ fn give_terminal_back() {
         let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
         let _ = signal(Signal::SIGTTOU, SigHandler::SigDfl);
     }
+}
+
+/// Gives the terminal's foreground to the job's group (on `fg` after Ctrl-Z), if it is
+/// leaderrun's to give: after `bg` it is not, and the job goes on in the background.
+pub fn give_terminal(job: Pid) {
+    use nix::sys::signal::{signal, SigHandler};
+    if !is_foreground_of_terminal() {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe {
+        let _ = signal(Signal::SIGTTOU, SigHandler::SigIgn);
+        let _ = nix::unistd::tcsetpgrp(std::io::stdin(), job);
+        let _ = signal(Signal::SIGTTOU, SigHandler::SigDfl);
+    }
+}
+
+/// Stops this process as a shell's job: the shell sees it stopped and prints its prompt.
+/// Returns when the shell continues it (`fg`).
+pub fn stop_self() {
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGSTOP);
 }

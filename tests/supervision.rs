@@ -64,28 +64,26 @@ async fn wait_reaped(file: &Path, within: Duration) {
 }
 
 /// Zombie children of `pid`.
+/// Zombies anywhere in the tree below `pid` (leaderrun, its guard, the job's tree).
 fn zombies_of(pid: u32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if fields.first() == Some(&"Z")
-            && fields.get(1).and_then(|pp| pp.parse::<u32>().ok()) == Some(pid)
-        {
-            out.push(p);
-        }
-    }
-    out
+    let (mut tree, mut scratch) = (Vec::new(), Vec::new());
+    leaderrun::guard::descendants(
+        nix::unistd::Pid::from_raw(pid as i32),
+        &mut tree,
+        &mut scratch,
+    );
+    tree.into_iter()
+        .map(|p| p.as_raw())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    Some(rest.split_whitespace().next()? == "Z")
+                })
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -209,16 +207,20 @@ async fn as_pid_1_it_reaps_orphans_and_forwards_term() {
     .stderr(Stdio::piped())
     .kill_on_drop(true);
     let unshare = cmd.spawn().unwrap();
-    let child_in_ns = wait_file(&ready, LONG).await;
-    assert_eq!(
-        child_in_ns.trim(),
-        "2",
-        "the child is PID 2: leaderrun is PID 1"
-    );
+    wait_file(&ready, LONG).await;
     // leaderrun's PID outside the namespace: the only child of unshare.
     let upid = unshare.id().unwrap();
-    let children = std::fs::read_to_string(format!("/proc/{upid}/task/{upid}/children")).unwrap();
-    let leaderrun_pid: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let leaderrun_pid = only_child(upid).expect("unshare runs leaderrun");
+    let status = std::fs::read_to_string(format!("/proc/{leaderrun_pid}/status")).unwrap();
+    let nspid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .unwrap_or_default();
+    assert_eq!(
+        nspid.split_whitespace().last(),
+        Some("1"),
+        "leaderrun is PID 1 in its namespace: {nspid}"
+    );
     // The orphans exit after 0.1s; a PID 1 that did not reap would keep them as zombies.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let deadline = Instant::now() + LONG;
@@ -233,6 +235,20 @@ async fn as_pid_1_it_reaps_orphans_and_forwards_term() {
     .unwrap();
     let (code, stderr) = exit_of(unshare, LONG).await;
     assert_eq!(code, 0, "TERM reached the child, which exited 0: {stderr}");
+}
+
+/// The one child of `pid`, from /proc (the kernel here may lack task/*/children).
+fn only_child(pid: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let p: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let ppid: u32 = stat[stat.rfind(')')? + 1..]
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid == pid).then_some(p)
+    })
 }
 
 #[tokio::test]

@@ -3,15 +3,19 @@
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
+use std::time::Duration;
+
 use super::LockObject;
-use crate::record::{LeaderRecord, LEADER_ANNOTATION};
+use crate::record::{LeaderRecord, RecordError, LEADER_ANNOTATION};
 
 impl LockObject for ConfigMap {
     const KIND: &'static str = "configmap";
     const RESOURCE: &'static str = "configmaps";
     const GROUP: &'static str = "";
+    /// metav1.Time in the annotation: whole seconds.
+    const TIME_RESOLUTION: Duration = Duration::from_secs(1);
 
-    fn read_record(&self) -> Result<LeaderRecord, String> {
+    fn read_record(&self) -> Result<LeaderRecord, RecordError> {
         match self
             .metadata
             .annotations
@@ -19,7 +23,7 @@ impl LockObject for ConfigMap {
             .and_then(|a| a.get(LEADER_ANNOTATION))
         {
             None => Ok(LeaderRecord::default()),
-            Some(text) => LeaderRecord::from_annotation(text).map_err(|e| e.to_string()),
+            Some(text) => LeaderRecord::from_annotation(text),
         }
     }
 

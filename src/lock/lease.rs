@@ -3,15 +3,19 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::ObjectMeta;
 
+use std::time::Duration;
+
 use super::LockObject;
-use crate::record::LeaderRecord;
+use crate::record::{LeaderRecord, RecordError};
 
 impl LockObject for Lease {
     const KIND: &'static str = "lease";
     const RESOURCE: &'static str = "leases";
     const GROUP: &'static str = "coordination.k8s.io";
+    /// MicroTime.
+    const TIME_RESOLUTION: Duration = Duration::from_micros(1);
 
-    fn read_record(&self) -> Result<LeaderRecord, String> {
+    fn read_record(&self) -> Result<LeaderRecord, RecordError> {
         Ok(self
             .spec
             .as_ref()

@@ -1,9 +1,12 @@
 //! The lock: read the record with its resourceVersion, create it, update it
 //! optimistically, watch it. One trait; the two objects that can carry a record
-//! (`lease.rs`, `configmap.rs`) plug into one implementation over `kube::Api`.
+//! (`lease.rs`, `configmap.rs`) plug into one implementation over `kube::Api`, and
+//! `open` is the one place that picks it by kind. `watch.rs` turns reads and watch
+//! events into one stream of observations that waiting copies and `inspect --watch` share.
 
 mod configmap;
 mod lease;
+pub mod watch;
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -15,7 +18,55 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::record::LeaderRecord;
+use crate::record::{LeaderRecord, RecordError};
+
+/// Which object carries the record.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A coordination.k8s.io/v1 Lease.
+    Lease,
+    /// A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation.
+    Configmap,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Lease => "lease",
+            Kind::Configmap => "configmap",
+        }
+    }
+}
+
+/// Work to do with an opened lock, whatever its kind: `open` calls `with` with the
+/// implementation for the kind asked for, so the caller is written once, generically.
+#[allow(async_fn_in_trait)]
+pub trait WithLock {
+    type Output;
+    async fn with<L: Lock>(self, lock: L) -> Self::Output;
+}
+
+/// Opens the lock `name` of `kind` in `namespace`, and runs `work` with it.
+pub async fn open<W: WithLock>(
+    kind: Kind,
+    client: Client,
+    namespace: &str,
+    name: &str,
+    work: W,
+) -> W::Output {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    match kind {
+        Kind::Lease => {
+            work.with(KubeLock::<Lease>::new(client, namespace, name))
+                .await
+        }
+        Kind::Configmap => {
+            work.with(KubeLock::<ConfigMap>::new(client, namespace, name))
+                .await
+        }
+    }
+}
 
 /// What a read saw: the record, the version to write against, and the whole
 /// object (so an update changes the record and nothing else).
@@ -23,6 +74,8 @@ use crate::record::LeaderRecord;
 pub struct Observed<O> {
     pub record: LeaderRecord,
     pub resource_version: String,
+    /// The object's uid: a different one means it was deleted and created again.
+    pub uid: String,
     pub object: O,
 }
 
@@ -43,6 +96,8 @@ pub enum LockError {
     AlreadyExists(String),
     #[error("the {0} does not exist")]
     NotFound(String),
+    #[error("namespace {0:?} does not exist. Check -n/--namespace (or the kubeconfig context's namespace)")]
+    NamespaceNotFound(String),
     #[error("the {object} holds a leader record that cannot be read: {reason}. leaderrun will not overwrite it; fix or delete it (kubectl edit / delete), or use another --name")]
     Unreadable { object: String, reason: String },
     #[error("the API server did not answer within {0:?}")]
@@ -98,8 +153,10 @@ pub trait LockObject:
     /// The plural resource and API group, for RBAC hints.
     const RESOURCE: &'static str;
     const GROUP: &'static str;
+    /// The finest step of time the record keeps (a ConfigMap's record: whole seconds).
+    const TIME_RESOLUTION: Duration;
     /// The record this object holds (the default record when it holds none).
-    fn read_record(&self) -> Result<LeaderRecord, String>;
+    fn read_record(&self) -> Result<LeaderRecord, RecordError>;
     /// This object with `record` in it, everything else unchanged.
     fn with_record(&self, record: &LeaderRecord) -> Self;
     /// A new object holding only `record`.
@@ -126,6 +183,15 @@ pub trait Lock {
     type Object: Clone + Debug;
     /// `lease default/nightly-report`.
     fn describe(&self) -> String;
+    /// The finest step of time the record keeps.
+    fn resolution(&self) -> Duration;
+    /// A reference to the object, for Events about it (None where there is no object).
+    fn reference(
+        &self,
+        _held: &Observed<Self::Object>,
+    ) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+        None
+    }
     async fn get(&self, timeout: Duration) -> Result<Option<Observed<Self::Object>>, LockError>;
     async fn create(
         &self,
@@ -164,18 +230,7 @@ impl<K: LockObject> KubeLock<K> {
     }
 
     fn observe(&self, object: K) -> Result<Observed<K>, LockError> {
-        let record = object
-            .read_record()
-            .map_err(|reason| LockError::Unreadable {
-                object: self.describe(),
-                reason,
-            })?;
-        let resource_version = object.meta().resource_version.clone().unwrap_or_default();
-        Ok(Observed {
-            record,
-            resource_version,
-            object,
-        })
+        observe(object, &self.describe())
     }
 
     fn error(&self, verb: &'static str, e: kube::Error) -> LockError {
@@ -185,6 +240,12 @@ impl<K: LockObject> KubeLock<K> {
                 LockError::AlreadyExists(object)
             }
             kube::Error::Api(s) if s.code == 409 => LockError::Conflict(object),
+            // A create into a namespace that does not exist: the details name the namespace.
+            kube::Error::Api(s)
+                if s.code == 404 && s.details.as_ref().is_some_and(|d| d.kind == "namespaces") =>
+            {
+                LockError::NamespaceNotFound(self.namespace.clone())
+            }
             kube::Error::Api(s) if s.code == 404 && s.reason == "NotFound" => {
                 LockError::NotFound(object)
             }
@@ -232,6 +293,21 @@ impl<K: LockObject> KubeLock<K> {
     }
 }
 
+/// An object as observed: its record (or why it cannot be read), version and uid.
+fn observe<K: LockObject>(object: K, describe: &str) -> Result<Observed<K>, LockError> {
+    let record = object.read_record().map_err(|e| LockError::Unreadable {
+        object: describe.to_string(),
+        reason: e.to_string(),
+    })?;
+    let meta = object.meta();
+    Ok(Observed {
+        record,
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        object,
+    })
+}
+
 /// The error and its causes: kube's own message ("client error (Connect)") hides
 /// the reason an operator needs (a refused connection, an unknown certificate).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -262,6 +338,14 @@ impl<K: LockObject> Lock for KubeLock<K> {
 
     fn describe(&self) -> String {
         format!("{} {}/{}", K::KIND, self.namespace, self.name)
+    }
+
+    fn resolution(&self) -> Duration {
+        K::TIME_RESOLUTION
+    }
+
+    fn reference(&self, held: &Observed<K>) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+        Some(held.object.reference())
     }
 
     async fn get(&self, timeout: Duration) -> Result<Option<Observed<K>>, LockError> {
@@ -346,21 +430,7 @@ impl<K: LockObject> Lock for KubeLock<K> {
                 async move {
                     match ev {
                         Ok(WatchEvent::Added(o)) | Ok(WatchEvent::Modified(o)) => {
-                            Some(match o.read_record() {
-                                Ok(record) => Ok(Change::Changed(Observed {
-                                    record,
-                                    resource_version: o
-                                        .meta()
-                                        .resource_version
-                                        .clone()
-                                        .unwrap_or_default(),
-                                    object: o,
-                                })),
-                                Err(reason) => Err(LockError::Unreadable {
-                                    object: describe,
-                                    reason,
-                                }),
-                            })
+                            Some(observe(o, &describe).map(Change::Changed))
                         }
                         Ok(WatchEvent::Deleted(_)) => Some(Ok(Change::Deleted)),
                         Ok(WatchEvent::Bookmark(_)) => None,

@@ -21,7 +21,12 @@ pub struct Api {
 
 impl Api {
     pub async fn start() -> Api {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dir = tempfile::tempdir().expect("tempdir");
+        // For a post-mortem: LEADERRUN_KEEP_TEST_DIR=1 keeps logs and stderr files.
+        if std::env::var_os("LEADERRUN_KEEP_TEST_DIR").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("test files kept in {}", dir.path().display());
+        }
         match std::env::var_os("LEADERRUN_TEST_KUBECONFIG") {
             Some(path) => Api {
                 emulator: None,

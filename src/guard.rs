@@ -1,0 +1,662 @@
+//! The guard: a small process between leaderrun and the job, so that nothing of a leadership
+//! outlives it even when leaderrun itself is killed, stopped or stuck. leaderrun re-executes
+//! its own binary in this mode (`leaderrun __guard`, not in `--help`); no kube, no async
+//! runtime, and no allocation between an event and the signal it calls for.
+//!
+//! Rules, stated once:
+//! - the lifeline: leaderrun holds the write end of the command pipe. End of file means
+//!   leaderrun is gone, in whatever way: stop the job's whole tree at once;
+//! - the deadline: leaderrun sends a new deadline after every renew that moved it. If none
+//!   arrives in time, the guard starts the stop at the deadline, on its own clock
+//!   (CLOCK_BOOTTIME, so time suspended counts), whatever leaderrun is doing;
+//! - the whole tree: the guard is the child subreaper of the job's tree, so orphans come to
+//!   it. A stop sends the stop signal (then CONT) to the job's process group and to every
+//!   descendant found in /proc (also those that left the group with setsid), again to new
+//!   ones until none is left, and KILL to all after the grace period;
+//!   (within the job's group, only the processes there at the stop get the stop signal:
+//!   what a TERM handler starts to clean up is left to finish until the KILL);
+//! - when the job's leader exits on its own, what it left is stopped the same way, and only
+//!   then does the guard report the tree gone (leaderrun releases the lock after that);
+//! - the guard lives in a process group of its own and ignores terminal stop signals, so a
+//!   SIGSTOP or Ctrl-Z aimed at leaderrun or at the job's group does not stop it. TERM, INT,
+//!   HUP or QUIT sent to the guard itself start a stop.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, killpg, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// The first argument that selects guard mode.
+pub const GUARD_ARG: &str = "__guard";
+/// The guard reads commands on this descriptor and writes reports on the next one.
+pub const COMMAND_FD: RawFd = 3;
+pub const REPORT_FD: RawFd = 4;
+
+/// The pipe protocol: fixed 16-byte records (a tag and a value), which a pipe writes whole.
+pub mod wire {
+    pub const RECORD: usize = 16;
+
+    /// leaderrun to the guard.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Command {
+        /// The moment (CLOCK_BOOTTIME, nanoseconds) the stop must start if no renew moves it.
+        Deadline(u64),
+        /// Send this signal to the job's process group.
+        Signal(i32),
+        /// Stop the whole tree now (stop signal, KILL after the grace).
+        Stop,
+    }
+
+    /// The guard to leaderrun.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Report {
+        /// The job runs with this pid (its process group has the same id).
+        Started(i32),
+        /// The job could not be started: the errno of its exec.
+        SpawnFailed(i32),
+        /// The job's leader ended: its exit code, or a negative signal number.
+        Exited(i32),
+        /// The job's leader was stopped by this signal (Ctrl-Z), or continued (0).
+        JobStopped(i32),
+        /// The deadline passed without a renew: the guard is stopping the tree.
+        DeadlinePassed,
+        /// The job's leader ended and left this many processes: the guard is stopping them.
+        Leftovers(i32),
+        /// Nothing of the job's tree is left; the guard exits next.
+        TreeGone,
+    }
+
+    fn record(tag: u32, value: u64) -> [u8; RECORD] {
+        let mut b = [0u8; RECORD];
+        b[..4].copy_from_slice(&tag.to_le_bytes());
+        b[8..].copy_from_slice(&value.to_le_bytes());
+        b
+    }
+
+    fn parts(b: &[u8; RECORD]) -> (u32, u64) {
+        let mut tag = [0u8; 4];
+        tag.copy_from_slice(&b[..4]);
+        let mut value = [0u8; 8];
+        value.copy_from_slice(&b[8..]);
+        (u32::from_le_bytes(tag), u64::from_le_bytes(value))
+    }
+
+    impl Command {
+        pub fn encode(self) -> [u8; RECORD] {
+            match self {
+                Command::Deadline(ns) => record(1, ns),
+                Command::Signal(s) => record(2, s as u32 as u64),
+                Command::Stop => record(3, 0),
+            }
+        }
+        pub fn decode(b: &[u8; RECORD]) -> Option<Command> {
+            match parts(b) {
+                (1, ns) => Some(Command::Deadline(ns)),
+                (2, s) => Some(Command::Signal(s as u32 as i32)),
+                (3, _) => Some(Command::Stop),
+                _ => None,
+            }
+        }
+    }
+
+    impl Report {
+        pub fn encode(self) -> [u8; RECORD] {
+            let i = |v: i32| v as i64 as u64;
+            match self {
+                Report::Started(pid) => record(1, i(pid)),
+                Report::SpawnFailed(errno) => record(2, i(errno)),
+                Report::Exited(code) => record(3, i(code)),
+                Report::JobStopped(sig) => record(4, i(sig)),
+                Report::DeadlinePassed => record(5, 0),
+                Report::TreeGone => record(6, 0),
+                Report::Leftovers(n) => record(7, i(n)),
+            }
+        }
+        pub fn decode(b: &[u8; RECORD]) -> Option<Report> {
+            let (tag, v) = parts(b);
+            let v = v as i64 as i32;
+            match tag {
+                1 => Some(Report::Started(v)),
+                2 => Some(Report::SpawnFailed(v)),
+                3 => Some(Report::Exited(v)),
+                4 => Some(Report::JobStopped(v)),
+                5 => Some(Report::DeadlinePassed),
+                6 => Some(Report::TreeGone),
+                7 => Some(Report::Leftovers(v)),
+                _ => None,
+            }
+        }
+    }
+}
+
+use wire::{Command, Report};
+
+/// CLOCK_BOOTTIME now: like CLOCK_MONOTONIC, but it counts time suspended.
+pub fn boottime_now() -> Duration {
+    use nix::time::{clock_gettime, ClockId as Clock};
+    clock_gettime(Clock::CLOCK_BOOTTIME)
+        .map(Duration::from)
+        // Every Linux since 2.6.39 has it; if not, the monotonic clock is the next best.
+        .unwrap_or_else(|_| {
+            clock_gettime(Clock::CLOCK_MONOTONIC)
+                .map(Duration::from)
+                .unwrap_or_default()
+        })
+}
+
+/// What the guard is told on its command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardArgs {
+    pub grace: Duration,
+    pub stop_signal: Signal,
+    /// CLOCK_BOOTTIME nanoseconds.
+    pub deadline: u64,
+    /// Give the job the terminal's foreground.
+    pub foreground: bool,
+    pub command: Vec<OsString>,
+}
+
+impl GuardArgs {
+    /// `__guard GRACE_MS SIGNAL DEADLINE_NS FOREGROUND -- CMD ARGS...`
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec![
+            GUARD_ARG.into(),
+            self.grace.as_millis().to_string().into(),
+            (self.stop_signal as i32).to_string().into(),
+            self.deadline.to_string().into(),
+            if self.foreground { "1" } else { "0" }.into(),
+            "--".into(),
+        ];
+        v.extend(self.command.iter().cloned());
+        v
+    }
+
+    pub fn parse(args: &[OsString]) -> Option<GuardArgs> {
+        let s = |i: usize| args.get(i).and_then(|a| a.to_str());
+        if s(0)? != GUARD_ARG || s(5)? != "--" || args.len() < 7 {
+            return None;
+        }
+        Some(GuardArgs {
+            grace: Duration::from_millis(s(1)?.parse().ok()?),
+            stop_signal: Signal::try_from(s(2)?.parse::<i32>().ok()?).ok()?,
+            deadline: s(3)?.parse().ok()?,
+            foreground: s(4)? == "1",
+            command: args[6..].to_vec(),
+        })
+    }
+}
+
+/// Every process whose chain of parents reaches `root` (not `root` itself), found by
+/// reading /proc/*/stat. Appends to `out` (cleared first); `scratch` holds (pid, ppid) pairs.
+pub fn descendants(root: Pid, out: &mut Vec<Pid>, scratch: &mut Vec<(i32, i32)>) {
+    out.clear();
+    scratch.clear();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let mut buf = [0u8; 512];
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Some(ppid) = parent_of(pid, &mut buf) {
+            scratch.push((pid, ppid));
+        }
+    }
+    // Follow each process up its chain of parents; the depth bound guards against a
+    // chain that changed while it was read.
+    for &(pid, _) in scratch.iter() {
+        let mut at = pid;
+        for _ in 0..64 {
+            let Some(&(_, parent)) = scratch.iter().find(|(p, _)| *p == at) else {
+                break;
+            };
+            if parent == root.as_raw() {
+                out.push(Pid::from_raw(pid));
+                break;
+            }
+            if parent <= 1 {
+                break;
+            }
+            at = parent;
+        }
+    }
+}
+
+/// The parent pid from /proc/PID/stat (the field after the state, after the last ')').
+fn parent_of(pid: i32, buf: &mut [u8; 512]) -> Option<i32> {
+    use std::io::Read;
+    let mut path = [0u8; 32];
+    let len = {
+        use std::io::Write;
+        let mut w = &mut path[..];
+        write!(w, "/proc/{pid}/stat").ok()?;
+        32 - w.len()
+    };
+    let path = std::str::from_utf8(&path[..len]).ok()?;
+    let mut f = std::fs::File::open(path).ok()?;
+    let n = f.read(buf).ok()?;
+    let text = &buf[..n];
+    let close = text.iter().rposition(|b| *b == b')')?;
+    let mut fields = text[close + 1..]
+        .split(|b| *b == b' ')
+        .filter(|f| !f.is_empty());
+    let _state = fields.next()?;
+    std::str::from_utf8(fields.next()?).ok()?.parse().ok()
+}
+
+/// Sends `sig` to every process of a tree (and CONT after it, so that a stopped process
+/// can act on it). ESRCH is fine: that one is gone already.
+fn signal_all(pids: &[Pid], sig: Signal) {
+    for &p in pids {
+        let _ = kill(p, sig);
+        if sig != Signal::SIGKILL {
+            let _ = kill(p, Signal::SIGCONT);
+        }
+    }
+}
+
+struct Guard<'a> {
+    args: &'a GuardArgs,
+    me: Pid,
+    job: Pid,
+    reports: BorrowedFd<'a>,
+    timer: TimerFd,
+    /// The job's leader has been reaped.
+    job_done: bool,
+    /// Stopping: the moment (BOOTTIME) KILL goes out, and whether it went out.
+    kill_at: Option<Duration>,
+    killed: bool,
+    /// Processes already sent the stop signal.
+    signalled: Vec<Pid>,
+    tree: Vec<Pid>,
+    scratch: Vec<(i32, i32)>,
+    deadline: Duration,
+}
+
+/// While stopping, how often the tree is swept for new processes and for being empty.
+const SWEEP: Duration = Duration::from_millis(20);
+
+impl Guard<'_> {
+    fn report(&self, r: Report) {
+        // The pipe is non-blocking: a stuck leaderrun must never stop the guard.
+        let _ = nix::unistd::write(self.reports, &r.encode());
+    }
+
+    /// Starts stopping the tree: the job's group first (no allocation, no /proc), then every
+    /// other descendant. Idempotent.
+    fn begin_stop(&mut self) {
+        if self.kill_at.is_some() {
+            return;
+        }
+        let _ = killpg(self.job, self.args.stop_signal);
+        let _ = killpg(self.job, Signal::SIGCONT);
+        self.kill_at = Some(boottime_now() + self.args.grace);
+        self.sweep();
+    }
+
+    /// Signals descendants not signalled yet (stop signal, or KILL once past the grace), and
+    /// says whether anything of the tree is left.
+    fn sweep(&mut self) -> bool {
+        descendants(self.me, &mut self.tree, &mut self.scratch);
+        if self.kill_at.is_some_and(|k| boottime_now() >= k) {
+            self.killed = true;
+        }
+        if self.killed {
+            let _ = killpg(self.job, Signal::SIGKILL);
+            signal_all(&self.tree, Signal::SIGKILL);
+        } else if self.kill_at.is_some() {
+            for i in 0..self.tree.len() {
+                let p = self.tree[i];
+                // The job's own group got the stop signal from `begin_stop`; what it starts
+                // while it shuts down (a trap's commands) is its business until the KILL.
+                // Processes that left the group (setsid, daemons) get it here.
+                let in_group = nix::unistd::getpgid(Some(p)) == Ok(self.job);
+                if !in_group && !self.signalled.contains(&p) {
+                    let _ = kill(p, self.args.stop_signal);
+                    let _ = kill(p, Signal::SIGCONT);
+                    if self.signalled.len() < self.signalled.capacity() {
+                        self.signalled.push(p);
+                    }
+                }
+            }
+        }
+        // Zombies still count as entries until reaped; reap first, then look again.
+        self.reap();
+        descendants(self.me, &mut self.tree, &mut self.scratch);
+        !self.tree.is_empty()
+    }
+
+    /// Reaps every exited child (the guard is their subreaper); notes the job's end.
+    fn reap(&mut self) {
+        loop {
+            let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
+            match waitpid(Pid::from_raw(-1), Some(flags)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == self.job => {
+                    self.job_done = true;
+                    self.report(Report::Exited(code));
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.job => {
+                    self.job_done = true;
+                    self.report(Report::Exited(-(sig as i32)));
+                }
+                Ok(WaitStatus::Stopped(pid, sig)) if pid == self.job => {
+                    self.report(Report::JobStopped(sig as i32));
+                }
+                Ok(WaitStatus::Continued(pid)) if pid == self.job => {
+                    self.report(Report::JobStopped(0));
+                }
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The next moment the guard must act on its own (BOOTTIME).
+    fn next_wake(&self) -> Duration {
+        match self.kill_at {
+            Some(_) => boottime_now() + SWEEP,
+            None => self.deadline,
+        }
+    }
+
+    fn arm_timer(&self) {
+        let at = TimeSpec::from_duration(self.next_wake().max(Duration::from_nanos(1)));
+        let _ = self.timer.set(
+            Expiration::OneShot(at),
+            TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+        );
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Deadline(ns) => self.deadline = Duration::from_nanos(ns),
+            Command::Signal(s) => {
+                if let Ok(sig) = Signal::try_from(s) {
+                    let _ = killpg(self.job, sig);
+                }
+            }
+            Command::Stop => self.begin_stop(),
+        }
+    }
+}
+
+/// The guard process: start the job, then watch the lifeline, the deadline and the tree.
+/// Returns the guard's exit code.
+pub fn main(args: GuardArgs) -> i32 {
+    // SAFETY: the descriptors were placed at 3 and 4 by leaderrun before exec.
+    let commands = unsafe { OwnedFd::from_raw_fd(COMMAND_FD) };
+    let reports = unsafe { OwnedFd::from_raw_fd(REPORT_FD) };
+    // Neither pipe may ever block the guard: not a leaderrun that stopped reading, nor a
+    // read after a wake-up that was for something else.
+    for fd in [&commands, &reports] {
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+    }
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let _ = nix::sys::prctl::set_name(c"leaderrun-guard");
+    // Terminal stop signals never stop the guard; a broken report pipe is not fatal.
+    for s in [
+        Signal::SIGTSTP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN installs no handler.
+        let _ = unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigIgn) };
+    }
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        mask.add(s);
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
+    let Ok(signals) = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+    else {
+        return 70;
+    };
+    let Ok(timer) = TimerFd::new(
+        ClockId::CLOCK_BOOTTIME,
+        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+    ) else {
+        return 70;
+    };
+
+    let job = match spawn_job(&args) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let errno = e.raw_os_error().unwrap_or(libc_eio());
+            let _ = nix::unistd::write(&reports, &Report::SpawnFailed(errno).encode());
+            return 0;
+        }
+    };
+    let mut g = Guard {
+        args: &args,
+        me: nix::unistd::getpid(),
+        job,
+        reports: reports.as_fd(),
+        timer,
+        job_done: false,
+        kill_at: None,
+        killed: false,
+        signalled: Vec::with_capacity(4096),
+        tree: Vec::with_capacity(4096),
+        scratch: Vec::with_capacity(4096),
+        deadline: Duration::from_nanos(args.deadline),
+    };
+    g.report(Report::Started(job.as_raw()));
+    let mut lifeline = true;
+    let mut buf = [0u8; wire::RECORD * 16];
+    let mut held = 0usize;
+    loop {
+        // The job's leader ended and nothing else runs: done. Leftovers: stop them.
+        if g.job_done {
+            if !g.sweep() {
+                g.report(Report::TreeGone);
+                return 0;
+            }
+            if g.kill_at.is_none() {
+                g.report(Report::Leftovers(g.tree.len() as i32));
+            }
+            g.begin_stop();
+        }
+        if g.kill_at.is_none() && boottime_now() >= g.deadline {
+            g.report(Report::DeadlinePassed);
+            g.begin_stop();
+        }
+        if g.kill_at.is_some() && !g.sweep() && g.job_done {
+            g.report(Report::TreeGone);
+            return 0;
+        }
+        g.arm_timer();
+        let mut fds = [
+            nix::poll::PollFd::new(signals.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(g.timer.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(
+                commands.as_fd(),
+                if lifeline {
+                    nix::poll::PollFlags::POLLIN
+                } else {
+                    nix::poll::PollFlags::empty()
+                },
+            ),
+        ];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return 70,
+        }
+        let command_ready = fds[2].revents().is_some_and(|r| !r.is_empty());
+        // Drain the timer (its expiry count) so it does not stay readable.
+        let mut count = [0u8; 8];
+        let _ = nix::unistd::read(g.timer.as_fd(), &mut count);
+        while let Ok(Some(si)) = signals.read_signal() {
+            if si.ssi_signo as i32 != Signal::SIGCHLD as i32 {
+                g.begin_stop();
+            }
+        }
+        g.reap();
+        if lifeline && command_ready {
+            match nix::unistd::read(commands.as_fd(), &mut buf[held..]) {
+                // End of file: leaderrun is gone. Stop at once.
+                Ok(0) => {
+                    lifeline = false;
+                    g.begin_stop();
+                }
+                Ok(n) => {
+                    held += n;
+                    let whole = held / wire::RECORD * wire::RECORD;
+                    for chunk in buf[..whole].chunks_exact(wire::RECORD) {
+                        let mut r = [0u8; wire::RECORD];
+                        r.copy_from_slice(chunk);
+                        if let Some(c) = Command::decode(&r) {
+                            g.command(c);
+                        }
+                    }
+                    buf.copy_within(whole..held, 0);
+                    held -= whole;
+                }
+                Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+                Err(_) => {
+                    lifeline = false;
+                    g.begin_stop();
+                }
+            }
+        }
+    }
+}
+
+fn libc_eio() -> i32 {
+    Errno::EIO as i32
+}
+
+/// Starts the job in its own process group, with the signal state a fresh process expects.
+fn spawn_job(args: &GuardArgs) -> std::io::Result<Pid> {
+    let guard = nix::unistd::getpid();
+    let foreground = args.foreground;
+    let mut cmd = std::process::Command::new(&args.command[0]);
+    cmd.args(&args.command[1..]);
+    // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid, signal, sigprocmask,
+    // tcsetpgrp) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::sys::signal::{signal, SigHandler};
+            for s in [
+                Signal::SIGTSTP,
+                Signal::SIGTTIN,
+                Signal::SIGTTOU,
+                Signal::SIGPIPE,
+            ] {
+                let _ = signal(s, SigHandler::SigDfl);
+            }
+            let _ = nix::sys::signal::sigprocmask(
+                SigmaskHow::SIG_SETMASK,
+                Some(&SigSet::empty()),
+                None,
+            );
+            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            // The job dies with the guard, if the guard itself is SIGKILLed.
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != guard {
+                return Err(std::io::Error::other(
+                    "the guard exited while starting the job",
+                ));
+            }
+            if foreground {
+                // An interactive job gets the terminal, so Ctrl-C and reads reach it.
+                let _ = signal(Signal::SIGTTOU, SigHandler::SigIgn);
+                let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpid());
+                let _ = signal(Signal::SIGTTOU, SigHandler::SigDfl);
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let pid = Pid::from_raw(child.id() as i32);
+    // Reaped by `Guard::reap`, with every orphan of the tree.
+    std::mem::forget(child);
+    Ok(pid)
+}
+
+/// The raw descriptor of `fd`, for leaderrun's side of the setup.
+pub fn raw(fd: &impl AsRawFd) -> RawFd {
+    fd.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        for c in [
+            Command::Deadline(u64::MAX - 3),
+            Command::Signal(15),
+            Command::Stop,
+        ] {
+            assert_eq!(Command::decode(&c.encode()), Some(c));
+        }
+        for r in [
+            Report::Started(4242),
+            Report::SpawnFailed(2),
+            Report::Exited(-9),
+            Report::Exited(3),
+            Report::JobStopped(20),
+            Report::DeadlinePassed,
+            Report::TreeGone,
+            Report::Leftovers(3),
+        ] {
+            assert_eq!(Report::decode(&r.encode()), Some(r));
+        }
+        assert_eq!(Command::decode(&[0xff; wire::RECORD]), None);
+    }
+
+    #[test]
+    fn arguments_round_trip() {
+        let a = GuardArgs {
+            grace: Duration::from_millis(1500),
+            stop_signal: Signal::SIGINT,
+            deadline: 123_456_789,
+            foreground: true,
+            command: vec!["sh".into(), "-c".into(), "echo --".into()],
+        };
+        assert_eq!(GuardArgs::parse(&a.to_args()), Some(a));
+        assert_eq!(GuardArgs::parse(&["__guard".into()]), None);
+    }
+
+    #[test]
+    fn descendants_of_this_process_include_a_child() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        descendants(nix::unistd::getpid(), &mut out, &mut scratch);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(out.contains(&Pid::from_raw(child.id() as i32)));
+    }
+
+    #[test]
+    fn boottime_moves_forward() {
+        let a = boottime_now();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(boottime_now() > a);
+    }
+}

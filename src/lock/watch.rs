@@ -1,0 +1,197 @@
+//! One stream of observations of one lock object, shared by every waiting copy and by
+//! `inspect --watch`. A watch is a hint, never the only source (DESIGN §3):
+//! - watch from the last resourceVersion seen; a 410 Gone (the version was compacted), or
+//!   a watch that ends or breaks, means read the object again, then watch from there;
+//! - when watching is forbidden (RBAC without `watch`), read every retry period instead;
+//! - a transient error (5xx, 429, a refused connection) pauses a retry period before the
+//!   next read, so nothing loops against the API server;
+//! - when nothing was heard for a few retry periods, read the object plainly and open the
+//!   watch anew: a half-open connection never says it died, and a live holder's renews
+//!   reach a healthy watch every retry period.
+
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use rand::Rng;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{Change, Lock, LockError, Observed};
+
+/// How many retry periods of silence before the object is read plainly and watched anew.
+const SILENT_PERIODS: u32 = 3;
+
+type Stream<O> = BoxStream<'static, Result<Change<O>, LockError>>;
+
+enum Source<O> {
+    /// Read the object at this moment.
+    Read {
+        at: Instant,
+    },
+    /// Open a watch from the last version at this moment.
+    Watch {
+        at: Instant,
+    },
+    Watching(Stream<O>),
+    /// Watching is forbidden: read at this moment, and every retry period after.
+    Poll {
+        at: Instant,
+    },
+}
+
+/// Observations of one lock object: `next` returns it as it is now, or as it changes.
+pub struct Follow<'a, L: Lock> {
+    lock: &'a L,
+    retry_period: Duration,
+    call_timeout: Duration,
+    source: Source<L::Object>,
+    watch_allowed: bool,
+    resource_version: String,
+    /// When the last observation (a read or an event) arrived.
+    heard_at: Instant,
+    /// When the current watch was opened: one that ends at once is not retried at once.
+    opened_at: Instant,
+}
+
+impl<'a, L: Lock> Follow<'a, L> {
+    /// Starts with a read of the object.
+    pub fn new(lock: &'a L, retry_period: Duration, call_timeout: Duration) -> Self {
+        let now = Instant::now();
+        Follow {
+            lock,
+            retry_period,
+            call_timeout,
+            source: Source::Read { at: now },
+            watch_allowed: true,
+            resource_version: String::new(),
+            heard_at: now,
+            opened_at: now,
+        }
+    }
+
+    /// Reads the object again before anything else (after a write met a conflict).
+    pub fn read_again(&mut self) {
+        self.source = Source::Read { at: Instant::now() };
+    }
+
+    fn jittered_retry(&self) -> Duration {
+        self.retry_period
+            .mul_f64(rand::rng().random_range(1.0..1.2))
+    }
+
+    fn heard(&mut self, seen: &Option<Observed<L::Object>>) {
+        self.heard_at = Instant::now();
+        if let Some(o) = seen {
+            self.resource_version = o.resource_version.clone();
+        }
+    }
+
+    /// The next observation: the object as it is, or None when it does not exist. Only a
+    /// lock that cannot be used (refused, unreadable, a missing namespace) is an error;
+    /// everything else is retried here. Cancel-safe: every await leaves the state whole.
+    pub async fn next(&mut self) -> Result<Option<Observed<L::Object>>, LockError> {
+        loop {
+            match &mut self.source {
+                Source::Read { at } | Source::Poll { at } => {
+                    let at = *at;
+                    let polling = matches!(self.source, Source::Poll { .. });
+                    tokio::time::sleep_until(at).await;
+                    match self.lock.get(self.call_timeout).await {
+                        Ok(seen) => {
+                            self.heard(&seen);
+                            self.source = if polling || !self.watch_allowed {
+                                Source::Poll {
+                                    at: Instant::now() + self.jittered_retry(),
+                                }
+                            } else {
+                                Source::Watch { at: Instant::now() }
+                            };
+                            return Ok(seen);
+                        }
+                        Err(e) if e.is_transient() => {
+                            warn!(lock = %self.lock.describe(), error = %e, "cannot read the lock; retrying");
+                            let at = Instant::now() + self.jittered_retry();
+                            self.source = if polling {
+                                Source::Poll { at }
+                            } else {
+                                Source::Read { at }
+                            };
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Source::Watch { at } => {
+                    tokio::time::sleep_until(*at).await;
+                    match self
+                        .lock
+                        .watch(&self.resource_version, self.call_timeout)
+                        .await
+                    {
+                        Ok(stream) => {
+                            self.heard_at = Instant::now();
+                            self.opened_at = self.heard_at;
+                            self.source = Source::Watching(stream);
+                        }
+                        Err(e @ LockError::Refused { .. }) => {
+                            info!(lock = %self.lock.describe(), error = %e, "watching is not allowed; polling every retry period instead");
+                            self.watch_allowed = false;
+                            self.source = Source::Poll {
+                                at: Instant::now() + self.jittered_retry(),
+                            };
+                        }
+                        Err(e) => {
+                            debug!(lock = %self.lock.describe(), error = %e, "cannot watch; reading again after a retry period");
+                            self.source = Source::Read {
+                                at: Instant::now() + self.jittered_retry(),
+                            };
+                        }
+                    }
+                }
+                Source::Watching(stream) => {
+                    let silent_until = self.heard_at + self.retry_period * SILENT_PERIODS;
+                    let event = tokio::select! {
+                        ev = stream.next() => ev,
+                        _ = tokio::time::sleep_until(silent_until) => {
+                            debug!(lock = %self.lock.describe(), "the watch has been silent for {SILENT_PERIODS} retry periods; reading plainly and watching anew");
+                            self.read_again();
+                            continue;
+                        }
+                    };
+                    // A watch that ends within a retry period of opening is not opened
+                    // (or read) again at once: a server that keeps refusing it is not hammered.
+                    let again_at = if self.opened_at.elapsed() < self.retry_period {
+                        Instant::now() + self.jittered_retry()
+                    } else {
+                        Instant::now()
+                    };
+                    match event {
+                        Some(Ok(Change::Changed(o))) => {
+                            let seen = Some(o);
+                            self.heard(&seen);
+                            return Ok(seen);
+                        }
+                        Some(Ok(Change::Deleted)) => {
+                            self.heard(&None);
+                            return Ok(None);
+                        }
+                        Some(Err(e @ LockError::Unreadable { .. })) => return Err(e),
+                        // 410 Gone: the version was compacted (an object unchanged for a while
+                        // carries an old one). Watch from now: the first event is the object as
+                        // it is, as good as a read.
+                        Some(Ok(Change::Expired)) => {
+                            self.resource_version.clear();
+                            self.source = Source::Watch { at: again_at };
+                        }
+                        // The server ended the watch (its timeout): watch on from the last version.
+                        None => self.source = Source::Watch { at: again_at },
+                        Some(Err(e)) => {
+                            debug!(lock = %self.lock.describe(), error = %e, "the watch broke; reading again");
+                            self.source = Source::Read { at: again_at };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -345,7 +345,17 @@ impl Context<'_> {
     /// is left, then exit with the "leadership lost" code.
     async fn stop<O>(&mut self, mut job: Job, lost: Lost) -> Phase<O> {
         self.reporter.lost(&lost);
-        let status = job.wait_gone().await;
+        // The guard KILLs after the grace; if it has not said the tree is gone well after
+        // that, it is stuck itself: kill everything from here.
+        let bound = self.timing.kill_grace + Duration::from_secs(10);
+        let status = match tokio::time::timeout(bound, job.wait_gone()).await {
+            Ok(status) => status,
+            Err(_) => {
+                self.reporter.guard_lost();
+                job.kill_all();
+                job.exit()
+            }
+        };
         self.reporter.child_stopped(status);
         self.reporter.ended();
         Phase::Done(exit::LEADERSHIP_LOST)

@@ -176,27 +176,14 @@ impl Strays {
     }
 }
 
-/// This process's children that are zombies.
+/// This process's children that are zombies, by their pid in this namespace.
 fn zombie_children(except: impl Fn(i32) -> bool) -> Vec<i32> {
-    let me = nix::unistd::getpid().as_raw();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| !except(*pid))
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = &s[s.rfind(')')? + 1..];
-                    let mut f = rest.split_whitespace();
-                    let state = f.next()?;
-                    let ppid: i32 = f.next()?.parse().ok()?;
-                    Some(state == "Z" && ppid == me)
-                })
-                .unwrap_or(false)
-        })
+    let me = crate::guard::proc_pid().as_raw();
+    let mut all = Vec::new();
+    crate::guard::scan(&mut all);
+    all.into_iter()
+        .filter(|e| e.zombie && e.proc_ppid == me && !except(e.pid.as_raw()))
+        .map(|e| e.pid.as_raw())
         .collect()
 }
 
@@ -489,12 +476,19 @@ impl Job {
         }
     }
 
+    /// The guard does not answer: KILL it, the job's group and everything below us.
+    pub fn kill_all(&mut self) {
+        let _ = nix::sys::signal::kill(self.guard, Signal::SIGKILL);
+        self.stop_orphans();
+        self.gone = true;
+    }
+
     /// The guard is gone: KILL the job's group and every descendant of this process but
     /// the guard (its orphans came to us as subreaper).
     fn stop_orphans(&self) {
         let _ = nix::sys::signal::killpg(self.pid, Signal::SIGKILL);
         let (mut tree, mut scratch) = (Vec::new(), Vec::new());
-        crate::guard::descendants(nix::unistd::getpid(), &mut tree, &mut scratch);
+        crate::guard::descendants(crate::guard::proc_pid(), &mut tree, &mut scratch);
         for p in tree {
             if p != self.guard {
                 let _ = nix::sys::signal::kill(p, Signal::SIGKILL);

@@ -1,7 +1,10 @@
-//! The chaos suite: five candidates on one lock while a driver kills, stops and
-//! restarts them, partitions them from the API, injects 5xx, 429 and latency,
-//! closes watches and writes the lock as another client would. Asserts that no
-//! two children ever overlap, and reports how much of the time the job ran.
+//! The chaos suite: five candidates on one lock while a driver kills (SIGKILL), stops
+//! (TERM), freezes (SIGSTOP for longer than the lease) and restarts them, partitions them
+//! from the API, injects 5xx, 429 and latency, closes watches and writes the lock as
+//! another client would. Every job does its work in grandchildren, one of which leaves
+//! the job's process group (setsid). Asserts that no two jobs ever overlap, counting
+//! every process of a job (each one logs a beat every 100ms), and reports how much of
+//! the time the job ran.
 //!
 //! Seeded: `LEADERRUN_CHAOS_SEED=N` replays a run; a failure prints its seed.
 //! `LEADERRUN_CHAOS_SECONDS` sets the length (default 40: 20 per lock kind).
@@ -19,12 +22,16 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-/// A job that logs its start and stop and stops on TERM within 200ms. No
-/// background processes, so a SIGKILLed leader leaves nothing behind.
+/// A job that logs its start and stop, stops on TERM within 200ms, and works in two
+/// grandchildren that log a beat every 100ms: one in its process group, one that left it
+/// with setsid. Every line names the job, so the analysis sees any process of it.
 const JOB: &str = r#"#!/bin/sh
-log="$1"
-echo "start $LEADERRUN_IDENTITY $LEADERRUN_FENCING_TOKEN $(date +%s%N)" >> "$log"
-trap 'echo "stop $LEADERRUN_IDENTITY $LEADERRUN_FENCING_TOKEN $(date +%s%N)" >> "$log"; exit 143' TERM
+log="$1"; id="$LEADERRUN_IDENTITY"; tok="$LEADERRUN_FENCING_TOKEN"
+echo "start $id $tok $(date +%s%N)" >> "$log"
+beat() { while :; do echo "beat $id $tok $(date +%s%N)" >> "$log"; sleep 0.1; done; }
+beat &
+setsid sh -c 'while :; do echo "beat $0 $1 $(date +%s%N)" >> "$2"; sleep 0.1; done' "$id" "$tok" "$log" &
+trap 'echo "stop $id $tok $(date +%s%N)" >> "$log"; exit 143' TERM
 while :; do sleep 0.2; done
 "#;
 
@@ -45,6 +52,7 @@ struct Figures {
     errors_429: usize,
     latencies: usize,
     watch_closes: usize,
+    freezes: usize,
     benign_writes: usize,
     hostile_writes: usize,
     exits_lost: usize,
@@ -58,6 +66,8 @@ struct Slot {
     identity: String,
     generation: u32,
     restart_at: Option<Instant>,
+    /// Frozen with SIGSTOP: when it gets CONT.
+    thaw_at: Option<Instant>,
 }
 
 fn spawn(
@@ -144,14 +154,22 @@ async fn phase(
             identity: String::new(),
             generation: 0,
             restart_at: Some(Instant::now()),
+            thaw_at: None,
         })
         .collect();
-    // Kill times by identity: a SIGKILLed leader's child dies by its parent-death signal and cannot log.
-    let mut killed: BTreeMap<String, u128> = BTreeMap::new();
     let started = now_nanos();
     let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
         for (i, s) in slots.iter_mut().enumerate() {
+            if s.thaw_at.is_some_and(|t| Instant::now() >= t) {
+                if let Some(pid) = s.child.as_ref().and_then(|c| c.id()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGCONT,
+                    );
+                }
+                s.thaw_at = None;
+            }
             if let Some(c) = s.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
                     if status.code() == Some(121) {
@@ -176,7 +194,6 @@ async fn phase(
             0..=9 => {
                 let s = &mut slots[slot];
                 if let Some(c) = s.child.as_mut() {
-                    killed.insert(s.identity.clone(), now_nanos());
                     let _ = c.start_kill();
                     f.kills += 1;
                 }
@@ -237,6 +254,20 @@ async fn phase(
             }
             64..=69 => f.benign_writes += external_write(emu, kind, &name, false) as usize,
             70..=71 => f.hostile_writes += external_write(emu, kind, &name, true) as usize,
+            72..=75 => {
+                // Freeze leaderrun for longer than the lease (4s): its guard must stop the
+                // job at the deadline, before anyone else can take over.
+                let s = &mut slots[slot];
+                if let (Some(pid), None) = (s.child.as_ref().and_then(|c| c.id()), s.thaw_at) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGSTOP,
+                    );
+                    s.thaw_at =
+                        Some(Instant::now() + Duration::from_millis(rng.random_range(4500..7000)));
+                    f.freezes += 1;
+                }
+            }
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
@@ -244,10 +275,12 @@ async fn phase(
     emu.clear_faults();
     for s in slots.iter_mut() {
         if let Some(pid) = s.child.as_ref().and_then(|c| c.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
+            for sig in [
+                nix::sys::signal::Signal::SIGCONT,
                 nix::sys::signal::Signal::SIGTERM,
-            );
+            ] {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+            }
         }
     }
     for s in slots.iter_mut() {
@@ -256,69 +289,40 @@ async fn phase(
         }
     }
     let finished = now_nanos();
-    analyse(&log, &killed, started, finished, f);
+    analyse(&log, started, finished, f);
 }
 
-/// Checks the invariant on the job log. A SIGKILLed leader's child is taken as
-/// stopped 100ms after the kill (it dies at once by its parent-death signal).
-fn analyse(
-    log: &Path,
-    killed: &BTreeMap<String, u128>,
-    started: u128,
-    finished: u128,
-    f: &mut Figures,
-) {
-    let mut lines = read_log(log);
-    let open: Vec<Line> = {
-        let mut running: BTreeMap<String, Line> = BTreeMap::new();
-        for l in &lines {
-            if l.what == "start" {
-                running.insert(l.id.clone(), l.clone());
-            } else {
-                running.remove(&l.id);
-            }
-        }
-        running.into_values().collect()
-    };
-    for l in open {
-        let at = killed.get(&l.id).map_or(finished, |k| k + 100_000_000);
-        lines.push(Line {
-            what: "stop".into(),
-            id: l.id.clone(),
-            token: l.token,
-            nanos: at,
-        });
-    }
-    lines.sort_by_key(|l| (l.nanos, l.what == "start"));
-    let mut running: Option<&Line> = None;
-    let mut last_token = -1;
+/// Checks the invariant on the job log: each job runs from its first line to its last
+/// (start, beats of any of its processes, stop), and no two such spans overlap.
+fn analyse(log: &Path, started: u128, finished: u128, f: &mut Figures) {
+    let lines = read_log(log);
+    // Identity -> (first line, last line, token).
+    let mut spans: BTreeMap<String, (u128, u128, i64)> = BTreeMap::new();
     for l in &lines {
-        match l.what.as_str() {
-            "start" => {
-                if let Some(r) = running {
-                    eprintln!(
-                        "OVERLAP: {} started at {} while {} (started {}) ran",
-                        l.id, l.nanos, r.id, r.nanos
-                    );
-                    f.overlaps += 1;
-                }
-                assert!(
-                    l.token > last_token,
-                    "fencing tokens must increase: {} after {last_token}",
-                    l.token
-                );
-                last_token = l.token;
-                f.starts += 1;
-                running = Some(l);
-            }
-            _ => {
-                if let Some(r) = running.filter(|r| r.id == l.id) {
-                    f.running_nanos += l.nanos - r.nanos;
-                    running = None;
-                }
-            }
-        }
+        let s = spans
+            .entry(l.id.clone())
+            .or_insert((l.nanos, l.nanos, l.token));
+        s.0 = s.0.min(l.nanos);
+        s.1 = s.1.max(l.nanos);
     }
+    let mut spans: Vec<(String, u128, u128, i64)> = spans
+        .into_iter()
+        .map(|(id, (a, b, t))| (id, a, b, t))
+        .collect();
+    spans.sort_by_key(|s| s.1);
+    for w in spans.windows(2) {
+        let ((a, _, a_end, a_token), (b, b_start, _, b_token)) = (&w[0], &w[1]);
+        if b_start <= a_end {
+            eprintln!("OVERLAP: {b} started at {b_start} while {a} ran until {a_end}");
+            f.overlaps += 1;
+        }
+        assert!(
+            b_token > a_token,
+            "fencing tokens must increase: {b} has {b_token} after {a}'s {a_token}"
+        );
+    }
+    f.starts += spans.len();
+    f.running_nanos += spans.iter().map(|s| s.2 - s.1).sum::<u128>();
     f.total_nanos += finished - started;
 }
 
@@ -344,8 +348,8 @@ async fn no_two_children_overlap_under_chaos() {
     }
     let fraction = f.running_nanos as f64 / f.total_nanos.max(1) as f64;
     let report = format!(
-        "chaos seed={seed} seconds={seconds} runs={} kills={} terms={} partitions={} errors_5xx={} errors_429={} latencies={} watch_closes={} benign_writes={} hostile_writes={} lost_leadership_exits={} overlaps={} job_running={:.1}%",
-        f.starts, f.kills, f.terms, f.partitions, f.errors_5xx, f.errors_429, f.latencies, f.watch_closes, f.benign_writes, f.hostile_writes, f.exits_lost, f.overlaps, fraction * 100.0
+        "chaos seed={seed} seconds={seconds} runs={} kills={} terms={} freezes={} partitions={} errors_5xx={} errors_429={} latencies={} watch_closes={} benign_writes={} hostile_writes={} lost_leadership_exits={} overlaps={} job_running={:.1}%",
+        f.starts, f.kills, f.terms, f.freezes, f.partitions, f.errors_5xx, f.errors_429, f.latencies, f.watch_closes, f.benign_writes, f.hostile_writes, f.exits_lost, f.overlaps, fraction * 100.0
     );
     println!("{report}");
     if let Ok(path) = std::env::var("LEADERRUN_CHAOS_REPORT") {
@@ -371,28 +375,26 @@ async fn no_two_children_overlap_under_chaos() {
 }
 
 #[test]
-fn the_analysis_finds_an_overlap_and_counts_a_killed_child_as_running() {
+fn the_analysis_counts_every_process_of_a_job() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    // b starts while a (SIGKILLed at 150, so counted as running until 150+100ms) still runs.
+    // a's last sign of life (a worker's beat) comes before b starts: no overlap.
     std::fs::write(
         &log,
-        "start a 0 100\nstart b 1 200000000\nstop b 1 300000000\n",
-    )
-    .unwrap();
-    let killed = BTreeMap::from([("a".to_string(), 150u128)]);
-    let mut f = Figures::default();
-    analyse(&log, &killed, 0, 400_000_000, &mut f);
-    assert_eq!(
-        f.overlaps, 0,
-        "a's child ended 100ms after the kill, before b started"
-    );
-    std::fs::write(
-        &log,
-        "start a 0 100\nstart b 1 50000000\nstop b 1 300000000\n",
+        "start a 0 100\nbeat a 0 150\nstart b 1 200\nbeat b 1 250\nstop b 1 300\n",
     )
     .unwrap();
     let mut f = Figures::default();
-    analyse(&log, &killed, 0, 400_000_000, &mut f);
-    assert_eq!(f.overlaps, 1, "b started within the kill margin of a");
+    analyse(&log, 0, 400, &mut f);
+    assert_eq!((f.overlaps, f.starts), (0, 2));
+    // A worker of a (say, one that left the job's group) beats after b started: overlap,
+    // even though a's shell logged its stop before.
+    std::fs::write(
+        &log,
+        "start a 0 100\nstop a 0 150\nstart b 1 200\nbeat a 0 220\nstop b 1 300\n",
+    )
+    .unwrap();
+    let mut f = Figures::default();
+    analyse(&log, 0, 400, &mut f);
+    assert_eq!(f.overlaps, 1, "a's worker ran after b started");
 }

@@ -1,8 +1,17 @@
-//! Fault injection and the request log.
+//! Fault injection (what a fault is, which requests it matches, what it does to them)
+//! and the request log.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use hyper::Response;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::kind::Kind;
+use crate::response::{error_response, full, Body};
+use crate::state::{lock, Shared};
+use crate::status::{self, ErrorBody};
 
 /// A fault: what to do to the requests it matches, for how many or how long.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -50,6 +59,22 @@ pub enum Action {
     /// Drop every request of the client and cut its open watches, for as long
     /// as the fault lasts: the client is cut off from the API.
     Partition,
+    /// Open watches of the client send nothing, yet stay open, for as long as the fault
+    /// lasts (a half-open connection: the client cannot tell). New requests are served.
+    Stall,
+    /// Carry the request out, then close the connection without its answer: the write
+    /// landed, but the client times out not knowing.
+    LoseAnswer,
+    /// Carry the request out, then answer this much later (past the client's timeout,
+    /// the write landed all the same).
+    LateAnswer { ms: u64 },
+}
+
+impl Action {
+    /// Actions that let the request through and change only its answer.
+    pub fn applies_request(&self) -> bool {
+        matches!(self, Action::LoseAnswer | Action::LateAnswer { .. })
+    }
 }
 
 impl Fault {
@@ -156,4 +181,130 @@ pub struct LogEntry {
     /// server's no-op, which no watcher sees.
     #[serde(default)]
     pub resource_version: String,
+}
+
+/// Adds a fault; returns its id.
+pub(crate) fn add(shared: &Shared, fault: Fault) -> u64 {
+    let id = shared.next_fault.fetch_add(1, Ordering::Relaxed);
+    if fault.action == Action::Partition {
+        // A partitioned client's open watches are cut at once, not ended cleanly.
+        let _ = shared.close_watches.send((fault.client.clone(), true));
+    }
+    let until = fault
+        .duration_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    lock(&shared.faults).push(ActiveFault {
+        id,
+        fault,
+        until,
+        hits: 0,
+    });
+    id
+}
+
+/// What a fault makes of a request.
+pub(crate) enum Outcome {
+    Answer(Response<Body>),
+    /// Close the connection without an answer.
+    Drop,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn outcome(
+    shared: &Shared,
+    id: u64,
+    action: Action,
+    kind: Option<Kind>,
+    ns: &str,
+    name: &str,
+    user: &str,
+    verb: &str,
+) -> Outcome {
+    match action {
+        Action::Latency { .. } | Action::Stall => {
+            unreachable!("latencies are summed and stalls apply to open watches; never chosen")
+        }
+        Action::LoseAnswer | Action::LateAnswer { .. } => {
+            unreachable!("the request is carried out first (routing::handle)")
+        }
+        Action::Drop | Action::Partition => Outcome::Drop,
+        Action::Raw { code, body } => {
+            Outcome::Answer(full(code, "text/plain; charset=utf-8", body))
+        }
+        Action::Hang => {
+            // Hang while the fault lasts (an hour at most), then drop the connection.
+            let until = lock(&shared.faults)
+                .iter()
+                .find(|f| f.id == id)
+                .and_then(|f| f.until);
+            let wait = until.map_or(Duration::from_secs(3600), |u| {
+                u.saturating_duration_since(Instant::now())
+            });
+            tokio::time::sleep(wait).await;
+            Outcome::Drop
+        }
+        Action::Error { code, retry_after } => {
+            let mut e = match (code, kind) {
+                (429, _) => status::too_many_requests(retry_after.unwrap_or(1)),
+                (401, _) => status::unauthorized(),
+                (403, Some(k)) => status::forbidden(k, name, ns, user, verb),
+                (503, _) => status::service_unavailable(),
+                (504, _) => status::timeout(),
+                (409, Some(k)) => status::conflict(k, name),
+                _ => status::internal("injected fault"),
+            };
+            if code != 429 && retry_after.is_some() {
+                e.retry_after = retry_after;
+            }
+            if !matches!(code, 429 | 401 | 403 | 503 | 504 | 409) {
+                e.code = code;
+                if let ErrorBody::Status(v) = &mut e.body {
+                    v["code"] = json!(code);
+                }
+            }
+            Outcome::Answer(error_response(&e))
+        }
+    }
+}
+
+/// The faults a request from `client` meets: the sum of the latencies, and the first
+/// other live fault that decides the answer (its id and action). Counts the hits.
+pub(crate) fn matching(
+    shared: &Shared,
+    client: &ClientId,
+    method: &str,
+    path: &str,
+) -> (Duration, Option<(u64, Action)>) {
+    let mut delay = Duration::ZERO;
+    let mut decided: Option<(u64, Action)> = None;
+    let now = Instant::now();
+    let mut faults = lock(&shared.faults);
+    for f in faults.iter_mut() {
+        if !f.live(now) || !f.matches(client, method, path) {
+            continue;
+        }
+        match &f.fault.action {
+            Action::Latency { ms } => {
+                f.hits += 1;
+                delay += Duration::from_millis(*ms);
+            }
+            // A stall is for open watches (`stalled`), not for new requests.
+            Action::Stall => {}
+            other if decided.is_none() => {
+                f.hits += 1;
+                decided = Some((f.id, other.clone()));
+            }
+            _ => {}
+        }
+    }
+    (delay, decided)
+}
+
+/// True while a live `Stall` fault matches this client's watch on `path`: its open
+/// watches send nothing (a half-open connection), but stay open.
+pub(crate) fn stalled(shared: &Shared, client: &ClientId, path: &str) -> bool {
+    let now = Instant::now();
+    lock(&shared.faults)
+        .iter()
+        .any(|f| f.fault.action == Action::Stall && f.live(now) && f.matches(client, "GET", path))
 }

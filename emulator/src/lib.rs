@@ -9,18 +9,25 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
+pub mod decode;
 pub mod faults;
 pub mod kind;
-pub mod object;
-mod server;
+mod response;
+mod routing;
+mod state;
 pub mod status;
 pub mod store;
+mod transport;
+pub mod validation;
+mod verbs;
+mod watch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, oneshot};
@@ -28,6 +35,8 @@ use tokio::sync::{broadcast, oneshot};
 pub use faults::{Action, Fault, LogEntry};
 pub use kind::Kind;
 pub use store::Store;
+
+use state::{lock, Shared};
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]
@@ -52,24 +61,6 @@ impl Default for Config {
             history: 10_000,
         }
     }
-}
-
-/// What the connection handlers share.
-pub(crate) struct Shared {
-    pub store: Mutex<Store>,
-    pub faults: Mutex<Vec<faults::ActiveFault>>,
-    pub log: Mutex<Vec<LogEntry>>,
-    pub next_fault: AtomicU64,
-    /// Sends the client scope (None: all) whose watches must end; the bool says abruptly.
-    pub close_watches: broadcast::Sender<(Option<String>, bool)>,
-    pub tokens: HashMap<String, String>,
-    pub started: Instant,
-}
-
-/// Locks a mutex; a handler that panicked while holding it leaves data that is
-/// still consistent for our purposes (every write is a single insert), so go on.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A running emulator. Dropping it stops the server.
@@ -97,13 +88,13 @@ impl Emulator {
             started: Instant::now(),
         });
         let (tls, ca_pem) = if config.tls {
-            let (acceptor, pem) = server::tls_acceptor().map_err(std::io::Error::other)?;
+            let (acceptor, pem) = transport::tls_acceptor().map_err(std::io::Error::other)?;
             (Some(acceptor), Some(pem))
         } else {
             (None, None)
         };
         let (tx, rx) = oneshot::channel();
-        tokio::spawn(server::serve(listener, shared.clone(), tls, rx));
+        tokio::spawn(transport::serve(listener, shared.clone(), tls, rx));
         Ok(Emulator {
             addr,
             started_wall: std::time::SystemTime::now(),
@@ -160,7 +151,7 @@ impl Emulator {
 
     /// Adds a fault; returns its id.
     pub fn add_fault(&self, fault: Fault) -> u64 {
-        server::add_fault(&self.shared, fault)
+        faults::add(&self.shared, fault)
     }
 
     pub fn remove_fault(&self, id: u64) {
@@ -224,9 +215,5 @@ impl Emulator {
             .iter()
             .find(|f| f.id == id)
             .map_or(0, |f| f.hits)
-    }
-
-    pub(crate) fn next_id(shared: &Shared) -> u64 {
-        shared.next_fault.fetch_add(1, Ordering::Relaxed)
     }
 }

@@ -9,9 +9,10 @@ use rand::Rng;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
+use crate::decode::{self, format_time};
 use crate::kind::Kind;
-use crate::object::{self, format_time};
 use crate::status::{self, ApiError, Cause};
+use crate::validation;
 
 /// One change, as a watch reports it.
 #[derive(Debug, Clone)]
@@ -359,7 +360,7 @@ impl Store {
             let name = format!("{}{suffix}", meta(obj, "generateName"));
             set_meta(obj, "name", Value::String(name));
         }
-        let causes = object::validate(kind, obj);
+        let causes = validation::validate(kind, obj);
         if !causes.is_empty() {
             return Err(status::invalid_object(kind, meta(obj, "name"), &causes));
         }
@@ -483,7 +484,7 @@ impl Store {
                 .unwrap_or(Value::Null),
         );
         set_meta(&mut obj, "resourceVersion", Value::String(old_rv));
-        let causes = object::validate_update(kind, &old, &obj);
+        let causes = validation::validate_update(kind, &old, &obj);
         if !causes.is_empty() {
             return Err(status::invalid_object(kind, name, &causes));
         }
@@ -529,7 +530,7 @@ impl Store {
                 json_patch::patch(&mut doc, &p.0).map_err(|_| status::generic_invalid())?;
             }
         }
-        let mut obj = object::normalize(kind, doc)?;
+        let mut obj = decode::normalize(kind, doc)?;
         if meta(&obj, "namespace").is_empty() {
             set_meta(&mut obj, "namespace", Value::String(ns.to_string()));
         }

@@ -173,3 +173,83 @@ async fn tls_with_a_bearer_token() {
     let err = status(bad.get("lock").await.unwrap_err());
     assert_eq!(err.code, 401);
 }
+
+#[tokio::test]
+async fn a_stalled_watch_stays_open_and_says_nothing_until_the_fault_ends() {
+    use kube_emulator::{Action, Fault};
+    let e = Emulator::start(Config::default()).await.unwrap();
+    let api: Api<Lease> = Api::namespaced(client(&e, None).await, "default");
+    let created = api
+        .create(&PostParams::default(), &lease("lock", "a"))
+        .await
+        .unwrap();
+    let rv = created.metadata.resource_version.clone().unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().fields("metadata.name=lock"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    e.add_fault(Fault::new(Action::Stall).lasting(Duration::from_millis(800)));
+    let mut next = created.clone();
+    next.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    let next = api
+        .replace("lock", &PostParams::default(), &next)
+        .await
+        .unwrap();
+    let silent = tokio::time::timeout(Duration::from_millis(500), stream.try_next()).await;
+    assert!(silent.is_err(), "nothing arrives while stalled: {silent:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut after = next.clone();
+    after.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    api.replace("lock", &PostParams::default(), &after)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(20), stream.try_next())
+        .await
+        .expect("the same watch speaks again")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&ev, WatchEvent::Modified(l) if l.spec.as_ref().unwrap().holder_identity.as_deref() == Some("c")),
+        "the stalled event was lost, the next one arrives: {ev:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_or_late_answer_still_carries_out_the_write() {
+    use kube_emulator::{Action, Fault};
+    let e = Emulator::start(Config::default()).await.unwrap();
+    let api: Api<Lease> = Api::namespaced(client(&e, None).await, "default");
+    let created = api
+        .create(&PostParams::default(), &lease("lock", "a"))
+        .await
+        .unwrap();
+    e.add_fault(Fault::new(Action::LoseAnswer).method("PUT").times(1));
+    let mut next = created.clone();
+    next.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    let lost = api.replace("lock", &PostParams::default(), &next).await;
+    assert!(lost.is_err(), "no answer: {lost:?}");
+    let now = api.get("lock").await.unwrap();
+    assert_eq!(
+        now.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some("b")
+    );
+    e.add_fault(
+        Fault::new(Action::LateAnswer { ms: 600 })
+            .method("PUT")
+            .times(1),
+    );
+    let mut late = now.clone();
+    late.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    let timed_out = tokio::time::timeout(
+        Duration::from_millis(200),
+        api.replace("lock", &PostParams::default(), &late),
+    )
+    .await;
+    assert!(timed_out.is_err(), "the answer is late");
+    let now = api.get("lock").await.unwrap();
+    assert_eq!(
+        now.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some("c")
+    );
+}

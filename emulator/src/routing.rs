@@ -1,0 +1,443 @@
+//! Routing: what a request addresses (discovery, a resource, the admin endpoint), its query
+//! and selectors, who sent it, and the one dispatcher that logs it, applies faults and
+//! hands it to the verbs, the watch or the admin endpoint.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, USER_AGENT};
+use hyper::{Method, Request, Response};
+use serde_json::{json, Value};
+
+use crate::faults::{self, ClientId, LogEntry, Outcome};
+use crate::kind::Kind;
+use crate::response::{error_response, json_response, Body};
+use crate::state::{lock, Shared};
+use crate::status::{self, ApiError};
+use crate::store::{LabelReq, Selector};
+use crate::transport::BoxError;
+
+/// What a request addresses.
+pub(crate) enum Route {
+    Discovery(Value),
+    Resource {
+        kind: Kind,
+        namespace: Option<String>,
+        name: Option<String>,
+        /// The deprecated `/watch/` path form.
+        watch_path: bool,
+    },
+    Unknown,
+}
+
+pub(crate) fn discovery_core(addr: &str) -> Value {
+    json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]})
+}
+
+pub(crate) fn group_version() -> Value {
+    json!({"groupVersion": "coordination.k8s.io/v1", "version": "v1"})
+}
+
+pub(crate) fn route(path: &str, host: &str) -> Route {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segs: Vec<&str> = if segs.last() == Some(&"") {
+        segs[..segs.len() - 1].to_vec()
+    } else {
+        segs
+    };
+    let verbs = json!([
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch"
+    ]);
+    let (kind, rest) = match segs.as_slice() {
+        ["version"] => {
+            return Route::Discovery(
+                json!({"major": "1", "minor": "37", "gitVersion": "v1.37.0-kube-emulator", "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean", "buildDate": "2026-11-25T00:00:00Z", "goVersion": "go1.25", "compiler": "gc", "platform": "linux/amd64"}),
+            )
+        }
+        ["api"] => return Route::Discovery(discovery_core(host)),
+        ["api", "v1"] => {
+            return Route::Discovery(
+                json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                {"name": "configmaps", "singularName": "configmap", "namespaced": true, "kind": "ConfigMap", "verbs": verbs, "shortNames": ["cm"]},
+                {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event", "verbs": verbs, "shortNames": ["ev"]}]}),
+            )
+        }
+        ["apis"] => {
+            return Route::Discovery(
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": "coordination.k8s.io", "versions": [group_version()], "preferredVersion": group_version()}]}),
+            )
+        }
+        ["apis", "coordination.k8s.io"] => {
+            return Route::Discovery(
+                json!({"kind": "APIGroup", "apiVersion": "v1", "name": "coordination.k8s.io", "versions": [group_version()], "preferredVersion": group_version()}),
+            )
+        }
+        ["apis", "coordination.k8s.io", "v1"] => {
+            return Route::Discovery(
+                json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1", "resources": [
+                {"name": "leases", "singularName": "lease", "namespaced": true, "kind": "Lease", "verbs": verbs}]}),
+            )
+        }
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", "coordination.k8s.io", "v1", rest @ ..] => ("coordination.k8s.io", rest),
+        _ => return Route::Unknown,
+    };
+    let (watch_path, rest) = match rest {
+        ["watch", r @ ..] => (true, r),
+        r => (false, r),
+    };
+    let group = kind;
+    let ok = |resource: &str, ns: Option<&str>, name: Option<&str>| match Kind::from_resource(
+        group, resource,
+    ) {
+        Some(kind) => Route::Resource {
+            kind,
+            namespace: ns.map(String::from),
+            name: name.map(String::from),
+            watch_path,
+        },
+        None => Route::Unknown,
+    };
+    match rest {
+        [r] => ok(r, None, None),
+        ["namespaces", ns, r] => ok(r, Some(ns), None),
+        ["namespaces", ns, r, name] => ok(r, Some(ns), Some(name)),
+        _ => Route::Unknown,
+    }
+}
+
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub(crate) fn parse(q: Option<&str>) -> Query {
+        // Tolerates what kube sends: an empty query and a leading `&`.
+        Query(
+            form_urlencoded::parse(q.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .filter(|(k, _)| !k.is_empty())
+                .collect(),
+        )
+    }
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    pub(crate) fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+    pub(crate) fn dry_run(&self) -> bool {
+        self.get("dryRun") == Some("All")
+    }
+}
+
+pub(crate) fn parse_selector(q: &Query, namespace: Option<&str>) -> Result<Selector, ApiError> {
+    let mut sel = Selector {
+        namespace: namespace.map(String::from),
+        ..Selector::default()
+    };
+    if let Some(fs) = q.get("fieldSelector").filter(|s| !s.is_empty()) {
+        for term in fs.split(',') {
+            let (field, value, negate) = if let Some((f, v)) = term.split_once("!=") {
+                (f, v, true)
+            } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (f, v, false)
+            } else {
+                return Err(status::bad_request(format!(
+                    "invalid selector: '{fs}'; can't understand '{term}'"
+                )));
+            };
+            match (field.trim(), negate) {
+                ("metadata.name", false) => sel.name = Some(value.to_string()),
+                ("metadata.name", true) => sel.name_not = Some(value.to_string()),
+                ("metadata.namespace", false) => {
+                    if sel.namespace.as_deref().is_some_and(|n| n != value) {
+                        sel.name = Some("\0no-match".into());
+                    }
+                    sel.namespace = Some(value.to_string());
+                }
+                (f, _) => {
+                    return Err(status::bad_request(format!(
+                        "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
+                        status::go_quote(f)
+                    )))
+                }
+            }
+        }
+    }
+    if let Some(ls) = q.get("labelSelector").filter(|s| !s.is_empty()) {
+        for term in ls.split(',') {
+            let term = term.trim();
+            let req = if let Some((k, v)) = term.split_once("!=") {
+                LabelReq::NotEq(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                LabelReq::Eq(k.trim().into(), v.trim().into())
+            } else if let Some(k) = term.strip_prefix('!') {
+                LabelReq::NotExists(k.trim().into())
+            } else if !term.is_empty() && !term.contains(' ') {
+                LabelReq::Exists(term.into())
+            } else {
+                return Err(status::bad_request(format!("unable to parse requirement: {term}: set-based selectors are not supported by kube-emulator")));
+            };
+            sel.labels.push(req);
+        }
+    }
+    Ok(sel)
+}
+
+pub(crate) fn client_of(
+    shared: &Shared,
+    req: &Request<Incoming>,
+) -> Result<(ClientId, String), ApiError> {
+    let ua = req
+        .headers()
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let user = match (&token, shared.tokens.is_empty()) {
+        (Some(t), false) => match shared.tokens.get(t) {
+            Some(u) => u.clone(),
+            None => return Err(status::unauthorized()),
+        },
+        (None, false) => return Err(status::unauthorized()),
+        (Some(t), true) => t.clone(),
+        (None, true) => String::new(),
+    };
+    let label = if !user.is_empty() {
+        user.clone()
+    } else if !ua.is_empty() {
+        ua.clone()
+    } else {
+        "anonymous".to_string()
+    };
+    let user = if user.is_empty() {
+        "system:anonymous".to_string()
+    } else {
+        user
+    };
+    Ok((
+        ClientId {
+            label,
+            user_agent: ua,
+        },
+        user,
+    ))
+}
+
+pub(crate) fn verb_of(method: &Method, name: Option<&str>, watch: bool) -> &'static str {
+    match (method.as_str(), name.is_some()) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "",
+    }
+}
+
+/// What a request addresses, worked out once.
+struct Target {
+    route: Route,
+    kind: Option<Kind>,
+    namespace: String,
+    name: String,
+    verb: &'static str,
+    query: Query,
+}
+
+impl Target {
+    fn of(req: &Request<Incoming>) -> Target {
+        let query = Query::parse(req.uri().query());
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        let route = route(req.uri().path(), host);
+        let (kind, namespace, name, watch) = match &route {
+            Route::Resource {
+                kind,
+                namespace,
+                name,
+                watch_path,
+            } => (
+                Some(*kind),
+                namespace.clone().unwrap_or_default(),
+                name.clone().unwrap_or_default(),
+                *watch_path || query.flag("watch"),
+            ),
+            _ => (None, String::new(), String::new(), false),
+        };
+        let verb = match kind {
+            Some(_) => verb_of(
+                req.method(),
+                (!name.is_empty()).then_some(name.as_str()),
+                watch,
+            ),
+            None => "",
+        };
+        Target {
+            route,
+            kind,
+            namespace,
+            name,
+            verb,
+            query,
+        }
+    }
+
+    fn log_entry(&self, shared: &Shared, req: &Request<Incoming>) -> LogEntry {
+        LogEntry {
+            at_ms: shared.started.elapsed().as_millis() as u64,
+            method: req.method().to_string(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
+            verb: self.verb.to_string(),
+            resource: self
+                .kind
+                .map(|k| k.resource().to_string())
+                .unwrap_or_default(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            status: 0,
+            latency_ms: 0.0,
+            client: String::new(),
+            user_agent: String::new(),
+            fault: None,
+            resource_version: String::new(),
+        }
+    }
+}
+
+/// The dispatcher, in steps: the admin endpoint; what the request addresses; who sent
+/// it; the faults it meets; the answer; the log line.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, BoxError> {
+    if req.uri().path().starts_with("/_emu/") {
+        return Ok(crate::admin::admin(&shared, req).await);
+    }
+    let arrived = Instant::now();
+    let target = Target::of(&req);
+    let mut entry = target.log_entry(&shared, &req);
+    let (client, user) = match client_of(&shared, &req) {
+        Ok(c) => c,
+        Err(e) => {
+            entry.status = e.code;
+            entry.client = "unauthenticated".into();
+            finish(&shared, entry, arrived);
+            return Ok(error_response(&e));
+        }
+    };
+    entry.client = client.label.clone();
+    entry.user_agent = client.user_agent.clone();
+    // Latencies add up; the first other matching fault decides what happens.
+    let (delay, decided) = faults::matching(&shared, &client, &entry.method, &entry.path);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    entry.fault = decided.as_ref().map(|(id, _)| *id);
+    let outcome = match decided {
+        // The request is carried out; only its answer is lost or late.
+        Some((_, action)) if action.applies_request() => {
+            let (resp, rv) = answer(&shared, req, target, &client).await;
+            entry.resource_version = rv;
+            match action {
+                faults::Action::LateAnswer { ms } => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Outcome::Answer(resp)
+                }
+                _ => Outcome::Drop,
+            }
+        }
+        Some((id, action)) => {
+            let t = &target;
+            faults::outcome(
+                &shared,
+                id,
+                action,
+                t.kind,
+                &t.namespace,
+                &t.name,
+                &user,
+                t.verb,
+            )
+            .await
+        }
+        None => {
+            let (resp, rv) = answer(&shared, req, target, &client).await;
+            entry.resource_version = rv;
+            Outcome::Answer(resp)
+        }
+    };
+    match outcome {
+        Outcome::Answer(resp) => {
+            entry.status = resp.status().as_u16();
+            finish(&shared, entry, arrived);
+            Ok(resp)
+        }
+        Outcome::Drop => {
+            finish(&shared, entry, arrived);
+            Err("connection dropped by an injected fault".into())
+        }
+    }
+}
+
+/// The answer to a request no fault stopped: discovery, a verb on a resource, or 404.
+/// Also the resourceVersion answered, for the log.
+async fn answer(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    t: Target,
+    client: &ClientId,
+) -> (Response<Body>, String) {
+    match (t.route, t.kind) {
+        (Route::Discovery(v), _) if req.method() == Method::GET => {
+            (json_response(200, &v), String::new())
+        }
+        (Route::Resource { namespace, .. }, Some(kind)) => {
+            crate::verbs::resource(
+                shared,
+                req,
+                kind,
+                namespace.as_deref(),
+                &t.name,
+                t.verb,
+                &t.query,
+                client,
+            )
+            .await
+        }
+        _ => (error_response(&status::page_not_found()), String::new()),
+    }
+}
+
+pub(crate) fn finish(shared: &Shared, mut entry: LogEntry, arrived: Instant) {
+    entry.latency_ms = arrived.elapsed().as_secs_f64() * 1000.0;
+    lock(&shared.log).push(entry);
+}

@@ -329,17 +329,9 @@ impl<L: Lock> Election<L> {
                     holder,
                     impostor,
                 } => {
-                    if opts.no_wait {
-                        // Held: give up, unless the record looks abandoned by its own clock.
-                        // Then watch it for a lease duration: any change means it is held.
-                        let abandoned = view
-                            .current
-                            .as_ref()
-                            .is_some_and(|o| o.record.looks_abandoned((self.wall)()));
-                        let first = *first_seen.get_or_insert(view.observed_at);
-                        if !abandoned || view.observed_at != first {
-                            return Err(AcquireError::Held { holder });
-                        }
+                    let first = *first_seen.get_or_insert(view.observed_at);
+                    if opts.no_wait && self.no_wait_gives_up(&view, first) {
+                        return Err(AcquireError::Held { holder });
                     }
                     if waiting_for.as_deref() != Some(holder.as_str()) {
                         observer.waiting(&holder, impostor);
@@ -350,27 +342,10 @@ impl<L: Lock> Election<L> {
                 decision => {
                     wake = None;
                     match self.take(&view, decision).await {
-                        Ok(held) => {
-                            let leadership = held;
-                            // A signal that came during the write: the lock was not ours to
-                            // keep. Release what landed and report the stop.
-                            if let Some(sig) = *stop.borrow() {
-                                self.finish(leadership, AfterExit::Release).await.ok();
-                                return Err(AcquireError::Stopped(sig));
-                            }
-                            return Ok(leadership);
-                        }
+                        Ok(leadership) => return self.keep_unless_stopped(leadership, stop).await,
                         Err(Taken::Again) => follow.read_again(),
                         Err(Taken::Pause(error)) => {
-                            let pause = match error {
-                                Some(e) => {
-                                    warn!(lock = %self.lock.describe(), error = %e, "cannot write the lock; retrying");
-                                    self.timing.retry_period
-                                }
-                                None => self.timing.retry_period.min(Duration::from_millis(250)),
-                            };
-                            // The read comes after the pause (a stop cuts it short).
-                            sleep_or_stop(Some(Instant::now() + pause), stop).await;
+                            self.pause_after(error, stop).await;
                             follow.read_again();
                         }
                         Err(Taken::Fail(e)) => return Err(e.into()),
@@ -378,6 +353,47 @@ impl<L: Lock> Election<L> {
                 }
             }
         }
+    }
+
+    /// `--no-wait` on a held lock: give up, unless the record looks abandoned by its own
+    /// clock. Then watch it for a lease duration (as `decide` waits anyway): any change of
+    /// the record since `first_seen` means it is held after all.
+    fn no_wait_gives_up(&self, view: &View<L::Object>, first_seen: Instant) -> bool {
+        let abandoned = view
+            .current
+            .as_ref()
+            .is_some_and(|o| o.record.looks_abandoned((self.wall)()));
+        !abandoned || view.observed_at != first_seen
+    }
+
+    /// A signal that came during the acquiring write: the lock is not ours to keep.
+    /// Release what landed and report the stop.
+    async fn keep_unless_stopped(
+        &self,
+        leadership: Leadership<L::Object>,
+        stop: &mut watch::Receiver<Option<i32>>,
+    ) -> Result<Leadership<L::Object>, AcquireError> {
+        let stopped = *stop.borrow();
+        match stopped {
+            Some(sig) => {
+                self.finish(leadership, AfterExit::Release).await.ok();
+                Err(AcquireError::Stopped(sig))
+            }
+            None => Ok(leadership),
+        }
+    }
+
+    /// The pause after a write that did not take: a retry period after an error, a moment
+    /// when there was nothing to write yet. A stop cuts it short.
+    async fn pause_after(&self, error: Option<LockError>, stop: &mut watch::Receiver<Option<i32>>) {
+        let pause = match error {
+            Some(e) => {
+                warn!(lock = %self.lock.describe(), error = %e, "cannot write the lock; retrying");
+                self.timing.retry_period
+            }
+            None => self.timing.retry_period.min(Duration::from_millis(250)),
+        };
+        sleep_or_stop(Some(Instant::now() + pause), stop).await;
     }
 
     /// One acquiring write, as `decision` says. Never abandoned halfway.
@@ -484,37 +500,15 @@ impl<L: Lock> Election<L> {
                 }
                 Err(LockError::Conflict(_)) => {
                     observer.renew_failed(latency, &LockError::Conflict(self.lock.describe()));
-                    last_error = format!(
-                        "409 Conflict: somebody else wrote the {} ({} in a row)",
-                        self.lock.describe(),
-                        failures + 1
-                    );
                     failures += 1;
-                    // Someone wrote. Still ours (a renew of ours that landed late, another
-                    // field of a ConfigMap)? Then go on from what is there.
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match self.lock.get(left).await {
-                        Ok(Some(o)) if o.uid != l.held.uid => return Lost::Deleted,
-                        Ok(Some(o)) if o.record.holder_identity == self.identity => {
-                            if !self.writes.ours(&o.record) {
-                                return Lost::Impostor(self.identity.clone());
-                            }
-                            l.held = o;
-                            // Once at once; repeated conflicts pause, so nothing spins.
-                            next = if failures > 1 {
-                                Instant::now() + self.timing.retry_period / 4
-                            } else {
-                                Instant::now()
-                            };
-                        }
-                        Ok(Some(o)) if !o.record.is_held() => return Lost::Released,
-                        Ok(Some(o)) => return Lost::TakenOver(o.record.holder_identity),
-                        Ok(None) => return Lost::Deleted,
-                        Err(e @ LockError::Unreadable { .. }) => return Lost::Lock(e),
-                        Err(e) => {
-                            last_error = e.to_string();
-                            next = Instant::now() + self.timing.retry_period / 2;
-                        }
+                    last_error = format!(
+                        "409 Conflict: somebody else wrote the {} ({failures} in a row)",
+                        self.lock.describe()
+                    );
+                    match self.after_conflict(l, deadline, failures).await {
+                        Ok(at) => next = at,
+                        Err(Some(lost)) => return lost,
+                        Err(None) => next = Instant::now() + self.timing.retry_period / 2,
                     }
                 }
                 Err(LockError::NotFound(_)) => return Lost::Deleted,
@@ -526,6 +520,38 @@ impl<L: Lock> Election<L> {
                     next = Instant::now() + self.timing.retry_period / 2;
                 }
             }
+        }
+    }
+
+    /// Someone wrote the lock. Still ours (a renew of ours that landed late, another field
+    /// of a ConfigMap)? Then go on from what is there: at once the first time, after a
+    /// pause when conflicts repeat, so nothing spins. Err(Some) when leadership is lost,
+    /// Err(None) when the read failed (retry until the deadline).
+    async fn after_conflict(
+        &self,
+        l: &mut Leadership<L::Object>,
+        deadline: Instant,
+        failures: u32,
+    ) -> Result<Instant, Option<Lost>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lock.get(left).await {
+            Ok(Some(o)) if o.uid != l.held.uid => Err(Some(Lost::Deleted)),
+            Ok(Some(o)) if o.record.holder_identity == self.identity => {
+                if !self.writes.ours(&o.record) {
+                    return Err(Some(Lost::Impostor(self.identity.clone())));
+                }
+                l.held = o;
+                Ok(if failures > 1 {
+                    Instant::now() + self.timing.retry_period / 4
+                } else {
+                    Instant::now()
+                })
+            }
+            Ok(Some(o)) if !o.record.is_held() => Err(Some(Lost::Released)),
+            Ok(Some(o)) => Err(Some(Lost::TakenOver(o.record.holder_identity))),
+            Ok(None) => Err(Some(Lost::Deleted)),
+            Err(e @ LockError::Unreadable { .. }) => Err(Some(Lost::Lock(e))),
+            Err(_) => Err(None),
         }
     }
 

@@ -448,15 +448,64 @@ impl Guard<'_> {
     }
 }
 
-/// The guard process: start the job, then watch the lifeline, the deadline and the tree.
+/// The guard process, as a list of steps: take the pipes, configure signals and the
+/// clock, become the subreaper, start the job, then loop { act on the deadline and the
+/// tree; wait; reap; read commands }.
 /// Returns the guard's exit code.
 pub fn main(args: GuardArgs) -> i32 {
     // SAFETY: the descriptors were placed at 3 and 4 by leaderrun before exec.
     let commands = unsafe { OwnedFd::from_raw_fd(COMMAND_FD) };
     let reports = unsafe { OwnedFd::from_raw_fd(REPORT_FD) };
+    let Some((signals, timer)) = configure(&commands, &reports) else {
+        return 70;
+    };
+    let job = match spawn_job(&args) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let errno = e.raw_os_error().unwrap_or(Errno::EIO as i32);
+            let _ = nix::unistd::write(&reports, &Report::SpawnFailed(errno).encode());
+            return 0;
+        }
+    };
+    let mut g = Guard {
+        args: &args,
+        me: proc_pid(),
+        job,
+        reports: reports.as_fd(),
+        timer,
+        job_done: false,
+        kill_at: None,
+        killed: false,
+        signalled: Vec::with_capacity(4096),
+        tree: Vec::with_capacity(4096),
+        scratch: Vec::with_capacity(4096),
+        deadline: Duration::from_nanos(args.deadline),
+    };
+    g.report(Report::Started(job.as_raw()));
+    let mut line = Lifeline::new(commands);
+    loop {
+        if g.act() {
+            g.report(Report::TreeGone);
+            return 0;
+        }
+        g.arm_timer();
+        let Some(commands_ready) = g.wait(&signals, &line) else {
+            return 70;
+        };
+        g.reap();
+        if commands_ready && line.read(&mut g) {
+            // End of file: leaderrun is gone, in whatever way. Stop at once.
+            g.begin_stop();
+        }
+    }
+}
+
+/// Non-blocking pipes, terminal stop signals ignored, a subreaper of our own name, the
+/// signals handled through a signalfd, and a timer on CLOCK_BOOTTIME.
+fn configure(commands: &OwnedFd, reports: &OwnedFd) -> Option<(SignalFd, TimerFd)> {
     // Neither pipe may ever block the guard: not a leaderrun that stopped reading, nor a
     // read after a wake-up that was for something else.
-    for fd in [&commands, &reports] {
+    for fd in [commands, reports] {
         let _ = nix::fcntl::fcntl(
             fd,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
@@ -485,122 +534,118 @@ pub fn main(args: GuardArgs) -> i32 {
         mask.add(s);
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
-    let Ok(signals) = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-    else {
-        return 70;
-    };
-    let Ok(timer) = TimerFd::new(
+    let signals =
+        SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()?;
+    let timer = TimerFd::new(
         ClockId::CLOCK_BOOTTIME,
         TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
-    ) else {
-        return 70;
-    };
+    )
+    .ok()?;
+    Some((signals, timer))
+}
 
-    let job = match spawn_job(&args) {
-        Ok(pid) => pid,
-        Err(e) => {
-            let errno = e.raw_os_error().unwrap_or(libc_eio());
-            let _ = nix::unistd::write(&reports, &Report::SpawnFailed(errno).encode());
-            return 0;
+/// The command pipe from leaderrun: whole records out of what was read so far.
+struct Lifeline {
+    fd: OwnedFd,
+    open: bool,
+    buf: [u8; wire::RECORD * 16],
+    held: usize,
+}
+
+impl Lifeline {
+    fn new(fd: OwnedFd) -> Self {
+        Lifeline {
+            fd,
+            open: true,
+            buf: [0; wire::RECORD * 16],
+            held: 0,
         }
-    };
-    let mut g = Guard {
-        args: &args,
-        me: proc_pid(),
-        job,
-        reports: reports.as_fd(),
-        timer,
-        job_done: false,
-        kill_at: None,
-        killed: false,
-        signalled: Vec::with_capacity(4096),
-        tree: Vec::with_capacity(4096),
-        scratch: Vec::with_capacity(4096),
-        deadline: Duration::from_nanos(args.deadline),
-    };
-    g.report(Report::Started(job.as_raw()));
-    let mut lifeline = true;
-    let mut buf = [0u8; wire::RECORD * 16];
-    let mut held = 0usize;
-    loop {
-        // The job's leader ended and nothing else runs: done. Leftovers: stop them.
-        if g.job_done {
-            if !g.sweep() {
-                g.report(Report::TreeGone);
-                return 0;
+    }
+
+    /// Reads and carries out what leaderrun sent; true when the lifeline just broke.
+    fn read(&mut self, g: &mut Guard) -> bool {
+        if !self.open {
+            return false;
+        }
+        match nix::unistd::read(self.fd.as_fd(), &mut self.buf[self.held..]) {
+            Ok(0) => {
+                self.open = false;
+                true
             }
-            if g.kill_at.is_none() {
-                g.report(Report::Leftovers(g.tree.len() as i32));
-            }
-            g.begin_stop();
-        }
-        if g.kill_at.is_none() && boottime_now() >= g.deadline {
-            g.report(Report::DeadlinePassed);
-            g.begin_stop();
-        }
-        if g.kill_at.is_some() && !g.sweep() && g.job_done {
-            g.report(Report::TreeGone);
-            return 0;
-        }
-        g.arm_timer();
-        let mut fds = [
-            nix::poll::PollFd::new(signals.as_fd(), nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(g.timer.as_fd(), nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(
-                commands.as_fd(),
-                if lifeline {
-                    nix::poll::PollFlags::POLLIN
-                } else {
-                    nix::poll::PollFlags::empty()
-                },
-            ),
-        ];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => return 70,
-        }
-        let command_ready = fds[2].revents().is_some_and(|r| !r.is_empty());
-        // Drain the timer (its expiry count) so it does not stay readable.
-        let mut count = [0u8; 8];
-        let _ = nix::unistd::read(g.timer.as_fd(), &mut count);
-        while let Ok(Some(si)) = signals.read_signal() {
-            if si.ssi_signo as i32 != Signal::SIGCHLD as i32 {
-                g.begin_stop();
-            }
-        }
-        g.reap();
-        if lifeline && command_ready {
-            match nix::unistd::read(commands.as_fd(), &mut buf[held..]) {
-                // End of file: leaderrun is gone. Stop at once.
-                Ok(0) => {
-                    lifeline = false;
-                    g.begin_stop();
-                }
-                Ok(n) => {
-                    held += n;
-                    let whole = held / wire::RECORD * wire::RECORD;
-                    for chunk in buf[..whole].chunks_exact(wire::RECORD) {
-                        let mut r = [0u8; wire::RECORD];
-                        r.copy_from_slice(chunk);
-                        if let Some(c) = Command::decode(&r) {
-                            g.command(c);
-                        }
+            Ok(n) => {
+                self.held += n;
+                let whole = self.held / wire::RECORD * wire::RECORD;
+                for chunk in self.buf[..whole].chunks_exact(wire::RECORD) {
+                    let mut r = [0u8; wire::RECORD];
+                    r.copy_from_slice(chunk);
+                    if let Some(c) = Command::decode(&r) {
+                        g.command(c);
                     }
-                    buf.copy_within(whole..held, 0);
-                    held -= whole;
                 }
-                Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
-                Err(_) => {
-                    lifeline = false;
-                    g.begin_stop();
-                }
+                self.buf.copy_within(whole..self.held, 0);
+                self.held -= whole;
+                false
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
+            Err(_) => {
+                self.open = false;
+                true
             }
         }
     }
 }
 
-fn libc_eio() -> i32 {
-    Errno::EIO as i32
+impl Guard<'_> {
+    /// What the guard does on its own each time round: stop leftovers of a job that
+    /// ended, start the stop at the deadline, sweep while stopping. True when nothing of
+    /// the tree is left after the job ended.
+    fn act(&mut self) -> bool {
+        if self.job_done {
+            if !self.sweep() {
+                return true;
+            }
+            if self.kill_at.is_none() {
+                self.report(Report::Leftovers(self.tree.len() as i32));
+            }
+            self.begin_stop();
+        }
+        if self.kill_at.is_none() && boottime_now() >= self.deadline {
+            self.report(Report::DeadlinePassed);
+            self.begin_stop();
+        }
+        self.kill_at.is_some() && !self.sweep() && self.job_done
+    }
+
+    /// Waits for a signal, the timer or a command; handles the signals (TERM, INT, HUP or
+    /// QUIT to the guard start a stop). Some(true) when commands are ready; None on a
+    /// poll failure.
+    fn wait(&mut self, signals: &SignalFd, line: &Lifeline) -> Option<bool> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let listen = if line.open {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::empty()
+        };
+        let mut fds = [
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.timer.as_fd(), PollFlags::POLLIN),
+            PollFd::new(line.fd.as_fd(), listen),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+        let commands_ready = fds[2].revents().is_some_and(|r| !r.is_empty());
+        // Drain the timer (its expiry count) so it does not stay readable.
+        let mut count = [0u8; 8];
+        let _ = nix::unistd::read(self.timer.as_fd(), &mut count);
+        while let Ok(Some(si)) = signals.read_signal() {
+            if si.ssi_signo as i32 != Signal::SIGCHLD as i32 {
+                self.begin_stop();
+            }
+        }
+        Some(commands_ready)
+    }
 }
 
 /// Starts the job in its own process group, with the signal state a fresh process expects.

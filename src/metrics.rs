@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// A metric's samples: (name suffix with labels, value).
+type Samples = Vec<(String, String)>;
+
 /// Upper bounds of the renew latency histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -99,66 +102,52 @@ impl Metrics {
         lock(&self.deadline).is_some_and(|d| now > d)
     }
 
+    /// The Prometheus text format: one HELP, one TYPE and the samples per metric.
     pub fn render(&self, now: Instant) -> String {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let one = |v: String| vec![(String::new(), v)];
+        let since = lock(&self.last_renew).map_or("NaN".to_string(), |t| {
+            format!("{:.3}", now.saturating_duration_since(t).as_secs_f64())
+        });
+        let exits: Vec<(String, String)> = lock(&self.child_exits)
+            .iter()
+            .map(|(c, k)| (format!("{{code=\"{c}\"}}"), k.to_string()))
+            .collect();
+        let metrics: [(&str, &str, &str, Samples); 9] = [
+            ("leaderrun_is_leader", "gauge", "1 while this process holds the lock.", one((self.is_leader() as u8).to_string())),
+            ("leaderrun_leader_transitions", "gauge", "The lock's leaderTransitions when this process last acquired it.", one(self.transitions.load(Ordering::Relaxed).to_string())),
+            ("leaderrun_acquisitions_total", "counter", "Times this process became leader.", one(n(&self.acquisitions))),
+            ("leaderrun_renew_attempts_total", "counter", "Renew requests sent.", one(n(&self.renew_attempts))),
+            ("leaderrun_renew_failures_total", "counter", "Renew requests that failed.", one(n(&self.renew_failures))),
+            ("leaderrun_renew_duration_seconds", "histogram", "Latency of renew requests.", self.histogram()),
+            ("leaderrun_seconds_since_last_renew", "gauge", "Seconds since the send time of the last successful renew or acquisition that changed the leader record.", one(since)),
+            ("leaderrun_child_starts_total", "counter", "Children started.", one(n(&self.child_starts))),
+            ("leaderrun_child_exits_total", "counter", "Children that ended, by exit code (128+N for signal N).", exits),
+        ];
         let mut s = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, String)]| {
+        for (name, kind, help, samples) in metrics {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (suffix, value) in lines {
+            for (suffix, value) in samples {
                 let _ = writeln!(s, "{name}{suffix} {value}");
             }
-        };
-        let n = |v: u64| v.to_string();
-        metric(
-            "leaderrun_is_leader",
-            "gauge",
-            "1 while this process holds the lock.",
-            &[(String::new(), n(self.is_leader() as u64))],
-        );
-        metric(
-            "leaderrun_leader_transitions",
-            "gauge",
-            "The lock's leaderTransitions when this process last acquired it.",
-            &[(
-                String::new(),
-                self.transitions.load(Ordering::Relaxed).to_string(),
-            )],
-        );
-        metric(
-            "leaderrun_acquisitions_total",
-            "counter",
-            "Times this process became leader.",
-            &[(String::new(), n(self.acquisitions.load(Ordering::Relaxed)))],
-        );
-        metric(
-            "leaderrun_renew_attempts_total",
-            "counter",
-            "Renew requests sent.",
-            &[(
-                String::new(),
-                n(self.renew_attempts.load(Ordering::Relaxed)),
-            )],
-        );
-        metric(
-            "leaderrun_renew_failures_total",
-            "counter",
-            "Renew requests that failed.",
-            &[(
-                String::new(),
-                n(self.renew_failures.load(Ordering::Relaxed)),
-            )],
-        );
+        }
+        s
+    }
+
+    /// The renew latency histogram's samples: cumulative buckets, sum and count.
+    fn histogram(&self) -> Vec<(String, String)> {
         let mut hist: Vec<(String, String)> = BUCKETS
             .iter()
             .zip(&self.latency_buckets)
             .map(|(b, c)| {
                 (
                     format!("_bucket{{le=\"{b}\"}}"),
-                    n(c.load(Ordering::Relaxed)),
+                    c.load(Ordering::Relaxed).to_string(),
                 )
             })
             .collect();
-        let count = self.latency_count.load(Ordering::Relaxed);
-        hist.push(("_bucket{le=\"+Inf\"}".into(), n(count)));
+        let count = self.latency_count.load(Ordering::Relaxed).to_string();
+        hist.push(("_bucket{le=\"+Inf\"}".into(), count.clone()));
         hist.push((
             "_sum".into(),
             format!(
@@ -166,39 +155,8 @@ impl Metrics {
                 self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
             ),
         ));
-        hist.push(("_count".into(), n(count)));
-        metric(
-            "leaderrun_renew_duration_seconds",
-            "histogram",
-            "Latency of renew requests.",
-            &hist,
-        );
-        let since = lock(&self.last_renew).map_or("NaN".to_string(), |t| {
-            format!("{:.3}", now.saturating_duration_since(t).as_secs_f64())
-        });
-        metric(
-            "leaderrun_seconds_since_last_renew",
-            "gauge",
-            "Seconds since the send time of the last successful renew or acquisition that changed the leader record.",
-            &[(String::new(), since)],
-        );
-        metric(
-            "leaderrun_child_starts_total",
-            "counter",
-            "Children started.",
-            &[(String::new(), n(self.child_starts.load(Ordering::Relaxed)))],
-        );
-        let exits: Vec<(String, String)> = lock(&self.child_exits)
-            .iter()
-            .map(|(c, k)| (format!("{{code=\"{c}\"}}"), n(*k)))
-            .collect();
-        metric(
-            "leaderrun_child_exits_total",
-            "counter",
-            "Children that ended, by exit code (128+N for signal N).",
-            &exits,
-        );
-        s
+        hist.push(("_count".into(), count));
+        hist
     }
 }
 

@@ -266,25 +266,13 @@ impl Context<'_> {
             election.deadline(&l),
             election.lock.reference(&l.held),
         );
-        let env = self.child_env(l.fencing_token);
-        let command: &[OsString] = &self.args.command;
-        let spec = JobSpec {
-            command,
-            env: &env,
-            grace: self.timing.kill_grace,
-            stop_signal: Signal::SIGTERM,
-            deadline: election.deadline(&l),
-        };
-        let mut job = match Job::start(spec).await {
+        let mut job = match self
+            .start_child(election.deadline(&l), l.fencing_token)
+            .await
+        {
             Ok(job) => job,
-            Err(e) => {
-                self.reporter.spawn_failed(&e);
-                return Phase::Releasing(l, AfterExit::Release, e.exit_code());
-            }
+            Err(code) => return Phase::Releasing(l, AfterExit::Release, code),
         };
-        self.guard
-            .store(job.guard_pid().as_raw(), Ordering::Relaxed);
-        self.reporter.child_started(job.pid().as_raw());
         let (anchor_tx, mut anchor_rx) = watch::channel(l.last_renew_sent);
         let observer = LeaderObserver {
             reporter: &self.reporter,
@@ -306,20 +294,8 @@ impl Context<'_> {
             .await;
             match (supervised, self.args.keep_after_exit) {
                 (End::Exited(status), Some(keep)) => {
-                    // Hold the lock a while longer (renewing), so that a copy that starts a
-                    // little late elsewhere does not run the job again.
-                    self.reporter.keeping(keep);
-                    tokio::select! {
-                        _ = tokio::time::sleep(keep) => End::Exited(status),
-                        lost = &mut hold => {
-                            warn!(reason = %lost, "lost the lock while keeping it after the child's exit");
-                            End::Exited(status)
-                        }
-                        sig = self.signals.next_ending_wait() => {
-                            info!(signal = ?sig, "signal while keeping the lock; releasing now");
-                            End::Exited(status)
-                        }
-                    }
+                    keep_lock(&self.reporter, &mut self.signals, keep, &mut hold).await;
+                    End::Exited(status)
                 }
                 (end, _) => end,
             }
@@ -338,6 +314,32 @@ impl Context<'_> {
                 Phase::Releasing(l, after, code)
             }
             End::Lost(lost) => Phase::Stopping(Box::new(job), lost),
+        }
+    }
+
+    /// Starts the child behind its guard, with the guard's first deadline; on failure,
+    /// the exit code (126, 127).
+    async fn start_child(&mut self, deadline: Instant, fencing_token: i32) -> Result<Job, u8> {
+        let env = self.child_env(fencing_token);
+        let command: &[OsString] = &self.args.command;
+        let spec = JobSpec {
+            command,
+            env: &env,
+            grace: self.timing.kill_grace,
+            stop_signal: Signal::SIGTERM,
+            deadline,
+        };
+        match Job::start(spec).await {
+            Ok(job) => {
+                self.guard
+                    .store(job.guard_pid().as_raw(), Ordering::Relaxed);
+                self.reporter.child_started(job.pid().as_raw());
+                Ok(job)
+            }
+            Err(e) => {
+                self.reporter.spawn_failed(&e);
+                Err(e.exit_code())
+            }
         }
     }
 
@@ -375,6 +377,27 @@ impl Context<'_> {
         }
         self.reporter.ended();
         Phase::Done(code)
+    }
+}
+
+/// Holds the lock a while longer after the child's exit (renewing), so that a copy
+/// that starts a little late elsewhere does not run the job again. Ends after `keep`,
+/// on a loss, or on TERM, INT, HUP or QUIT.
+async fn keep_lock<H: std::future::Future<Output = Lost> + Unpin>(
+    reporter: &Reporter,
+    signals: &mut Signals,
+    keep: Duration,
+    hold: &mut H,
+) {
+    reporter.keeping(keep);
+    tokio::select! {
+        _ = tokio::time::sleep(keep) => {}
+        lost = hold => {
+            warn!(reason = %lost, "lost the lock while keeping it after the child's exit");
+        }
+        sig = signals.next_ending_wait() => {
+            info!(signal = ?sig, "signal while keeping the lock; releasing now");
+        }
     }
 }
 

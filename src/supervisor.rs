@@ -291,6 +291,55 @@ fn nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Re-executes this binary as the guard, with the command pipe at 3 and the report pipe
+/// at 4, in a process group of its own. Returns its pid and our ends of the pipes.
+fn spawn_guard(
+    spec: &JobSpec<'_>,
+    foreground: bool,
+) -> std::io::Result<(Pid, GuardLine, pipe::Receiver)> {
+    let args = GuardArgs {
+        grace: spec.grace,
+        stop_signal: spec.stop_signal,
+        deadline: boottime_deadline(spec.deadline),
+        foreground,
+        command: spec.command.to_vec(),
+    };
+    let (cmd_read, cmd_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (rep_read, rep_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let cmd_read = high(cmd_read)?;
+    let rep_write = high(rep_write)?;
+    nonblocking(&cmd_write)?;
+    nonblocking(&rep_read)?;
+    let (cr, rw): (RawFd, RawFd) = (cmd_read.as_raw_fd(), rep_write.as_raw_fd());
+    // The binary itself, even if it was replaced on disk since it started.
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.args(args.to_args())
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    // SAFETY: only async-signal-safe calls (dup2 on descriptors this process owns,
+    // setpgid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (from, to) in [(cr, COMMAND_FD), (rw, REPORT_FD)] {
+                if nix::libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Its own group: a stop aimed at leaderrun's or the job's group misses it.
+            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let guard = Pid::from_raw(child.id() as i32);
+    // Reaped by pid in `Job::wait_guard`.
+    std::mem::forget(child);
+    Ok((
+        guard,
+        GuardLine(Arc::new(cmd_write)),
+        pipe::Receiver::from_owned_fd(rep_read)?,
+    ))
+}
+
 impl Job {
     /// Starts the guard, which starts the job in its own process group with `env` added.
     pub async fn start(spec: JobSpec<'_>) -> Result<Job, SpawnError> {
@@ -300,51 +349,11 @@ impl Job {
             .map(|c| c.to_string_lossy().into_owned())
             .unwrap_or_default();
         let foreground = is_foreground_of_terminal();
-        let args = GuardArgs {
-            grace: spec.grace,
-            stop_signal: spec.stop_signal,
-            deadline: boottime_deadline(spec.deadline),
-            foreground,
-            command: spec.command.to_vec(),
-        };
-        let guard_err = SpawnError::Guard;
-        let (cmd_read, cmd_write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| guard_err(e.into()))?;
-        let (rep_read, rep_write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| guard_err(e.into()))?;
-        let cmd_read = high(cmd_read).map_err(guard_err)?;
-        let rep_write = high(rep_write).map_err(guard_err)?;
-        nonblocking(&cmd_write).map_err(guard_err)?;
-        nonblocking(&rep_read).map_err(guard_err)?;
-        let (cr, rw): (RawFd, RawFd) = (cmd_read.as_raw_fd(), rep_write.as_raw_fd());
-        // The binary itself, even if it was replaced on disk since it started.
-        let mut cmd = std::process::Command::new("/proc/self/exe");
-        cmd.args(args.to_args())
-            .envs(spec.env.iter().map(|(k, v)| (k, v)));
-        // SAFETY: only async-signal-safe calls (dup2 on descriptors this process owns,
-        // setpgid) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                for (from, to) in [(cr, COMMAND_FD), (rw, REPORT_FD)] {
-                    if nix::libc::dup2(from, to) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                // Its own group: a stop aimed at leaderrun's or the job's group misses it.
-                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(guard_err)?;
-        let guard = Pid::from_raw(child.id() as i32);
-        // Reaped by pid in `wait_guard`.
-        std::mem::forget(child);
-        drop(cmd_read);
-        drop(rep_write);
+        let (guard, line, reports) = spawn_guard(&spec, foreground).map_err(SpawnError::Guard)?;
         let mut job = Job {
             guard,
-            line: GuardLine(Arc::new(cmd_write)),
-            reports: pipe::Receiver::from_owned_fd(rep_read).map_err(guard_err)?,
+            line,
+            reports,
             buf: [0; RECORD * 8],
             held: 0,
             pid: Pid::from_raw(0),

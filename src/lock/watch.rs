@@ -1,7 +1,8 @@
 //! One stream of observations of one lock object, shared by every waiting copy and by
 //! `inspect --watch`. A watch is a hint, never the only source (DESIGN §3):
-//! - watch from the last resourceVersion seen; a 410 Gone (the version was compacted), or
-//!   a watch that ends or breaks, means read the object again, then watch from there;
+//! - watch from the last resourceVersion seen; after a 410 Gone (the version was
+//!   compacted) watch from now; a watch that breaks means read the object again, then
+//!   watch from there; one that ends (the server's timeout) is opened again;
 //! - when watching is forbidden (RBAC without `watch`), read every retry period instead;
 //! - a transient error (5xx, 429, a refused connection) pauses a retry period before the
 //!   next read, so nothing loops against the API server;
@@ -91,106 +92,142 @@ impl<'a, L: Lock> Follow<'a, L> {
     /// lock that cannot be used (refused, unreadable, a missing namespace) is an error;
     /// everything else is retried here. Cancel-safe: every await leaves the state whole.
     pub async fn next(&mut self) -> Result<Option<Observed<L::Object>>, LockError> {
+        // Each step either returns, or has slept, waited on the server, or read before it
+        // goes round again: nothing here loops without a pause.
         loop {
-            match &mut self.source {
-                Source::Read { at } | Source::Poll { at } => {
+            let step = match &self.source {
+                Source::Read { at } => {
                     let at = *at;
-                    let polling = matches!(self.source, Source::Poll { .. });
-                    tokio::time::sleep_until(at).await;
-                    match self.lock.get(self.call_timeout).await {
-                        Ok(seen) => {
-                            self.heard(&seen);
-                            self.source = if polling || !self.watch_allowed {
-                                Source::Poll {
-                                    at: Instant::now() + self.jittered_retry(),
-                                }
-                            } else {
-                                Source::Watch { at: Instant::now() }
-                            };
-                            return Ok(seen);
-                        }
-                        Err(e) if e.is_transient() => {
-                            warn!(lock = %self.lock.describe(), error = %e, "cannot read the lock; retrying");
-                            let at = Instant::now() + self.jittered_retry();
-                            self.source = if polling {
-                                Source::Poll { at }
-                            } else {
-                                Source::Read { at }
-                            };
-                        }
-                        Err(e) => return Err(e),
-                    }
+                    self.read(at, false).await
+                }
+                Source::Poll { at } => {
+                    let at = *at;
+                    self.read(at, true).await
                 }
                 Source::Watch { at } => {
-                    tokio::time::sleep_until(*at).await;
-                    match self
-                        .lock
-                        .watch(&self.resource_version, self.call_timeout)
-                        .await
-                    {
-                        Ok(stream) => {
-                            self.heard_at = Instant::now();
-                            self.opened_at = self.heard_at;
-                            self.source = Source::Watching(stream);
-                        }
-                        Err(e @ LockError::Refused { .. }) => {
-                            info!(lock = %self.lock.describe(), error = %e, "watching is not allowed; polling every retry period instead");
-                            self.watch_allowed = false;
-                            self.source = Source::Poll {
-                                at: Instant::now() + self.jittered_retry(),
-                            };
-                        }
-                        Err(e) => {
-                            debug!(lock = %self.lock.describe(), error = %e, "cannot watch; reading again after a retry period");
-                            self.source = Source::Read {
-                                at: Instant::now() + self.jittered_retry(),
-                            };
-                        }
-                    }
+                    let at = *at;
+                    self.open_watch(at).await;
+                    None
                 }
-                Source::Watching(stream) => {
-                    let silent_until = self.heard_at + self.retry_period * SILENT_PERIODS;
-                    let event = tokio::select! {
-                        ev = stream.next() => ev,
-                        _ = tokio::time::sleep_until(silent_until) => {
-                            debug!(lock = %self.lock.describe(), "the watch has been silent for {SILENT_PERIODS} retry periods; reading plainly and watching anew");
-                            self.read_again();
-                            continue;
-                        }
-                    };
-                    // A watch that ends within a retry period of opening is not opened
-                    // (or read) again at once: a server that keeps refusing it is not hammered.
-                    let again_at = if self.opened_at.elapsed() < self.retry_period {
-                        Instant::now() + self.jittered_retry()
-                    } else {
-                        Instant::now()
-                    };
-                    match event {
-                        Some(Ok(Change::Changed(o))) => {
-                            let seen = Some(o);
-                            self.heard(&seen);
-                            return Ok(seen);
-                        }
-                        Some(Ok(Change::Deleted)) => {
-                            self.heard(&None);
-                            return Ok(None);
-                        }
-                        Some(Err(e @ LockError::Unreadable { .. })) => return Err(e),
-                        // 410 Gone: the version was compacted (an object unchanged for a while
-                        // carries an old one). Watch from now: the first event is the object as
-                        // it is, as good as a read.
-                        Some(Ok(Change::Expired)) => {
-                            self.resource_version.clear();
-                            self.source = Source::Watch { at: again_at };
-                        }
-                        // The server ended the watch (its timeout): watch on from the last version.
-                        None => self.source = Source::Watch { at: again_at },
-                        Some(Err(e)) => {
-                            debug!(lock = %self.lock.describe(), error = %e, "the watch broke; reading again");
-                            self.source = Source::Read { at: again_at };
-                        }
+                Source::Watching(_) => self.listen().await,
+            };
+            if let Some(result) = step {
+                return result;
+            }
+        }
+    }
+
+    /// A plain read at `at`; then a watch (or, when polling, the next read).
+    async fn read(
+        &mut self,
+        at: Instant,
+        polling: bool,
+    ) -> Option<Result<Option<Observed<L::Object>>, LockError>> {
+        tokio::time::sleep_until(at).await;
+        match self.lock.get(self.call_timeout).await {
+            Ok(seen) => {
+                self.heard(&seen);
+                self.source = if polling || !self.watch_allowed {
+                    Source::Poll {
+                        at: Instant::now() + self.jittered_retry(),
                     }
-                }
+                } else {
+                    Source::Watch { at: Instant::now() }
+                };
+                Some(Ok(seen))
+            }
+            Err(e) if e.is_transient() => {
+                warn!(lock = %self.lock.describe(), error = %e, "cannot read the lock; retrying");
+                let at = Instant::now() + self.jittered_retry();
+                self.source = if polling {
+                    Source::Poll { at }
+                } else {
+                    Source::Read { at }
+                };
+                None
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Opens a watch from the last version seen at `at`; polls when watching is refused.
+    async fn open_watch(&mut self, at: Instant) {
+        tokio::time::sleep_until(at).await;
+        match self
+            .lock
+            .watch(&self.resource_version, self.call_timeout)
+            .await
+        {
+            Ok(stream) => {
+                self.heard_at = Instant::now();
+                self.opened_at = self.heard_at;
+                self.source = Source::Watching(stream);
+            }
+            Err(e @ LockError::Refused { .. }) => {
+                info!(lock = %self.lock.describe(), error = %e, "watching is not allowed; polling every retry period instead");
+                self.watch_allowed = false;
+                self.source = Source::Poll {
+                    at: Instant::now() + self.jittered_retry(),
+                };
+            }
+            Err(e) => {
+                debug!(lock = %self.lock.describe(), error = %e, "cannot watch; reading again after a retry period");
+                self.source = Source::Read {
+                    at: Instant::now() + self.jittered_retry(),
+                };
+            }
+        }
+    }
+
+    /// The next event of the open watch, or a plain read after too long a silence.
+    async fn listen(&mut self) -> Option<Result<Option<Observed<L::Object>>, LockError>> {
+        let Source::Watching(stream) = &mut self.source else {
+            return None;
+        };
+        let silent_until = self.heard_at + self.retry_period * SILENT_PERIODS;
+        let event = tokio::select! {
+            ev = stream.next() => ev,
+            _ = tokio::time::sleep_until(silent_until) => {
+                debug!(lock = %self.lock.describe(), "the watch has been silent for {SILENT_PERIODS} retry periods; reading plainly and watching anew");
+                self.read_again();
+                return None;
+            }
+        };
+        // A watch that ends within a retry period of opening is not opened (or read)
+        // again at once: a server that keeps refusing it is not hammered.
+        let again_at = if self.opened_at.elapsed() < self.retry_period {
+            Instant::now() + self.jittered_retry()
+        } else {
+            Instant::now()
+        };
+        match event {
+            Some(Ok(Change::Changed(o))) => {
+                let seen = Some(o);
+                self.heard(&seen);
+                Some(Ok(seen))
+            }
+            Some(Ok(Change::Deleted)) => {
+                self.heard(&None);
+                Some(Ok(None))
+            }
+            Some(Err(e @ LockError::Unreadable { .. })) => Some(Err(e)),
+            // 410 Gone: the version was compacted (an object unchanged for a while carries
+            // an old one). Watch from now: the first event is the object as it is, as good
+            // as a read.
+            Some(Ok(Change::Expired)) => {
+                self.resource_version.clear();
+                self.source = Source::Watch { at: again_at };
+                None
+            }
+            // The server ended the watch (its timeout): watch on from the last version.
+            None => {
+                self.source = Source::Watch { at: again_at };
+                None
+            }
+            Some(Err(e)) => {
+                debug!(lock = %self.lock.describe(), error = %e, "the watch broke; reading again");
+                self.source = Source::Read { at: again_at };
+                None
             }
         }
     }

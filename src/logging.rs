@@ -19,7 +19,10 @@ pub fn init(args: &LogArgs) -> tracing_appender::non_blocking::WorkerGuard {
     // kube_client is off: it logs the same failures we report, without their context.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,kube_client=off,leaderrun={level}")));
+    // 1024 lines queued at most (the default, 128,000, preallocates megabytes); past that,
+    // lines are dropped rather than blocking.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(1024)
         .lossy(true)
         .thread_name("leaderrun-log")
         .finish(std::io::stderr());

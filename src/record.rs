@@ -393,6 +393,41 @@ mod tests {
     }
 
     #[test]
+    fn a_renew_never_goes_back_even_when_the_clock_does() {
+        let r = LeaderRecord::taken(
+            None,
+            None,
+            "me",
+            15,
+            parse_time("2026-11-28T10:00:05Z").unwrap(),
+        );
+        // The wall clock stepped back an hour: the renew is written one step later instead.
+        let back = parse_time("2026-11-28T09:00:00Z").unwrap();
+        let second = std::time::Duration::from_secs(1);
+        let renewed = r.renewed(15, back, second);
+        assert_eq!(renewed.renew_time, parse_time("2026-11-28T10:00:06Z"));
+        assert_eq!(renewed.acquire_time, r.acquire_time);
+        // Within the same step, the renewal equals the record: nothing to write.
+        assert_eq!(r.renewed(15, r.renew_time.unwrap(), second), r);
+        let micro = std::time::Duration::from_micros(1);
+        assert_eq!(
+            r.renewed(15, back, micro).renew_time,
+            parse_time("2026-11-28T10:00:05.000001Z")
+        );
+    }
+
+    #[test]
+    fn an_absurd_time_lapses_nowhere_rather_than_panicking() {
+        let r = LeaderRecord::from_annotation(
+            r#"{"holderIdentity":"x","leaseDurationSeconds":2147483647,"renewTime":"+262142-12-31 23:59:59.000000"}"#,
+        )
+        .expect("chrono reads the year 262142");
+        assert_eq!(r.lapses_at(), None);
+        assert_eq!(r.state(now()), State::Held);
+        assert!(!r.looks_abandoned(now()));
+    }
+
+    #[test]
     fn lease_spec_round_trips_with_microseconds() {
         let r = LeaderRecord {
             holder_identity: "me".into(),

@@ -2,9 +2,10 @@
 //! (TERM), freezes (SIGSTOP for longer than the lease) and restarts them, partitions them
 //! from the API, injects 5xx, 429 and latency, closes watches and writes the lock as
 //! another client would. Every job does its work in grandchildren, one of which leaves
-//! the job's process group (setsid). Asserts that no two jobs ever overlap, counting
-//! every process of a job (each one logs a beat every 100ms), and reports how much of
-//! the time the job ran.
+//! the job's process group (setsid). It also deletes the lock, starts a copy with the
+//! identity of a running one, and loses or delays the answers to writes that landed.
+//! Asserts that no two jobs ever overlap, counting every process of a job (each one logs a
+//! beat every 100ms), and reports how much of the time the job ran.
 //!
 //! Seeded: `LEADERRUN_CHAOS_SEED=N` replays a run; a failure prints its seed.
 //! `LEADERRUN_CHAOS_SECONDS` sets the length (default 40: 20 per lock kind).
@@ -24,9 +25,10 @@ use serde_json::json;
 
 /// A job that logs its start and stop, stops on TERM within 200ms, and works in two
 /// grandchildren that log a beat every 100ms: one in its process group, one that left it
-/// with setsid. Every line names the job, so the analysis sees any process of it.
+/// with setsid. Every line names the job (identity and the job's pid: two copies may share
+/// an identity), so the analysis sees any process of it.
 const JOB: &str = r#"#!/bin/sh
-log="$1"; id="$LEADERRUN_IDENTITY"; tok="$LEADERRUN_FENCING_TOKEN"
+log="$1"; id="$LEADERRUN_IDENTITY.$$"; tok="$LEADERRUN_FENCING_TOKEN"
 echo "start $id $tok $(date +%s%N)" >> "$log"
 beat() { while :; do echo "beat $id $tok $(date +%s%N)" >> "$log"; sleep 0.1; done; }
 beat &
@@ -55,6 +57,10 @@ struct Figures {
     freezes: usize,
     benign_writes: usize,
     hostile_writes: usize,
+    deletions: usize,
+    twins: usize,
+    lost_answers: usize,
+    token_restarts: usize,
     exits_lost: usize,
     overlaps: usize,
     running_nanos: u128,
@@ -68,20 +74,23 @@ struct Slot {
     restart_at: Option<Instant>,
     /// Frozen with SIGSTOP: when it gets CONT.
     thaw_at: Option<Instant>,
+    started_at: Instant,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     api: &Api,
     kind: &str,
     name: &str,
     slot: usize,
     gen: u32,
+    twin_of: Option<&str>,
     job: &Path,
     log: &Path,
 ) -> (tokio::process::Child, String) {
-    let identity = format!("c{slot}-{gen}");
+    let identity = twin_of.map_or_else(|| format!("c{slot}-{gen}"), String::from);
     let client = format!("c{slot}");
-    let err = std::fs::File::create(api.dir.path().join(format!("{identity}-{kind}.stderr")))
+    let err = std::fs::File::create(api.dir.path().join(format!("c{slot}-{gen}-{kind}.stderr")))
         .expect("stderr file");
     let mut c = leaderrun();
     c.arg("--kubeconfig").arg(api.kubeconfig(&client)).args([
@@ -155,11 +164,19 @@ async fn phase(
             generation: 0,
             restart_at: Some(Instant::now()),
             thaw_at: None,
+            started_at: Instant::now(),
         })
         .collect();
     let started = now_nanos();
     let end = Instant::now() + Duration::from_secs(seconds);
+    let mut no_starts_until = Instant::now();
+    let mut deleted_at: Vec<u128> = Vec::new();
     while Instant::now() < end {
+        let running: Vec<String> = slots
+            .iter()
+            .filter(|s| s.child.is_some())
+            .map(|s| s.identity.clone())
+            .collect();
         for (i, s) in slots.iter_mut().enumerate() {
             if s.thaw_at.is_some_and(|t| Instant::now() >= t) {
                 if let Some(pid) = s.child.as_ref().and_then(|c| c.id()) {
@@ -180,12 +197,34 @@ async fn phase(
                         Some(Instant::now() + Duration::from_millis(rng.random_range(0..1500)));
                 }
             }
-            if s.child.is_none() && s.restart_at.is_some_and(|t| Instant::now() >= t) {
+            if s.child.is_none()
+                && s.restart_at
+                    .is_some_and(|t| Instant::now() >= t.max(no_starts_until))
+            {
                 s.generation += 1;
-                let (c, id) = spawn(api, kind, &name, i, s.generation, &job, &log);
+                // Now and then a copy with the identity of one that runs (`--identity $(hostname)`).
+                let twin = (rng.random_range(0..10) == 0)
+                    .then(|| {
+                        running
+                            .get(rng.random_range(0..running.len().max(1)))
+                            .cloned()
+                    })
+                    .flatten();
+                f.twins += twin.is_some() as usize;
+                let (c, id) = spawn(
+                    api,
+                    kind,
+                    &name,
+                    i,
+                    s.generation,
+                    twin.as_deref(),
+                    &job,
+                    &log,
+                );
                 s.child = Some(c);
                 s.identity = id;
                 s.restart_at = None;
+                s.started_at = Instant::now();
             }
         }
         let slot = rng.random_range(0..5);
@@ -254,6 +293,47 @@ async fn phase(
             }
             64..=69 => f.benign_writes += external_write(emu, kind, &name, false) as usize,
             70..=71 => f.hostile_writes += external_write(emu, kind, &name, true) as usize,
+            76..=77 => {
+                // `kubectl delete` under a live leader. Copies that saw it held wait a lease
+                // from the deletion; the leader stops at its next renew. A copy that starts
+                // meanwhile never saw the lock and creates it at once: the documented limit
+                // (docs/RELIABILITY.md), so the driver deletes only when every running copy
+                // has had time to read the lock, and starts none for a lease after it.
+                let k = if kind == "lease" {
+                    Kind::Lease
+                } else {
+                    Kind::ConfigMap
+                };
+                let all_settled = slots.iter().all(|s| {
+                    s.child.is_none() || s.started_at.elapsed() > Duration::from_millis(1500)
+                });
+                if all_settled
+                    && emu
+                        .with_store(|s| s.delete(k, "default", &name, None, None, false))
+                        .is_ok()
+                {
+                    f.deletions += 1;
+                    deleted_at.push(now_nanos());
+                    no_starts_until = Instant::now() + Duration::from_secs(4);
+                }
+            }
+            78..=81 => {
+                // A write lands, but its answer is lost, or comes after the client gave up.
+                let action = if rng.random_range(0..2) == 0 {
+                    Action::LoseAnswer
+                } else {
+                    Action::LateAnswer {
+                        ms: rng.random_range(500..3000),
+                    }
+                };
+                emu.add_fault(
+                    Fault::new(action)
+                        .for_client(&client)
+                        .method("PUT")
+                        .times(1),
+                );
+                f.lost_answers += 1;
+            }
             72..=75 => {
                 // Freeze leaderrun for longer than the lease (4s): its guard must stop the
                 // job at the deadline, before anyone else can take over.
@@ -289,12 +369,14 @@ async fn phase(
         }
     }
     let finished = now_nanos();
-    analyse(&log, started, finished, f);
+    analyse(&log, &deleted_at, started, finished, f);
 }
 
 /// Checks the invariant on the job log: each job runs from its first line to its last
-/// (start, beats of any of its processes, stop), and no two such spans overlap.
-fn analyse(log: &Path, started: u128, finished: u128, f: &mut Figures) {
+/// (start, beats of any of its processes, stop), and no two such spans overlap. Fencing
+/// tokens increase, except after a deletion of the lock that no running copy saw (a copy
+/// that never saw the lock creates it from 0: documented).
+fn analyse(log: &Path, deleted_at: &[u128], started: u128, finished: u128, f: &mut Figures) {
     let lines = read_log(log);
     // Identity -> (first line, last line, token).
     let mut spans: BTreeMap<String, (u128, u128, i64)> = BTreeMap::new();
@@ -315,6 +397,11 @@ fn analyse(log: &Path, started: u128, finished: u128, f: &mut Figures) {
         if b_start <= a_end {
             eprintln!("OVERLAP: {b} started at {b_start} while {a} ran until {a_end}");
             f.overlaps += 1;
+        }
+        let deleted_between = deleted_at.iter().any(|d| (w[0].1..=*b_start).contains(d));
+        if b_token <= a_token && deleted_between {
+            f.token_restarts += 1;
+            continue;
         }
         assert!(
             b_token > a_token,
@@ -348,8 +435,8 @@ async fn no_two_children_overlap_under_chaos() {
     }
     let fraction = f.running_nanos as f64 / f.total_nanos.max(1) as f64;
     let report = format!(
-        "chaos seed={seed} seconds={seconds} runs={} kills={} terms={} freezes={} partitions={} errors_5xx={} errors_429={} latencies={} watch_closes={} benign_writes={} hostile_writes={} lost_leadership_exits={} overlaps={} job_running={:.1}%",
-        f.starts, f.kills, f.terms, f.freezes, f.partitions, f.errors_5xx, f.errors_429, f.latencies, f.watch_closes, f.benign_writes, f.hostile_writes, f.exits_lost, f.overlaps, fraction * 100.0
+        "chaos seed={seed} seconds={seconds} runs={} kills={} terms={} freezes={} partitions={} errors_5xx={} errors_429={} latencies={} watch_closes={} benign_writes={} hostile_writes={} deletions={} token_restarts={} twins={} lost_answers={} lost_leadership_exits={} overlaps={} job_running={:.1}%",
+        f.starts, f.kills, f.terms, f.freezes, f.partitions, f.errors_5xx, f.errors_429, f.latencies, f.watch_closes, f.benign_writes, f.hostile_writes, f.deletions, f.token_restarts, f.twins, f.lost_answers, f.exits_lost, f.overlaps, fraction * 100.0
     );
     println!("{report}");
     if let Ok(path) = std::env::var("LEADERRUN_CHAOS_REPORT") {
@@ -385,7 +472,7 @@ fn the_analysis_counts_every_process_of_a_job() {
     )
     .unwrap();
     let mut f = Figures::default();
-    analyse(&log, 0, 400, &mut f);
+    analyse(&log, &[], 0, 400, &mut f);
     assert_eq!((f.overlaps, f.starts), (0, 2));
     // A worker of a (say, one that left the job's group) beats after b started: overlap,
     // even though a's shell logged its stop before.
@@ -395,6 +482,6 @@ fn the_analysis_counts_every_process_of_a_job() {
     )
     .unwrap();
     let mut f = Figures::default();
-    analyse(&log, 0, 400, &mut f);
+    analyse(&log, &[], 0, 400, &mut f);
     assert_eq!(f.overlaps, 1, "a's worker ran after b started");
 }

@@ -63,3 +63,52 @@ proptest! {
         prop_assert_eq!(LeaderRecord::from_lease_spec(&parsed), r);
     }
 }
+
+/// Any time chrono can hold, from the first to the last representable microsecond.
+fn any_time() -> impl Strategy<Value = Option<DateTime<Utc>>> {
+    let (min, max) = (
+        DateTime::<Utc>::MIN_UTC.timestamp_micros(),
+        DateTime::<Utc>::MAX_UTC.timestamp_micros(),
+    );
+    proptest::option::of((min..=max).prop_map(|us| DateTime::from_timestamp_micros(us).unwrap()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The record's time arithmetic never panics, whatever a record holds (a ConfigMap
+    /// record can carry any year chrono reads).
+    #[test]
+    fn the_records_rules_never_panic(
+        holder in ".{0,8}",
+        duration in any::<i32>(),
+        renewed in any_time(),
+        acquired in any_time(),
+        now in any_time(),
+        transitions in any::<i32>(),
+        resolution_us in 1u64..2_000_000,
+    ) {
+        let r = LeaderRecord {
+            holder_identity: holder,
+            lease_duration_seconds: duration,
+            acquire_time: acquired,
+            renew_time: renewed,
+            leader_transitions: transitions,
+        };
+        let now = now.unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let res = std::time::Duration::from_micros(resolution_us);
+        let _ = r.lapses_at();
+        let _ = r.state(now);
+        let _ = r.seconds_left(now);
+        let _ = r.looks_abandoned(now);
+        let renewed = r.renewed(duration, now, res);
+        // A renew never goes backwards.
+        if let (Some(before), Some(after)) = (r.renew_time, renewed.renew_time) {
+            prop_assert!(after >= before);
+        }
+        let _ = r.released(now);
+        let _ = LeaderRecord::taken(Some(&r), None, "me", duration, now);
+        let _ = leaderrun::record::at_resolution(now, res);
+        let _ = leaderrun::record::seconds_between(now, r.renew_time.unwrap_or(now));
+    }
+}

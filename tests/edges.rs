@@ -1,0 +1,340 @@
+//! Election edge cases, each of which once broke the one-job-at-a-time promise, looped
+//! against the API server or surprised a user: a deleted lock, one identity in two
+//! processes, a signal during the acquiring write, a missing namespace, signals that must
+//! not end a wait, a watch that goes silent, `--no-wait` against a holder whose clock is far
+//! behind, and absurd times in a record.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kube_emulator::{Action, Fault};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn delete_lock(api: &Api, kind: &str, name: &str) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api as KubeApi, DeleteParams};
+    let client = api.client().await;
+    if kind == "lease" {
+        KubeApi::<Lease>::namespaced(client, &api.namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete the lease");
+    } else {
+        KubeApi::<ConfigMap>::namespaced(client, &api.namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete the configmap");
+    }
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[tokio::test]
+async fn a_deleted_lock_stops_the_leader_and_the_standby_waits_a_lease_from_the_deletion() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("deleted");
+        let log = api.log_path();
+        let _ = std::fs::remove_file(&log);
+        let leader = job_candidate(&api, kind, &name, "d-leader", &FAST, "1000");
+        wait_log(&log, LONG, |l| l.len() == 1).await;
+        let standby = job_candidate(&api, kind, &name, "d-standby", &FAST, "0.5");
+        // The standby has seen the lock held before it is deleted.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let deleted_at = now_nanos();
+        delete_lock(&api, kind, &name).await;
+        // On a real server the leader's next renew gets 409 (its uid precondition fails),
+        // on the emulator too (tests/differential.rs holds it to that): it stops its child.
+        let (code, stderr) = exit_of(leader, LONG).await;
+        assert_eq!(code, 121, "{kind}: {stderr}");
+        assert!(stderr.contains("deleted"), "{kind}: says why: {stderr}");
+        let (code, stderr) = exit_of(standby, LONG).await;
+        assert_eq!(code, 0, "{kind}: {stderr}");
+        let lines = read_log(&log);
+        assert_eq!(lines.len(), 4, "{kind}: {lines:#?}");
+        assert_no_overlap(&lines);
+        let started = lines[2].nanos;
+        assert!(
+            started >= deleted_at + 4_000_000_000,
+            "{kind}: the standby started {}ms after the deletion, within the 4s lease",
+            (started - deleted_at) / 1_000_000
+        );
+        assert_eq!(
+            lines[2].token,
+            lines[0].token + 1,
+            "{kind}: the fencing token continues across the re-creation: {lines:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_processes_with_one_identity_never_both_lead() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("twins");
+        let log = api.log_path();
+        let _ = std::fs::remove_file(&log);
+        let first = job_candidate(&api, kind, &name, "same", &FAST, "3");
+        wait_log(&log, LONG, |l| l.len() == 1).await;
+        // The cron line that fires again while the first job runs, with `--identity $(hostname)`.
+        let second = job_candidate(&api, kind, &name, "same", &FAST, "0.5");
+        let (c1, _) = exit_of(first, LONG).await;
+        let (c2, stderr) = exit_of(second, LONG).await;
+        assert_eq!((c1, c2), (0, 0), "{kind}: {stderr}");
+        assert!(
+            stderr.contains("two processes run with the same --identity"),
+            "{kind}: said loudly: {stderr}"
+        );
+        let lines = read_log(&log);
+        assert_eq!(lines.len(), 4, "{kind}: {lines:#?}");
+        assert_no_overlap(&lines);
+    }
+}
+
+#[tokio::test]
+async fn term_during_the_acquiring_write_releases_the_lock_it_landed() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("late answer to the acquiring write") else {
+        return;
+    };
+    for kind in KINDS {
+        let name = api.lock_name("term-write");
+        let client = format!("tw-{kind}");
+        // The create lands at once; its answer comes 1.5s later.
+        emu.add_fault(
+            Fault::new(Action::LateAnswer { ms: 1500 })
+                .for_client(&client)
+                .method("POST")
+                .times(1),
+        );
+        let c = candidate(&api, kind, &name, &client, &FAST, &["sleep", "100"]);
+        // The write has landed (the object exists); its answer is still on the way.
+        let k = if kind == "lease" {
+            kube_emulator::Kind::Lease
+        } else {
+            kube_emulator::Kind::ConfigMap
+        };
+        let deadline = std::time::Instant::now() + LONG;
+        while emu.with_store(|s| s.get(k, &api.namespace, &name)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write never landed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        kill(Pid::from_raw(c.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+        let (code, stderr) = exit_of(c, LONG).await;
+        assert_eq!(code, 143, "{kind}: {stderr}");
+        let held = record(&api, kind, &name).await;
+        assert_eq!(held.holder_identity, "", "{kind}: released: {held:?}");
+        assert!(
+            !stderr.contains("child started"),
+            "{kind}: no child: {stderr}"
+        );
+    }
+}
+
+/// The lock's record, read the way inspect reads it.
+async fn record(api: &Api, kind: &str, name: &str) -> leaderrun::record::LeaderRecord {
+    let mut c = leaderrun();
+    c.args([
+        "inspect",
+        "-o",
+        "json",
+        "--lock",
+        kind,
+        "--name",
+        name,
+        "-n",
+        &api.namespace,
+    ])
+    .arg("--kubeconfig")
+    .arg(api.kubeconfig("reader"));
+    let out = c.output().await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    leaderrun::record::LeaderRecord {
+        holder_identity: v["holderIdentity"].as_str().unwrap_or_default().into(),
+        leader_transitions: v["leaderTransitions"].as_i64().unwrap_or(-1) as i32,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_missing_namespace_is_an_error_at_once_naming_it() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let mut c = leaderrun();
+        c.arg("--kubeconfig").arg(api.kubeconfig("typo")).args([
+            "--lock",
+            kind,
+            "--name",
+            "x",
+            "-n",
+            "no-such-namespace-typo",
+            "--",
+            "true",
+        ]);
+        let t = std::time::Instant::now();
+        let out = tokio::time::timeout(LONG, c.output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(69), "{kind}: {stderr}");
+        assert!(
+            stderr.contains("namespace \"no-such-namespace-typo\" does not exist"),
+            "{kind}: {stderr}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{kind}: at once, not after retries"
+        );
+        if let Some(emu) = &api.emulator {
+            let creates = emu
+                .request_log()
+                .iter()
+                .filter(|r| {
+                    r.client == "typo"
+                        && r.verb == "create"
+                        && r.path.contains(&format!(
+                            "{}s",
+                            if kind == "lease" {
+                                "lease"
+                            } else {
+                                "configmap"
+                            }
+                        ))
+                })
+                .count();
+            assert_eq!(creates, 1, "{kind}: one try, no loop");
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_term_int_hup_and_quit_end_the_wait() {
+    let api = Api::start().await;
+    let name = api.lock_name("waiting-signals");
+    let holder = job_candidate(&api, "lease", &name, "w-holder", &FAST, "1000");
+    wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+    let waiter = job_candidate(&api, "lease", &name, "w-waiter", &FAST, "1");
+    let pid = Pid::from_raw(waiter.id().unwrap() as i32);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for sig in [
+        Signal::SIGWINCH,
+        Signal::SIGCONT,
+        Signal::SIGUSR1,
+        Signal::SIGURG,
+        Signal::SIGUSR2,
+    ] {
+        kill(pid, sig).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")),
+        "still waiting after WINCH, CONT, USR1, URG, USR2"
+    );
+    kill(pid, Signal::SIGHUP).unwrap();
+    let (code, _) = exit_of(waiter, LONG).await;
+    assert_eq!(code, 129, "HUP ends the wait: 128+1");
+    drop(holder);
+}
+
+#[tokio::test]
+async fn a_silent_watch_is_replaced_and_a_release_seen_within_a_few_retry_periods() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("stalled watch") else {
+        return;
+    };
+    for kind in KINDS {
+        let name = api.lock_name("stalled");
+        let log = api.log_path();
+        let _ = std::fs::remove_file(&log);
+        let leader = job_candidate(&api, kind, &name, &format!("st-leader-{kind}"), &FAST, "2");
+        wait_log(&log, LONG, |l| l.len() == 1).await;
+        let standby_client = format!("st-standby-{kind}");
+        let standby = job_candidate(&api, kind, &name, &standby_client, &FAST, "0.2");
+        emu.wait_for_request(LONG, |r| r.client == standby_client && r.verb == "watch")
+            .await
+            .expect("the standby watches");
+        // Its watch goes silent (a half-open connection), for longer than the lease.
+        emu.add_fault(
+            Fault::new(Action::Stall)
+                .for_client(&standby_client)
+                .lasting(Duration::from_secs(30)),
+        );
+        assert_eq!(exit_of(leader, LONG).await.0, 0);
+        let (code, stderr) = exit_of(standby, LONG).await;
+        assert_eq!(code, 0, "{kind}: {stderr}");
+        let lines = read_log(&log);
+        assert_eq!(lines.len(), 4, "{kind}: {lines:#?}");
+        // The release came at the leader's stop; a standby stuck on its watch would wait a
+        // whole lease (4s). Three silent retry periods (1.5s) and a read find it sooner.
+        let after = Duration::from_nanos((lines[2].nanos - lines[1].nanos) as u64);
+        assert!(
+            after < Duration::from_millis(3500),
+            "{kind}: the standby started {after:?} after the release"
+        );
+        emu.clear_faults();
+    }
+}
+
+#[tokio::test]
+async fn absurd_times_in_a_record_are_no_panic() {
+    let api = Api::start().await;
+    let name = api.lock_name("absurd");
+    let client = api.client().await;
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client, &api.namespace);
+    let cm = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "annotations": {
+            "control-plane.alpha.kubernetes.io/leader":
+                "{\"holderIdentity\":\"x\",\"leaseDurationSeconds\":2147483647,\"renewTime\":\"+262142-12-31 23:59:59.000000\"}"
+        }}
+    }))
+    .unwrap();
+    cms.create(&Default::default(), &cm).await.unwrap();
+    let mut c = leaderrun();
+    c.args([
+        "inspect",
+        "--lock",
+        "configmap",
+        "--name",
+        &name,
+        "-n",
+        &api.namespace,
+        "--kubeconfig",
+    ])
+    .arg(api.kubeconfig("absurd"));
+    let out = c.output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "held by its own clock: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, stderr) = exit_of(
+        candidate(
+            &api,
+            "configmap",
+            &name,
+            "absurd",
+            &["--no-wait"],
+            &["true"],
+        ),
+        LONG,
+    )
+    .await;
+    assert_eq!(code, 75, "held, --no-wait: {stderr}");
+}

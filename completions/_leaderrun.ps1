@@ -28,6 +28,7 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Acquire the lock, run the command while leader, release when it ends (the default)')
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Show who holds a lock, since when, and whether it has expired')
             [CompletionResult]::new('force-release', 'force-release', [CompletionResultType]::ParameterValue, 'Clear the holder of a lock (for a holder that is gone), with an optimistic write')
+            [CompletionResult]::new('step-down', 'step-down', [CompletionResultType]::ParameterValue, 'Ask the holder to let go: it stops its child, then releases; waits for that')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -46,10 +47,12 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
             [CompletionResult]::new('--conflict-exit-code', '--conflict-exit-code', [CompletionResultType]::ParameterName, 'Exit code for --no-wait when the lock is held')
             [CompletionResult]::new('--wait-timeout', '--wait-timeout', [CompletionResultType]::ParameterName, 'Give up waiting for the lock after this long (exit 124)')
             [CompletionResult]::new('--keep-after-exit', '--keep-after-exit', [CompletionResultType]::ParameterName, 'When the child ends, keep holding (and renewing) the lock for this long, then release and exit (for cron: a copy that fires a little late on another host does not run the job again)')
+            [CompletionResult]::new('--stop-signal', '--stop-signal', [CompletionResultType]::ParameterName, 'The signal that starts a stop of the child (lost leadership, step-down, leftovers): a name with or without SIG (TERM, SIGINT, QUIT) or a number. KILL follows after --kill-grace. Signals leaderrun receives are forwarded as they are')
             [CompletionResult]::new('--health-addr', '--health-addr', [CompletionResultType]::ParameterName, 'Serve /healthz, /readyz (200 only while leader) and /metrics on this address')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
             [CompletionResult]::new('--no-wait', '--no-wait', [CompletionResultType]::ParameterName, 'Exit at once if another holds the lock, instead of waiting. A lock whose own timestamps show it lapsed over a minute ago is watched for one lease duration and taken if it does not change')
             [CompletionResult]::new('--no-release', '--no-release', [CompletionResultType]::ParameterName, 'Do not release the lock when the child ends; it expires after the lease duration')
+            [CompletionResult]::new('--rejoin', '--rejoin', [CompletionResultType]::ParameterName, 'After lost leadership, stop the child and wait for the lock again (a standby once more) instead of exiting 121. When the child exits on its own, leaderrun still exits with its status')
             [CompletionResult]::new('--events', '--events', [CompletionResultType]::ParameterName, 'Record Kubernetes Events on the lock object ("became leader", "lost leadership", "stopped leading"); needs RBAC create on events')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (repeat for more)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (repeat for more)')
@@ -97,10 +100,29 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'leaderrun;step-down' {
+            [CompletionResult]::new('--lock', '--lock', [CompletionResultType]::ParameterName, 'Kind of lock object')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
+            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use [default: the current context]')
+            [CompletionResult]::new('--holder', '--holder', [CompletionResultType]::ParameterName, 'Ask only if this identity holds the lock')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'How long to wait for the holder to let go (exit 7 after)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (repeat for more)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (repeat for more)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (repeat for less)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (repeat for less)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'leaderrun;help' {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Acquire the lock, run the command while leader, release when it ends (the default)')
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Show who holds a lock, since when, and whether it has expired')
             [CompletionResult]::new('force-release', 'force-release', [CompletionResultType]::ParameterValue, 'Clear the holder of a lock (for a holder that is gone), with an optimistic write')
+            [CompletionResult]::new('step-down', 'step-down', [CompletionResultType]::ParameterValue, 'Ask the holder to let go: it stops its child, then releases; waits for that')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -111,6 +133,9 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
             break
         }
         'leaderrun;help;force-release' {
+            break
+        }
+        'leaderrun;help;step-down' {
             break
         }
         'leaderrun;help;help' {

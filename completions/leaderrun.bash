@@ -28,6 +28,9 @@ _leaderrun() {
             leaderrun,run)
                 cmd="leaderrun__subcmd__run"
                 ;;
+            leaderrun,step-down)
+                cmd="leaderrun__subcmd__step__subcmd__down"
+                ;;
             leaderrun__subcmd__help,force-release)
                 cmd="leaderrun__subcmd__help__subcmd__force__subcmd__release"
                 ;;
@@ -40,6 +43,9 @@ _leaderrun() {
             leaderrun__subcmd__help,run)
                 cmd="leaderrun__subcmd__help__subcmd__run"
                 ;;
+            leaderrun__subcmd__help,step-down)
+                cmd="leaderrun__subcmd__help__subcmd__step__subcmd__down"
+                ;;
             *)
                 ;;
         esac
@@ -47,7 +53,7 @@ _leaderrun() {
 
     case "${cmd}" in
         leaderrun)
-            opts="-h -V --help --version run inspect force-release help"
+            opts="-h -V --help --version run inspect force-release step-down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -107,7 +113,7 @@ _leaderrun() {
             return 0
             ;;
         leaderrun__subcmd__help)
-            opts="run inspect force-release help"
+            opts="run inspect force-release step-down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -176,6 +182,20 @@ _leaderrun() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        leaderrun__subcmd__help__subcmd__step__subcmd__down)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         leaderrun__subcmd__inspect)
             opts="-n -o -w -v -q -h --lock --name --namespace --kubeconfig --context --output --watch --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -227,7 +247,7 @@ _leaderrun() {
             return 0
             ;;
         leaderrun__subcmd__run)
-            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --identity --lease-duration --renew-deadline --retry-period --kill-grace --no-wait --conflict-exit-code --wait-timeout --no-release --keep-after-exit --events --health-addr --log-format --verbose --quiet --help"
+            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --identity --lease-duration --renew-deadline --retry-period --kill-grace --no-wait --conflict-exit-code --wait-timeout --no-release --keep-after-exit --stop-signal --rejoin --events --health-addr --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -289,7 +309,61 @@ _leaderrun() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --stop-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --health-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        leaderrun__subcmd__step__subcmd__down)
+            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --holder --timeout --log-format --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lock)
+                    COMPREPLY=($(compgen -W "lease configmap" -- "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --holder)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

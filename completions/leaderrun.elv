@@ -25,6 +25,7 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
             cand run 'Acquire the lock, run the command while leader, release when it ends (the default)'
             cand inspect 'Show who holds a lock, since when, and whether it has expired'
             cand force-release 'Clear the holder of a lock (for a holder that is gone), with an optimistic write'
+            cand step-down 'Ask the holder to let go: it stops its child, then releases; waits for that'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'leaderrun;run'= {
@@ -42,10 +43,12 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
             cand --conflict-exit-code 'Exit code for --no-wait when the lock is held'
             cand --wait-timeout 'Give up waiting for the lock after this long (exit 124)'
             cand --keep-after-exit 'When the child ends, keep holding (and renewing) the lock for this long, then release and exit (for cron: a copy that fires a little late on another host does not run the job again)'
+            cand --stop-signal 'The signal that starts a stop of the child (lost leadership, step-down, leftovers): a name with or without SIG (TERM, SIGINT, QUIT) or a number. KILL follows after --kill-grace. Signals leaderrun receives are forwarded as they are'
             cand --health-addr 'Serve /healthz, /readyz (200 only while leader) and /metrics on this address'
             cand --log-format 'Log format on stderr'
             cand --no-wait 'Exit at once if another holds the lock, instead of waiting. A lock whose own timestamps show it lapsed over a minute ago is watched for one lease duration and taken if it does not change'
             cand --no-release 'Do not release the lock when the child ends; it expires after the lease duration'
+            cand --rejoin 'After lost leadership, stop the child and wait for the lock again (a standby once more) instead of exiting 121. When the child exits on its own, leaderrun still exits with its status'
             cand --events 'Record Kubernetes Events on the lock object ("became leader", "lost leadership", "stopped leading"); needs RBAC create on events'
             cand -v 'More log output (repeat for more)'
             cand --verbose 'More log output (repeat for more)'
@@ -90,10 +93,28 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'leaderrun;step-down'= {
+            cand --lock 'Kind of lock object'
+            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)'
+            cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
+            cand --context 'Kubeconfig context to use [default: the current context]'
+            cand --holder 'Ask only if this identity holds the lock'
+            cand --timeout 'How long to wait for the holder to let go (exit 7 after)'
+            cand --log-format 'Log format on stderr'
+            cand -v 'More log output (repeat for more)'
+            cand --verbose 'More log output (repeat for more)'
+            cand -q 'Less log output (repeat for less)'
+            cand --quiet 'Less log output (repeat for less)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'leaderrun;help'= {
             cand run 'Acquire the lock, run the command while leader, release when it ends (the default)'
             cand inspect 'Show who holds a lock, since when, and whether it has expired'
             cand force-release 'Clear the holder of a lock (for a holder that is gone), with an optimistic write'
+            cand step-down 'Ask the holder to let go: it stops its child, then releases; waits for that'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'leaderrun;help;run'= {
@@ -101,6 +122,8 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
         &'leaderrun;help;inspect'= {
         }
         &'leaderrun;help;force-release'= {
+        }
+        &'leaderrun;help;step-down'= {
         }
         &'leaderrun;help;help'= {
         }

@@ -29,6 +29,7 @@ complete -c leaderrun -n "__fish_leaderrun_needs_command" -s V -l version -d 'Pr
 complete -c leaderrun -n "__fish_leaderrun_needs_command" -f -a "run" -d 'Acquire the lock, run the command while leader, release when it ends (the default)'
 complete -c leaderrun -n "__fish_leaderrun_needs_command" -f -a "inspect" -d 'Show who holds a lock, since when, and whether it has expired'
 complete -c leaderrun -n "__fish_leaderrun_needs_command" -f -a "force-release" -d 'Clear the holder of a lock (for a holder that is gone), with an optimistic write'
+complete -c leaderrun -n "__fish_leaderrun_needs_command" -f -a "step-down" -d 'Ask the holder to let go: it stops its child, then releases; waits for that'
 complete -c leaderrun -n "__fish_leaderrun_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l lock -d 'Kind of lock object' -r -f -a "lease\t'A coordination.k8s.io/v1 Lease'
 configmap\t'A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation'"
@@ -44,11 +45,13 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l kill-grace -
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l conflict-exit-code -d 'Exit code for --no-wait when the lock is held' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l wait-timeout -d 'Give up waiting for the lock after this long (exit 124)' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l keep-after-exit -d 'When the child ends, keep holding (and renewing) the lock for this long, then release and exit (for cron: a copy that fires a little late on another host does not run the job again)' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l stop-signal -d 'The signal that starts a stop of the child (lost leadership, step-down, leftovers): a name with or without SIG (TERM, SIGINT, QUIT) or a number. KILL follows after --kill-grace. Signals leaderrun receives are forwarded as they are' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l health-addr -d 'Serve /healthz, /readyz (200 only while leader) and /metrics on this address' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l no-wait -d 'Exit at once if another holds the lock, instead of waiting. A lock whose own timestamps show it lapsed over a minute ago is watched for one lease duration and taken if it does not change'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l no-release -d 'Do not release the lock when the child ends; it expires after the lease duration'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l rejoin -d 'After lost leadership, stop the child and wait for the lock again (a standby once more) instead of exiting 121. When the child exits on its own, leaderrun still exits with its status'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l events -d 'Record Kubernetes Events on the lock object ("became leader", "lost leadership", "stopped leading"); needs RBAC create on events'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s v -l verbose -d 'More log output (repeat for more)'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s q -l quiet -d 'Less log output (repeat for less)'
@@ -80,7 +83,21 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l ye
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -s v -l verbose -d 'More log output (repeat for more)'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -s q -l quiet -d 'Less log output (repeat for less)'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand help; and not __fish_seen_subcommand_from run inspect force-release help" -f -a "run" -d 'Acquire the lock, run the command while leader, release when it ends (the default)'
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand help; and not __fish_seen_subcommand_from run inspect force-release help" -f -a "inspect" -d 'Show who holds a lock, since when, and whether it has expired'
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand help; and not __fish_seen_subcommand_from run inspect force-release help" -f -a "force-release" -d 'Clear the holder of a lock (for a holder that is gone), with an optimistic write'
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand help; and not __fish_seen_subcommand_from run inspect force-release help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l lock -d 'Kind of lock object' -r -f -a "lease\t'A coordination.k8s.io/v1 Lease'
+configmap\t'A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation'"
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l context -d 'Kubeconfig context to use [default: the current context]' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l holder -d 'Ask only if this identity holds the lock' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l timeout -d 'How long to wait for the holder to let go (exit 7 after)' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -s v -l verbose -d 'More log output (repeat for more)'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -s q -l quiet -d 'Less log output (repeat for less)'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand help; and not __fish_seen_subcommand_from run inspect force-release step-down help" -f -a "run" -d 'Acquire the lock, run the command while leader, release when it ends (the default)'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand help; and not __fish_seen_subcommand_from run inspect force-release step-down help" -f -a "inspect" -d 'Show who holds a lock, since when, and whether it has expired'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand help; and not __fish_seen_subcommand_from run inspect force-release step-down help" -f -a "force-release" -d 'Clear the holder of a lock (for a holder that is gone), with an optimistic write'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand help; and not __fish_seen_subcommand_from run inspect force-release step-down help" -f -a "step-down" -d 'Ask the holder to let go: it stops its child, then releases; waits for that'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand help; and not __fish_seen_subcommand_from run inspect force-release step-down help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -29,6 +29,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Clear the holder of a lock (for a holder that is gone), with an optimistic write.
     ForceRelease(ForceReleaseArgs),
+    /// Ask the holder to let go: it stops its child, then releases; waits for that.
+    StepDown(StepDownArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +145,16 @@ pub struct RunArgs {
     /// does not run the job again).
     #[arg(long, value_parser = parse_duration, env = "LEADERRUN_KEEP_AFTER_EXIT")]
     pub keep_after_exit: Option<Duration>,
+    /// The signal that starts a stop of the child (lost leadership, step-down, leftovers):
+    /// a name with or without SIG (TERM, SIGINT, QUIT) or a number. KILL follows after
+    /// --kill-grace. Signals leaderrun receives are forwarded as they are.
+    #[arg(long, value_name = "SIG", default_value = "TERM", value_parser = parse_stop_signal, env = "LEADERRUN_STOP_SIGNAL")]
+    pub stop_signal: nix::sys::signal::Signal,
+    /// After lost leadership, stop the child and wait for the lock again (a standby once
+    /// more) instead of exiting 121. When the child exits on its own, leaderrun still exits
+    /// with its status.
+    #[arg(long, env = "LEADERRUN_REJOIN")]
+    pub rejoin: bool,
     /// Record Kubernetes Events on the lock object ("became leader", "lost leadership",
     /// "stopped leading"); needs RBAC create on events.
     #[arg(long, env = "LEADERRUN_EVENTS")]
@@ -193,12 +205,65 @@ pub struct ForceReleaseArgs {
     pub log: LogArgs,
 }
 
+/// Reads a signal as `TERM`, `SIGTERM`, `term` or `15`. Job-control signals that would
+/// pause rather than end the child (STOP, TSTP, TTIN, TTOU) are refused.
+pub fn parse_stop_signal(s: &str) -> Result<nix::sys::signal::Signal, String> {
+    use nix::sys::signal::Signal;
+    let t = s.trim();
+    let sig = match t.parse::<i32>() {
+        Ok(n) => Signal::try_from(n).map_err(|_| format!("{n} is not a signal number"))?,
+        Err(_) => {
+            let upper = t.to_ascii_uppercase();
+            let name = if upper.starts_with("SIG") {
+                upper
+            } else {
+                format!("SIG{upper}")
+            };
+            name.parse::<Signal>().map_err(|_| {
+                format!("{s:?} is not a signal name (TERM, INT, QUIT, HUP, USR1, ...)")
+            })?
+        }
+    };
+    if matches!(
+        sig,
+        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+    ) {
+        return Err(format!(
+            "{sig} pauses a process rather than ending it; use TERM, INT, QUIT, HUP, ..."
+        ));
+    }
+    Ok(sig)
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(after_help = crate::exit::help())]
+pub struct StepDownArgs {
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Ask only if this identity holds the lock.
+    #[arg(long)]
+    pub holder: Option<String>,
+    /// How long to wait for the holder to let go (exit 7 after).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
 /// `leaderrun [OPTIONS] -- CMD` means `leaderrun run [OPTIONS] -- CMD`.
 pub fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let explicit = matches!(
         first,
-        "run" | "inspect" | "force-release" | "help" | "-h" | "--help" | "-V" | "--version"
+        "run"
+            | "inspect"
+            | "force-release"
+            | "step-down"
+            | "help"
+            | "-h"
+            | "--help"
+            | "-V"
+            | "--version"
     );
     if args.len() > 1 && !explicit {
         let mut out = Vec::with_capacity(args.len() + 1);
@@ -237,6 +302,21 @@ mod tests {
             }
             other => panic!("expected run, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn stop_signals_read_with_or_without_sig_and_as_numbers() {
+        use nix::sys::signal::Signal;
+        assert_eq!(parse_stop_signal("TERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_stop_signal("sigint"), Ok(Signal::SIGINT));
+        assert_eq!(parse_stop_signal("3"), Ok(Signal::SIGQUIT));
+        assert!(parse_stop_signal("STOP").unwrap_err().contains("pauses"));
+        assert!(parse_stop_signal("NOPE")
+            .unwrap_err()
+            .contains("not a signal name"));
+        assert!(parse_stop_signal("99")
+            .unwrap_err()
+            .contains("not a signal number"));
     }
 
     #[test]

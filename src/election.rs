@@ -200,6 +200,9 @@ pub enum Lost {
     Deleted,
     #[error("another client cleared the holder (a force-release?)")]
     Released,
+    /// `leaderrun step-down` asked this holder to let go: stop the child, then release.
+    #[error("asked to step down (leaderrun step-down)")]
+    SteppedDown,
     #[error(transparent)]
     Lock(LockError),
 }
@@ -459,12 +462,37 @@ impl<L: Lock> Election<L> {
         let mut next = l.last_renew_sent + self.timing.retry_period;
         let mut last_error = String::from("none yet");
         let mut failures = 0u32;
+        // The leader watches its own lock: a takeover, a release by another client, a
+        // deletion or a step-down request is seen at once, not at the next renew.
+        let mut watch = Some(Follow::watching(
+            &self.lock,
+            &l.held,
+            self.timing.retry_period,
+            self.call_timeout(),
+        ));
         loop {
-            // Ends at the next renew, the deadline, or a nudge.
+            // Ends at the next renew, the deadline, a nudge, or news from the watch.
             let deadline = self.deadline(l);
+            let news = async {
+                match watch.as_mut() {
+                    Some(w) => w.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep_until(next.min(deadline)) => {}
                 _ = nudge.notified() => {}
+                seen = news => {
+                    match seen {
+                        Ok(seen) => match self.judge(l, seen) {
+                            Some(lost) => return lost,
+                            None => continue,
+                        },
+                        // The renews decide; the watch was only news.
+                        Err(_) => watch = None,
+                    }
+                    continue;
+                }
             }
             let sent = Instant::now();
             if sent >= deadline {
@@ -523,6 +551,32 @@ impl<L: Lock> Election<L> {
         }
     }
 
+    /// What the leader makes of its own lock as seen by its watch: lost, or still ours.
+    /// Our own renews come back this way too, and are ignored.
+    fn judge(&self, l: &Leadership<L::Object>, seen: Option<Observed<L::Object>>) -> Option<Lost> {
+        let Some(o) = seen else {
+            return Some(Lost::Deleted);
+        };
+        if o.uid != l.held.uid {
+            return Some(Lost::Deleted);
+        }
+        if o.step_down.as_deref() == Some(self.identity.as_str())
+            && o.record.holder_identity == self.identity
+        {
+            return Some(Lost::SteppedDown);
+        }
+        if o.record == l.held.record || self.writes.ours(&o.record) {
+            return None;
+        }
+        Some(if !o.record.is_held() {
+            Lost::Released
+        } else if o.record.holder_identity == self.identity {
+            Lost::Impostor(self.identity.clone())
+        } else {
+            Lost::TakenOver(o.record.holder_identity)
+        })
+    }
+
     /// Someone wrote the lock. Still ours (a renew of ours that landed late, another field
     /// of a ConfigMap)? Then go on from what is there: at once the first time, after a
     /// pause when conflicts repeat, so nothing spins. Err(Some) when leadership is lost,
@@ -536,6 +590,12 @@ impl<L: Lock> Election<L> {
         let left = deadline.saturating_duration_since(Instant::now());
         match self.lock.get(left).await {
             Ok(Some(o)) if o.uid != l.held.uid => Err(Some(Lost::Deleted)),
+            Ok(Some(o))
+                if o.step_down.as_deref() == Some(self.identity.as_str())
+                    && o.record.holder_identity == self.identity =>
+            {
+                Err(Some(Lost::SteppedDown))
+            }
             Ok(Some(o)) if o.record.holder_identity == self.identity => {
                 if !self.writes.ours(&o.record) {
                     return Err(Some(Lost::Impostor(self.identity.clone())));
@@ -636,6 +696,7 @@ mod tests {
             record: r,
             resource_version: rv.into(),
             uid: "u".into(),
+            step_down: None,
             object: (),
         }
     }

@@ -15,6 +15,7 @@ pub const INSPECT_FREE: u8 = 3;
 pub const INSPECT_MISSING: u8 = 4;
 pub const RELEASE_REFUSED: u8 = 5;
 pub const RELEASE_CONFLICT: u8 = 6;
+pub const STEP_DOWN_TIMEOUT: u8 = 7;
 
 /// Every exit code of `leaderrun run`: (code, meaning), in the order they are documented.
 pub const TABLE: &[(&str, &str)] = &[
@@ -53,6 +54,10 @@ pub const OTHERS: &[(&str, &str)] = &[
     (
         "force-release",
         "0 released (or already free), 4 no such lock, 5 refused (holder mismatch, or neither `--holder` nor `--yes`), 6 conflict (somebody wrote the lock meanwhile; nothing was written)",
+    ),
+    (
+        "step-down",
+        "0 the holder let go (or the lock was free), 4 no such lock, 5 refused (holder mismatch), 6 conflict (the request could not be written), 7 the holder did not let go within `--timeout`",
     ),
 ];
 

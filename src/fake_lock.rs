@@ -45,6 +45,7 @@ struct State {
     watchers: Vec<mpsc::UnboundedSender<Result<Change<()>, LockError>>>,
     /// The record's time resolution (zero: a microsecond, as a Lease).
     resolution: Duration,
+    step_down: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -138,6 +139,7 @@ impl FakeLock {
             record: r.clone(),
             resource_version: rv.to_string(),
             uid: uid.clone(),
+            step_down: s.step_down.clone(),
             object: (),
         })
     }
@@ -229,6 +231,11 @@ impl Lock for FakeLock {
                 }
                 Some((_, _, uid)) => {
                     let uid = uid.clone();
+                    if s.step_down.as_deref() != Some(record.holder_identity.as_str())
+                        || !record.is_held()
+                    {
+                        s.step_down = None;
+                    }
                     s.rv += 1;
                     let rv = s.rv;
                     s.object = Some((record.clone(), rv, uid));
@@ -244,6 +251,29 @@ impl Lock for FakeLock {
             }
         }
         result
+    }
+
+    async fn request_step_down(
+        &self,
+        prev: &Observed<()>,
+        holder: &str,
+        _timeout: Duration,
+    ) -> Result<Observed<()>, LockError> {
+        let mut s = self.state();
+        match &s.object {
+            Some((_, rv, _)) if rv.to_string() == prev.resource_version => {
+                s.step_down = Some(holder.to_string());
+                s.rv += 1;
+                let rv = s.rv;
+                if let Some(o) = s.object.as_mut() {
+                    o.1 = rv;
+                }
+                Self::notify(&mut s);
+                Ok(Self::observed(&s).unwrap_or_else(|| unreachable!("checked above")))
+            }
+            Some(_) => Err(LockError::Conflict(self.describe())),
+            None => Err(LockError::NotFound(self.describe())),
+        }
     }
 
     async fn watch(

@@ -19,4 +19,5 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod settings;
+pub mod stepdown;
 pub mod supervisor;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use leaderrun::cli::{Cli, Command};
-use leaderrun::{exit, guard, inspect, logging, run};
+use leaderrun::{exit, guard, inspect, logging, run, stepdown};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -55,6 +55,15 @@ fn try_main(cli: Cli) -> u8 {
                 let log = logging::init(&args.log);
                 (
                     inspect::inspect(args)
+                        .await
+                        .map_err(|e| (e.to_string(), e.exit_code())),
+                    log,
+                )
+            }
+            Command::StepDown(args) => {
+                let log = logging::init(&args.log);
+                (
+                    stepdown::step_down(args)
                         .await
                         .map_err(|e| (e.to_string(), e.exit_code())),
                     log,

@@ -30,6 +30,7 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
     child_starts: AtomicU64,
+    rejoins: AtomicU64,
     child_exits: Mutex<BTreeMap<u8, u64>>,
 }
 
@@ -85,6 +86,11 @@ impl Metrics {
         *lock(&self.deadline) = None;
     }
 
+    /// Counts a rejoin (`--rejoin` after a loss); returns how many there were.
+    pub fn rejoined(&self) -> u64 {
+        self.rejoins.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     pub fn child_started(&self) {
         self.child_starts.fetch_add(1, Ordering::Relaxed);
     }
@@ -113,7 +119,7 @@ impl Metrics {
             .iter()
             .map(|(c, k)| (format!("{{code=\"{c}\"}}"), k.to_string()))
             .collect();
-        let metrics: [(&str, &str, &str, Samples); 9] = [
+        let metrics: [(&str, &str, &str, Samples); 10] = [
             ("leaderrun_is_leader", "gauge", "1 while this process holds the lock.", one((self.is_leader() as u8).to_string())),
             ("leaderrun_leader_transitions", "gauge", "The lock's leaderTransitions when this process last acquired it.", one(self.transitions.load(Ordering::Relaxed).to_string())),
             ("leaderrun_acquisitions_total", "counter", "Times this process became leader.", one(n(&self.acquisitions))),
@@ -122,6 +128,7 @@ impl Metrics {
             ("leaderrun_renew_duration_seconds", "histogram", "Latency of renew requests.", self.histogram()),
             ("leaderrun_seconds_since_last_renew", "gauge", "Seconds since the send time of the last successful renew or acquisition that changed the leader record.", one(since)),
             ("leaderrun_child_starts_total", "counter", "Children started.", one(n(&self.child_starts))),
+            ("leaderrun_rejoins_total", "counter", "Times this process became a standby again after lost leadership (--rejoin).", one(n(&self.rejoins))),
             ("leaderrun_child_exits_total", "counter", "Children that ended, by exit code (128+N for signal N).", exits),
         ];
         let mut s = String::new();

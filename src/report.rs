@@ -138,6 +138,12 @@ impl Reporter {
         warn!(lock = %self.lock, error = %error, "could not release the lock; it will expire");
     }
 
+    /// `--rejoin`: after a loss, waiting for the lock again.
+    pub fn rejoining(&self) {
+        let round = self.metrics.rejoined();
+        info!(lock = %self.lock, identity = %self.identity, round, "rejoining as a standby after lost leadership");
+    }
+
     /// Nothing of this leadership runs any more.
     pub fn ended(&self) {
         self.metrics.leadership_ended();

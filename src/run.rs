@@ -96,8 +96,9 @@ enum Phase<O> {
     Waiting,
     /// The lock is held: start the child and supervise it.
     Leading(Leadership<O>),
-    /// Leadership was lost and the stop went to the guard: wait until nothing is left.
-    Stopping(Box<Job>, Lost),
+    /// Leadership was lost (or given up on request) and the stop went to the guard: wait
+    /// until nothing is left. After a step-down, the lock is still ours: release it then.
+    Stopping(Box<Job>, Lost, Option<Leadership<O>>),
     /// The child is done: release (or leave) the lock, then exit with `code`.
     Releasing(Leadership<O>, AfterExit, u8),
     Done(u8),
@@ -159,7 +160,7 @@ impl WithLock for Run<'_> {
             phase = match phase {
                 Phase::Waiting => cx.wait_for_lock(&election).await?,
                 Phase::Leading(l) => cx.lead(&election, l).await,
-                Phase::Stopping(job, lost) => cx.stop(*job, lost).await,
+                Phase::Stopping(job, lost, held) => cx.stop(&election, *job, lost, held).await,
                 Phase::Releasing(l, after, code) => cx.release(&election, l, after, code).await,
                 Phase::Done(code) => break code,
             };
@@ -313,7 +314,8 @@ impl Context<'_> {
                 };
                 Phase::Releasing(l, after, code)
             }
-            End::Lost(lost) => Phase::Stopping(Box::new(job), lost),
+            End::Lost(lost @ Lost::SteppedDown) => Phase::Stopping(Box::new(job), lost, Some(l)),
+            End::Lost(lost) => Phase::Stopping(Box::new(job), lost, None),
         }
     }
 
@@ -326,7 +328,7 @@ impl Context<'_> {
             command,
             env: &env,
             grace: self.timing.kill_grace,
-            stop_signal: Signal::SIGTERM,
+            stop_signal: self.args.stop_signal,
             deadline,
         };
         match Job::start(spec).await {
@@ -344,8 +346,15 @@ impl Context<'_> {
     }
 
     /// After a loss (the stop already went to the guard): wait until nothing of the tree
-    /// is left, then exit with the "leadership lost" code.
-    async fn stop<O>(&mut self, mut job: Job, lost: Lost) -> Phase<O> {
+    /// is left, then exit with the "leadership lost" code, or with `--rejoin` wait for the
+    /// lock again.
+    async fn stop<L: Lock>(
+        &mut self,
+        election: &Election<L>,
+        mut job: Job,
+        lost: Lost,
+        held: Option<Leadership<L::Object>>,
+    ) -> Phase<L::Object> {
         self.reporter.lost(&lost);
         // The guard KILLs after the grace; if it has not said the tree is gone well after
         // that, it is stuck itself: kill everything from here.
@@ -359,8 +368,20 @@ impl Context<'_> {
             }
         };
         self.reporter.child_stopped(status);
+        if let Some(l) = held {
+            // A step-down: nothing of the job runs any more; let the lock go now.
+            self.reporter.stopped_leading(true);
+            if let Err(e) = election.finish(l, AfterExit::Release).await {
+                self.reporter.release_failed(&e);
+            }
+        }
         self.reporter.ended();
-        Phase::Done(exit::LEADERSHIP_LOST)
+        if self.args.rejoin {
+            self.reporter.rejoining();
+            Phase::Waiting
+        } else {
+            Phase::Done(exit::LEADERSHIP_LOST)
+        }
     }
 
     /// The child is done: release the lock (or leave it to expire), then exit with `code`.

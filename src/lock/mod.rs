@@ -76,8 +76,15 @@ pub struct Observed<O> {
     pub resource_version: String,
     /// The object's uid: a different one means it was deleted and created again.
     pub uid: String,
+    /// The holder a `step-down` asked to let go (the `STEP_DOWN` annotation), if any.
+    pub step_down: Option<String>,
     pub object: O,
 }
+
+/// The annotation by which `leaderrun step-down` asks the named holder to stop its child
+/// and release. Followers ignore it (it is not the record); a write that changes the holder
+/// (a release, a takeover) removes it, so it cannot linger and hit the next leader.
+pub const STEP_DOWN: &str = "leaderrun.io/step-down";
 
 /// One change seen by a watch.
 #[derive(Debug)]
@@ -205,6 +212,14 @@ pub trait Lock {
         record: &LeaderRecord,
         timeout: Duration,
     ) -> Result<Observed<Self::Object>, LockError>;
+    /// Asks `holder` to step down: the object written back with the `STEP_DOWN` annotation
+    /// naming it, the record unchanged, failing with `Conflict` if it changed since `prev`.
+    async fn request_step_down(
+        &self,
+        prev: &Observed<Self::Object>,
+        holder: &str,
+        timeout: Duration,
+    ) -> Result<Observed<Self::Object>, LockError>;
     /// Watches the one object from `resource_version`.
     async fn watch(
         &self,
@@ -304,6 +319,11 @@ fn observe<K: LockObject>(object: K, describe: &str) -> Result<Observed<K>, Lock
         record,
         resource_version: meta.resource_version.clone().unwrap_or_default(),
         uid: meta.uid.clone().unwrap_or_default(),
+        step_down: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(STEP_DOWN))
+            .cloned(),
         object,
     })
 }
@@ -331,6 +351,49 @@ async fn within<T>(
     tokio::time::timeout(timeout, f)
         .await
         .unwrap_or(Err(LockError::Timeout(timeout)))
+}
+
+impl<K: LockObject> KubeLock<K> {
+    /// Writes `obj` over `prev`, with the version read: without it a ConfigMap PUT
+    /// overwrites unconditionally, and two copies could both believe they lead.
+    async fn replace(
+        &self,
+        prev: &Observed<K>,
+        mut obj: K,
+        verb: &'static str,
+        timeout: Duration,
+    ) -> Result<Observed<K>, LockError> {
+        if prev.resource_version.is_empty() {
+            return Err(LockError::Conflict(self.describe()));
+        }
+        obj.meta_mut().resource_version = Some(prev.resource_version.clone());
+        within(timeout, async {
+            let updated = self
+                .api
+                .replace(&self.name, &PostParams::default(), &obj)
+                .await
+                .map_err(|e| self.error(verb, e))?;
+            self.observe(updated)
+        })
+        .await
+    }
+}
+
+/// Sets (or with None removes) an annotation of `obj`.
+fn set_annotation<K: LockObject>(obj: &mut K, key: &str, value: Option<&str>) {
+    let annotations = &mut obj.meta_mut().annotations;
+    match value {
+        Some(v) => {
+            annotations
+                .get_or_insert_with(Default::default)
+                .insert(key.to_string(), v.to_string());
+        }
+        None => {
+            if let Some(a) = annotations.as_mut() {
+                a.remove(key);
+            }
+        }
+    }
 }
 
 impl<K: LockObject> Lock for KubeLock<K> {
@@ -382,22 +445,24 @@ impl<K: LockObject> Lock for KubeLock<K> {
         record: &LeaderRecord,
         timeout: Duration,
     ) -> Result<Observed<K>, LockError> {
-        within(timeout, async {
-            let mut obj = prev.object.with_record(record);
-            // Always the version we read: without it a ConfigMap PUT overwrites
-            // unconditionally, and two copies could both believe they lead.
-            obj.meta_mut().resource_version = Some(prev.resource_version.clone());
-            if prev.resource_version.is_empty() {
-                return Err(LockError::Conflict(self.describe()));
-            }
-            let updated = self
-                .api
-                .replace(&self.name, &PostParams::default(), &obj)
-                .await
-                .map_err(|e| self.error("update", e))?;
-            self.observe(updated)
-        })
-        .await
+        let mut obj = prev.object.with_record(record);
+        // A step-down request is for the holder it names: a write that makes someone else
+        // the holder (a release, a takeover) clears it.
+        if prev.step_down.as_deref() != Some(record.holder_identity.as_str()) || !record.is_held() {
+            set_annotation(&mut obj, STEP_DOWN, None);
+        }
+        self.replace(prev, obj, "update", timeout).await
+    }
+
+    async fn request_step_down(
+        &self,
+        prev: &Observed<K>,
+        holder: &str,
+        timeout: Duration,
+    ) -> Result<Observed<K>, LockError> {
+        let mut obj = prev.object.clone();
+        set_annotation(&mut obj, STEP_DOWN, Some(holder));
+        self.replace(prev, obj, "update", timeout).await
     }
 
     async fn watch(

@@ -71,6 +71,19 @@ impl<'a, L: Lock> Follow<'a, L> {
         }
     }
 
+    /// Watches from an object already read (a leader's own lock): no read first.
+    pub fn watching(
+        lock: &'a L,
+        from: &Observed<L::Object>,
+        retry_period: Duration,
+        call_timeout: Duration,
+    ) -> Self {
+        let mut f = Follow::new(lock, retry_period, call_timeout);
+        f.resource_version = from.resource_version.clone();
+        f.source = Source::Watch { at: Instant::now() };
+        f
+    }
+
     /// Reads the object again before anything else (after a write met a conflict).
     pub fn read_again(&mut self) {
         self.source = Source::Read { at: Instant::now() };

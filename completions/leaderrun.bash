@@ -67,7 +67,7 @@ _leaderrun() {
             return 0
             ;;
         leaderrun__subcmd__force__subcmd__release)
-            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --holder --yes --log-format --verbose --quiet --help"
+            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --slot --holder --yes --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -94,6 +94,10 @@ _leaderrun() {
                     return 0
                     ;;
                 --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --slot)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -197,7 +201,7 @@ _leaderrun() {
             return 0
             ;;
         leaderrun__subcmd__inspect)
-            opts="-n -o -w -v -q -h --lock --name --namespace --kubeconfig --context --output --watch --log-format --verbose --quiet --help"
+            opts="-n -o -w -v -q -h --lock --name --namespace --kubeconfig --context --output --watch --slots --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -235,6 +239,10 @@ _leaderrun() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --slots)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
@@ -247,7 +255,7 @@ _leaderrun() {
             return 0
             ;;
         leaderrun__subcmd__run)
-            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --identity --lease-duration --renew-deadline --retry-period --kill-grace --no-wait --conflict-exit-code --wait-timeout --no-release --keep-after-exit --stop-signal --rejoin --events --health-addr --log-format --verbose --quiet --help"
+            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --identity --lease-duration --renew-deadline --retry-period --kill-grace --no-wait --conflict-exit-code --wait-timeout --no-release --keep-after-exit --stop-signal --slots --rejoin --events --health-addr --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -313,6 +321,10 @@ _leaderrun() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --slots)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --health-addr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -329,7 +341,7 @@ _leaderrun() {
             return 0
             ;;
         leaderrun__subcmd__step__subcmd__down)
-            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --holder --timeout --log-format --verbose --quiet --help"
+            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --slot --holder --timeout --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -356,6 +368,10 @@ _leaderrun() {
                     return 0
                     ;;
                 --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --slot)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -46,6 +46,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l conflict-exi
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l wait-timeout -d 'Give up waiting for the lock after this long (exit 124)' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l keep-after-exit -d 'When the child ends, keep holding (and renewing) the lock for this long, then release and exit (for cron: a copy that fires a little late on another host does not run the job again)' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l stop-signal -d 'The signal that starts a stop of the child (lost leadership, step-down, leftovers): a name with or without SIG (TERM, SIGINT, QUIT) or a number. KILL follows after --kill-grace. Signals leaderrun receives are forwarded as they are' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l slots -d 'At most N copies run the command at once: N locks NAME-0 to NAME-(N-1), of which a copy holds one (the child gets LEADERRUN_SLOT). With 1, the lock is NAME itself' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l health-addr -d 'Serve /healthz, /readyz (200 only while leader) and /metrics on this address' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
@@ -64,6 +65,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l kubeconf
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l context -d 'Kubeconfig context to use [default: the current context]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s o -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l slots -d 'Show every slot of a lock run with --slots N (NAME-0 to NAME-(N-1))' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s w -l watch -d 'Print a line each time the holder or renew time changes, until interrupted'
@@ -76,6 +78,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l na
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l context -d 'Kubeconfig context to use [default: the current context]' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l slot -d 'The slot of a lock run with --slots (the object NAME-K)' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l holder -d 'Release only if this identity holds the lock' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
@@ -89,6 +92,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l name -
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l context -d 'Kubeconfig context to use [default: the current context]' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l slot -d 'The slot of a lock run with --slots (the object NAME-K)' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l holder -d 'Ask only if this identity holds the lock' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l timeout -d 'How long to wait for the holder to let go (exit 7 after)' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l log-format -d 'Log format on stderr' -r -f -a "text\t''

@@ -150,6 +150,10 @@ pub struct RunArgs {
     /// --kill-grace. Signals leaderrun receives are forwarded as they are.
     #[arg(long, value_name = "SIG", default_value = "TERM", value_parser = parse_stop_signal, env = "LEADERRUN_STOP_SIGNAL")]
     pub stop_signal: nix::sys::signal::Signal,
+    /// At most N copies run the command at once: N locks NAME-0 to NAME-(N-1), of which a
+    /// copy holds one (the child gets LEADERRUN_SLOT). With 1, the lock is NAME itself.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000), env = "LEADERRUN_SLOTS")]
+    pub slots: u32,
     /// After lost leadership, stop the child and wait for the lock again (a standby once
     /// more) instead of exiting 121. When the child exits on its own, leaderrun still exits
     /// with its status.
@@ -184,8 +188,11 @@ pub struct InspectArgs {
     #[arg(short, long, value_enum, default_value = "text")]
     pub output: OutputFormat,
     /// Print a line each time the holder or renew time changes, until interrupted.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "slots")]
     pub watch: bool,
+    /// Show every slot of a lock run with --slots N (NAME-0 to NAME-(N-1)).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000), env = "LEADERRUN_SLOTS")]
+    pub slots: u32,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -195,6 +202,9 @@ pub struct InspectArgs {
 pub struct ForceReleaseArgs {
     #[command(flatten)]
     pub lock: LockArgs,
+    /// The slot of a lock run with --slots (the object NAME-K).
+    #[arg(long, value_name = "K")]
+    pub slot: Option<u32>,
     /// Release only if this identity holds the lock.
     #[arg(long)]
     pub holder: Option<String>,
@@ -240,6 +250,9 @@ pub fn parse_stop_signal(s: &str) -> Result<nix::sys::signal::Signal, String> {
 pub struct StepDownArgs {
     #[command(flatten)]
     pub lock: LockArgs,
+    /// The slot of a lock run with --slots (the object NAME-K).
+    #[arg(long, value_name = "K")]
+    pub slot: Option<u32>,
     /// Ask only if this identity holds the lock.
     #[arg(long)]
     pub holder: Option<String>,
@@ -248,6 +261,16 @@ pub struct StepDownArgs {
     pub timeout: Duration,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+impl LockArgs {
+    /// The object name: NAME, or NAME-K for `--slot K`.
+    pub fn object_name(&self, slot: Option<u32>) -> String {
+        match slot {
+            Some(k) => format!("{}-{k}", self.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// `leaderrun [OPTIONS] -- CMD` means `leaderrun run [OPTIONS] -- CMD`.

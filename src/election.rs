@@ -164,6 +164,8 @@ pub fn decide<O>(
 /// Held leadership.
 #[derive(Debug)]
 pub struct Leadership<O> {
+    /// Which of the election's locks (`--slots`) is held.
+    pub slot: usize,
     pub held: Observed<O>,
     /// The send time of the last renew that succeeded and changed the leader record
     /// (a no-op write is invisible to followers): the anchor of every deadline.
@@ -245,21 +247,47 @@ pub struct WaitOptions {
 pub type WallClock = std::sync::Arc<dyn Fn() -> record::Time + Send + Sync>;
 
 pub struct Election<L: Lock> {
-    pub lock: L,
+    /// One lock, or one per slot (`--slots N`: at most N leaders at once).
+    pub locks: Vec<L>,
     pub identity: String,
     pub timing: Timing,
     pub writes: Writes,
     wall: WallClock,
+    /// Cleared once the API server refused a watch: a leader then does not try again.
+    watch_allowed: std::sync::atomic::AtomicBool,
 }
 
 impl<L: Lock> Election<L> {
     pub fn new(lock: L, identity: String, timing: Timing) -> Self {
+        Self::with_slots(vec![lock], identity, timing)
+    }
+
+    /// An election over several locks, of which this process takes at most one.
+    pub fn with_slots(locks: Vec<L>, identity: String, timing: Timing) -> Self {
+        assert!(
+            !locks.is_empty(),
+            "an election has at least one lock (one slot)"
+        );
         Election {
-            lock,
+            locks,
             identity,
             timing,
             writes: Writes::default(),
             wall: std::sync::Arc::new(record::now),
+            watch_allowed: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// The lock of `slot`.
+    pub fn lock(&self, slot: usize) -> &L {
+        &self.locks[slot.min(self.locks.len() - 1)]
+    }
+
+    /// `lease default/name`, or with slots `lease default/name-0 (+2 slots)`.
+    pub fn describe(&self) -> String {
+        match self.locks.len() {
+            1 => self.locks[0].describe(),
+            n => format!("{} (+{} slots)", self.locks[0].describe(), n - 1),
         }
     }
 
@@ -269,9 +297,9 @@ impl<L: Lock> Election<L> {
         self
     }
 
-    /// The wall clock now, at the resolution the lock's record keeps.
+    /// The wall clock now, at the resolution the locks' records keep.
     fn record_now(&self) -> record::Time {
-        record::at_resolution((self.wall)(), self.lock.resolution())
+        record::at_resolution((self.wall)(), self.lock(0).resolution())
     }
 
     fn lease_seconds(&self) -> i32 {
@@ -283,10 +311,11 @@ impl<L: Lock> Election<L> {
         self.timing.renew_deadline
     }
 
-    /// Waits until this process holds the lock. Observations come from one `Follow`
-    /// (a watch, with reads and polling as the fallback); each one goes through `decide`.
-    /// `stop` carries a signal that ends the wait: it is honoured between requests, never by
-    /// abandoning a write, and a write that landed is released before returning.
+    /// Waits until this process holds the lock (one of the slots). Observations come from
+    /// one `Follow` per slot (a watch, with reads and polling as the fallback); each one
+    /// goes through `decide`. `stop` carries a signal that ends the wait: it is honoured
+    /// between requests, never by abandoning a write, and a write that landed is released
+    /// before returning.
     pub async fn acquire(
         &self,
         opts: WaitOptions,
@@ -295,11 +324,15 @@ impl<L: Lock> Election<L> {
     ) -> Result<Leadership<L::Object>, AcquireError> {
         let start = Instant::now();
         let wait_deadline = opts.wait_timeout.map(|d| start + d);
-        let mut follow = Follow::new(&self.lock, self.timing.retry_period, self.call_timeout());
-        let mut view: View<L::Object> = View::new(start);
+        let mut follows: Vec<Follow<L>> = self
+            .locks
+            .iter()
+            .map(|l| Follow::new(l, self.timing.retry_period, self.call_timeout()))
+            .collect();
+        let mut views: Vec<View<L::Object>> = self.locks.iter().map(|_| View::new(start)).collect();
         let mut waiting_for: Option<String> = None;
-        // --no-wait: the first sight of a held lock, to tell whether it changes.
-        let mut first_seen: Option<Instant> = None;
+        // --no-wait: the first sight of each held slot, to tell whether it changes.
+        let mut first_seen: Vec<Option<Instant>> = vec![None; self.locks.len()];
         let mut wake: Option<Instant> = None;
         loop {
             // Ends when something is observed, a decision's time comes, the wait times out,
@@ -309,51 +342,71 @@ impl<L: Lock> Election<L> {
                 (w, d) => w.or(d),
             };
             tokio::select! {
-                seen = follow.next() => view.see(seen?, Instant::now()),
+                (slot, seen) = next_of(&mut follows) => views[slot].see(seen?, Instant::now()),
                 _ = sleep_until_opt(until) => {}
                 sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
             }
             if wait_deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(AcquireError::WaitTimeout);
             }
-            if !view.known {
+            if !views.iter().all(|v| v.known) {
                 continue;
             }
             let now = Instant::now();
-            match decide(
-                &self.identity,
-                &view,
-                |r| self.writes.ours(r),
-                self.timing.lease_duration,
-                now,
-            ) {
-                Decision::Wait {
-                    until,
-                    holder,
-                    impostor,
-                } => {
-                    let first = *first_seen.get_or_insert(view.observed_at);
-                    if opts.no_wait && self.no_wait_gives_up(&view, first) {
-                        return Err(AcquireError::Held { holder });
-                    }
-                    if waiting_for.as_deref() != Some(holder.as_str()) {
-                        observer.waiting(&holder, impostor);
-                        waiting_for = Some(holder);
-                    }
-                    wake = Some(until);
+            let decisions: Vec<Decision> = views
+                .iter()
+                .map(|v| {
+                    decide(
+                        &self.identity,
+                        v,
+                        |r| self.writes.ours(r),
+                        self.timing.lease_duration,
+                        now,
+                    )
+                })
+                .collect();
+            let Some(slot) = decisions
+                .iter()
+                .position(|d| !matches!(d, Decision::Wait { .. }))
+            else {
+                // Every slot is held by another.
+                let gives_up = (0..views.len()).all(|i| {
+                    let first = *first_seen[i].get_or_insert(views[i].observed_at);
+                    self.no_wait_gives_up(&views[i], first)
+                });
+                let holders = holders_of(&decisions);
+                if opts.no_wait && gives_up {
+                    return Err(AcquireError::Held { holder: holders });
                 }
-                decision => {
-                    wake = None;
-                    match self.take(&view, decision).await {
-                        Ok(leadership) => return self.keep_unless_stopped(leadership, stop).await,
-                        Err(Taken::Again) => follow.read_again(),
-                        Err(Taken::Pause(error)) => {
-                            self.pause_after(error, stop).await;
-                            follow.read_again();
-                        }
-                        Err(Taken::Fail(e)) => return Err(e.into()),
-                    }
+                if waiting_for.as_deref() != Some(holders.as_str()) {
+                    let impostor = decisions
+                        .iter()
+                        .any(|d| matches!(d, Decision::Wait { impostor: true, .. }));
+                    observer.waiting(&holders, impostor);
+                    waiting_for = Some(holders);
                 }
+                wake = decisions
+                    .iter()
+                    .filter_map(|d| match d {
+                        Decision::Wait { until, .. } => Some(*until),
+                        _ => None,
+                    })
+                    .min();
+                continue;
+            };
+            wake = None;
+            if follows.iter().any(|f| !f.watch_allowed()) {
+                self.watch_allowed
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            match self.take(slot, &views[slot], decisions[slot].clone()).await {
+                Ok(leadership) => return self.keep_unless_stopped(leadership, stop).await,
+                Err(Taken::Again) => follows[slot].read_again(),
+                Err(Taken::Pause(error)) => {
+                    self.pause_after(slot, error, stop).await;
+                    follows[slot].read_again();
+                }
+                Err(Taken::Fail(e)) => return Err(e.into()),
             }
         }
     }
@@ -388,10 +441,15 @@ impl<L: Lock> Election<L> {
 
     /// The pause after a write that did not take: a retry period after an error, a moment
     /// when there was nothing to write yet. A stop cuts it short.
-    async fn pause_after(&self, error: Option<LockError>, stop: &mut watch::Receiver<Option<i32>>) {
+    async fn pause_after(
+        &self,
+        slot: usize,
+        error: Option<LockError>,
+        stop: &mut watch::Receiver<Option<i32>>,
+    ) {
         let pause = match error {
             Some(e) => {
-                warn!(lock = %self.lock.describe(), error = %e, "cannot write the lock; retrying");
+                warn!(lock = %self.lock(slot).describe(), error = %e, "cannot write the lock; retrying");
                 self.timing.retry_period
             }
             None => self.timing.retry_period.min(Duration::from_millis(250)),
@@ -399,18 +457,20 @@ impl<L: Lock> Election<L> {
         sleep_or_stop(Some(Instant::now() + pause), stop).await;
     }
 
-    /// One acquiring write, as `decision` says. Never abandoned halfway.
+    /// One acquiring write to `slot`, as `decision` says. Never abandoned halfway.
     async fn take(
         &self,
+        slot: usize,
         view: &View<L::Object>,
         decision: Decision,
     ) -> Result<Leadership<L::Object>, Taken> {
+        let lock = self.lock(slot);
         let now = self.record_now();
         let current = view.current.as_ref();
         let next = match (decision, current) {
             (Decision::Take, Some(o)) if o.record.holder_identity == self.identity => o
                 .record
-                .renewed(self.lease_seconds(), now, self.lock.resolution()),
+                .renewed(self.lease_seconds(), now, lock.resolution()),
             (_, prev) => LeaderRecord::taken(
                 prev.map(|o| &o.record),
                 view.transitions_seen,
@@ -427,17 +487,18 @@ impl<L: Lock> Election<L> {
         self.writes.sent(&next);
         let sent = Instant::now();
         let result = match current {
-            None => self.lock.create(&next, self.call_timeout()).await,
-            Some(prev) => self.lock.update(prev, &next, self.call_timeout()).await,
+            None => lock.create(&next, self.call_timeout()).await,
+            Some(prev) => lock.update(prev, &next, self.call_timeout()).await,
         };
         match result {
             Ok(held) => Ok(Leadership {
+                slot,
                 fencing_token: held.record.leader_transitions,
                 held,
                 last_renew_sent: sent,
             }),
             Err(LockError::Conflict(_) | LockError::AlreadyExists(_) | LockError::NotFound(_)) => {
-                debug!(lock = %self.lock.describe(), "another copy wrote first; reading again");
+                debug!(lock = %lock.describe(), "another copy wrote first; reading again");
                 Err(Taken::Again)
             }
             Err(e) if e.is_transient() => Err(Taken::Pause(Some(e))),
@@ -464,12 +525,13 @@ impl<L: Lock> Election<L> {
         let mut failures = 0u32;
         // The leader watches its own lock: a takeover, a release by another client, a
         // deletion or a step-down request is seen at once, not at the next renew.
-        let mut watch = Some(Follow::watching(
-            &self.lock,
-            &l.held,
-            self.timing.retry_period,
-            self.call_timeout(),
-        ));
+        let lock = self.lock(l.slot);
+        let mut watch = self
+            .watch_allowed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| {
+                Follow::watching(lock, &l.held, self.timing.retry_period, self.call_timeout())
+            });
         loop {
             // Ends at the next renew, the deadline, a nudge, or news from the watch.
             let deadline = self.deadline(l);
@@ -501,11 +563,10 @@ impl<L: Lock> Election<L> {
                     last_error,
                 };
             }
-            let record = l.held.record.renewed(
-                self.lease_seconds(),
-                self.record_now(),
-                self.lock.resolution(),
-            );
+            let record =
+                l.held
+                    .record
+                    .renewed(self.lease_seconds(), self.record_now(), lock.resolution());
             if record == l.held.record {
                 // Within the same second of a ConfigMap record: a write would change
                 // nothing and count for nothing. Try again in a moment.
@@ -513,12 +574,12 @@ impl<L: Lock> Election<L> {
                 continue;
             }
             self.writes.sent(&record);
-            let result = self.lock.update(&l.held, &record, deadline - sent).await;
+            let result = lock.update(&l.held, &record, deadline - sent).await;
             let latency = sent.elapsed();
             match result {
                 Ok(held) => {
                     if failures > 0 {
-                        debug!(lock = %self.lock.describe(), failures, "renewed again after failures");
+                        debug!(lock = %lock.describe(), failures, "renewed again after failures");
                     }
                     failures = 0;
                     l.last_renew_sent = sent;
@@ -527,11 +588,11 @@ impl<L: Lock> Election<L> {
                     next = sent + self.timing.retry_period;
                 }
                 Err(LockError::Conflict(_)) => {
-                    observer.renew_failed(latency, &LockError::Conflict(self.lock.describe()));
+                    observer.renew_failed(latency, &LockError::Conflict(lock.describe()));
                     failures += 1;
                     last_error = format!(
                         "409 Conflict: somebody else wrote the {} ({failures} in a row)",
-                        self.lock.describe()
+                        lock.describe()
                     );
                     match self.after_conflict(l, deadline, failures).await {
                         Ok(at) => next = at,
@@ -542,7 +603,7 @@ impl<L: Lock> Election<L> {
                 Err(LockError::NotFound(_)) => return Lost::Deleted,
                 Err(e) => {
                     observer.renew_failed(latency, &e);
-                    warn!(lock = %self.lock.describe(), error = %e, "renew failed; retrying until the renew deadline");
+                    warn!(lock = %lock.describe(), error = %e, "renew failed; retrying until the renew deadline");
                     last_error = e.to_string();
                     failures += 1;
                     next = Instant::now() + self.timing.retry_period / 2;
@@ -588,7 +649,7 @@ impl<L: Lock> Election<L> {
         failures: u32,
     ) -> Result<Instant, Option<Lost>> {
         let left = deadline.saturating_duration_since(Instant::now());
-        match self.lock.get(left).await {
+        match self.lock(l.slot).get(left).await {
             Ok(Some(o)) if o.uid != l.held.uid => Err(Some(Lost::Deleted)),
             Ok(Some(o))
                 if o.step_down.as_deref() == Some(self.identity.as_str())
@@ -625,12 +686,13 @@ impl<L: Lock> Election<L> {
         if after == AfterExit::Leave {
             return Ok(());
         }
+        let lock = self.lock(l.slot);
         let mut held = l.held;
         for _ in 0..2 {
             let record = held.record.released(self.record_now());
-            match self.lock.update(&held, &record, self.call_timeout()).await {
+            match lock.update(&held, &record, self.call_timeout()).await {
                 Ok(_) => return Ok(()),
-                Err(LockError::Conflict(_)) => match self.lock.get(self.call_timeout()).await? {
+                Err(LockError::Conflict(_)) => match lock.get(self.call_timeout()).await? {
                     Some(o) if o.uid == held.uid && self.writes.ours(&o.record) => held = o,
                     // Not ours any more: nothing to release.
                     _ => return Ok(()),
@@ -639,7 +701,7 @@ impl<L: Lock> Election<L> {
                 Err(e) => return Err(e),
             }
         }
-        Err(LockError::Conflict(self.lock.describe()))
+        Err(LockError::Conflict(lock.describe()))
     }
 }
 
@@ -650,6 +712,29 @@ enum Taken {
     /// A transient error, or nothing to write yet: pause, then read again.
     Pause(Option<LockError>),
     Fail(LockError),
+}
+
+/// The next observation of any slot, with the slot's index.
+async fn next_of<'a, L: Lock>(
+    follows: &mut [Follow<'a, L>],
+) -> (usize, Result<Option<Observed<L::Object>>, LockError>) {
+    let futures = follows
+        .iter_mut()
+        .enumerate()
+        .map(|(i, f)| Box::pin(async move { (i, f.next().await) }));
+    futures::future::select_all(futures).await.0
+}
+
+/// Who holds the slots, for the log: one holder, or all of them.
+fn holders_of(decisions: &[Decision]) -> String {
+    let holders: Vec<&str> = decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Wait { holder, .. } => Some(holder.as_str()),
+            _ => None,
+        })
+        .collect();
+    holders.join(", ")
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
@@ -1259,6 +1344,60 @@ mod paused {
             assert!(want(&lost), "{lost}");
             assert!(t0.elapsed() <= T.retry_period, "at the next renew");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_slots_a_free_slot_is_taken_and_a_freed_one_seen_at_once() {
+        let (a, b) = (FakeLock::default(), FakeLock::default());
+        a.write(held("x"));
+        let e = Election::with_slots(vec![a.clone(), b.clone()], "me".into(), T);
+        let l = acquire(&e).await.unwrap();
+        assert_eq!(l.slot, 1, "the free slot");
+        // Both held: wait; a release of either is seen through its watch.
+        let e2 = Election::with_slots(vec![a.clone(), b.clone()], "me2".into(), T);
+        let a2 = a.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let r = a2.record().unwrap();
+            a2.write(r.released(record::now()));
+        });
+        let t0 = Instant::now();
+        let l2 = acquire(&e2).await.unwrap();
+        assert_eq!(l2.slot, 0);
+        assert!(
+            close(t0.elapsed(), Duration::from_secs(1)),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_down_request_is_seen_at_once_and_one_for_another_holder_is_not() {
+        let lock = FakeLock::default();
+        let e = election(&lock, "me");
+        let mut l = acquire(&e).await.unwrap();
+        let nudge = tokio::sync::Notify::new();
+        let l2 = lock.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let seen = l2.get(Duration::from_secs(1)).await.unwrap().unwrap();
+            l2.request_step_down(&seen, "someone-else", Duration::from_secs(1))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let seen = l2.get(Duration::from_secs(1)).await.unwrap().unwrap();
+            l2.request_step_down(&seen, "me", Duration::from_secs(1))
+                .await
+                .unwrap();
+        });
+        let t0 = Instant::now();
+        let lost = e.hold(&mut l, &Unobserved, &nudge).await;
+        assert!(matches!(lost, Lost::SteppedDown), "{lost}");
+        assert!(
+            close(t0.elapsed(), Duration::from_millis(1100)),
+            "at once: {:?}",
+            t0.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,7 @@ use crate::cli::{ForceReleaseArgs, InspectArgs, OutputFormat};
 use crate::client::{connect_to_lock, SetupError, Target};
 use crate::exit;
 use crate::lock::watch::Follow;
-use crate::lock::{self, Kind, Lock, LockError, Observed, WithLock};
+use crate::lock::{self, Kind, Lock, LockError, Observed, WithLock, WithLocks};
 use crate::record::{self, LeaderRecord, State, Time};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -134,6 +134,17 @@ fn watch_line(
 }
 
 pub async fn inspect(args: InspectArgs) -> Result<u8, InspectError> {
+    if args.slots > 1 {
+        let names = lock::slot_names(&args.lock.name, args.slots);
+        let longest = names.last().cloned().unwrap_or_default();
+        let (client, ns) = connect_to_lock(&Target::from(&args.lock), &longest).await?;
+        let work = InspectSlots {
+            args: &args,
+            namespace: &ns,
+            names: &names,
+        };
+        return lock::open_all(args.lock.lock, client, &ns, &names, work).await;
+    }
     let (client, ns) = connect_to_lock(&Target::from(&args.lock), &args.lock.name).await?;
     let work = Inspect {
         args: &args,
@@ -189,6 +200,64 @@ impl WithLock for Inspect<'_> {
     }
 }
 
+/// `inspect --slots N`: every slot, one after the other.
+struct InspectSlots<'a> {
+    args: &'a InspectArgs,
+    namespace: &'a str,
+    names: &'a [String],
+}
+
+impl WithLocks for InspectSlots<'_> {
+    type Output = Result<u8, InspectError>;
+
+    async fn with<L: Lock>(self, locks: Vec<L>) -> Self::Output {
+        let now = record::now();
+        let mut slots = Vec::new();
+        let (mut held, mut existing) = (0, 0);
+        for (lock, name) in locks.iter().zip(self.names) {
+            let seen = lock.get(CALL_TIMEOUT).await?;
+            let subject = Subject {
+                kind: self.args.lock.lock,
+                namespace: self.namespace,
+                name,
+            };
+            existing += seen.is_some() as usize;
+            held += seen
+                .as_ref()
+                .is_some_and(|o| o.record.state(now) == State::Held) as usize;
+            match self.args.output {
+                OutputFormat::Json => slots.push(to_json(
+                    &subject,
+                    seen.as_ref()
+                        .map(|o| (&o.record, o.resource_version.as_str())),
+                    now,
+                )),
+                OutputFormat::Text => match &seen {
+                    None => println!(
+                        "lock:         {}\nstate:        missing (no such object)\n",
+                        lock.describe()
+                    ),
+                    Some(o) => println!("{}", to_text(&lock.describe(), &o.record, now)),
+                },
+            }
+        }
+        if self.args.output == OutputFormat::Json {
+            println!(
+                "{}",
+                json!({"kind": self.args.lock.lock.as_str(), "namespace": self.namespace, "name": self.args.lock.name, "slots": slots})
+            );
+        }
+        // Held: every slot is taken; free: at least one can be taken; missing: none exists.
+        Ok(if existing == 0 {
+            exit::INSPECT_MISSING
+        } else if held == locks.len() {
+            exit::INSPECT_HELD
+        } else {
+            exit::INSPECT_FREE
+        })
+    }
+}
+
 /// Prints a line each time the holder or the renew time changes, until Ctrl-C or TERM.
 async fn watch_changes<L: Lock>(
     lock: &L,
@@ -235,15 +304,9 @@ pub async fn force_release(args: ForceReleaseArgs) -> Result<u8, InspectError> {
         eprintln!("leaderrun: force-release without --holder releases whoever holds the lock; add --yes to confirm, or name the holder with --holder ID");
         return Ok(exit::RELEASE_REFUSED);
     }
-    let (client, ns) = connect_to_lock(&Target::from(&args.lock), &args.lock.name).await?;
-    lock::open(
-        args.lock.lock,
-        client,
-        &ns,
-        &args.lock.name,
-        ForceRelease(&args),
-    )
-    .await
+    let name = args.lock.object_name(args.slot);
+    let (client, ns) = connect_to_lock(&Target::from(&args.lock), &name).await?;
+    lock::open(args.lock.lock, client, &ns, &name, ForceRelease(&args)).await
 }
 
 struct ForceRelease<'a>(&'a ForceReleaseArgs);

@@ -22,7 +22,7 @@ const EVENTS_FLUSH: Duration = Duration::from_secs(5);
 pub struct Reporter {
     pub metrics: Arc<Metrics>,
     events: Option<Recorder>,
-    lock: String,
+    lock: Mutex<String>,
     identity: String,
     /// The lock object as it was when leadership began (its uid does not change), for Events.
     target: Mutex<Option<ObjectReference>>,
@@ -39,7 +39,7 @@ impl Reporter {
         Reporter {
             metrics,
             events,
-            lock,
+            lock: Mutex::new(lock),
             identity,
             target: Mutex::new(None),
             pending: Mutex::new(Vec::new()),
@@ -63,14 +63,21 @@ impl Reporter {
             .push(task);
     }
 
+    /// The lock (or slot's lock) being talked about.
+    fn lock(&self) -> String {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn became_leader(
         &self,
+        lock: String,
         token: i32,
         anchor: Instant,
         deadline: Instant,
         target: Option<ObjectReference>,
     ) {
-        info!(lock = %self.lock, identity = %self.identity, transitions = token, "became leader");
+        *self.lock.lock().unwrap_or_else(|p| p.into_inner()) = lock;
+        info!(lock = %self.lock(), identity = %self.identity, transitions = token, "became leader");
         self.metrics.became_leader(token, anchor, deadline);
         *self.target.lock().unwrap_or_else(|p| p.into_inner()) = target;
         self.event(false, format!("{} became leader", self.identity));
@@ -87,7 +94,7 @@ impl Reporter {
 
     /// The child ended on its own (before anything of its tree was stopped).
     pub fn child_exited(&self, status: ChildExit) {
-        info!(lock = %self.lock, status = ?status, "child exited");
+        info!(lock = %self.lock(), status = ?status, "child exited");
         self.metrics.child_exited(status.exit_code());
     }
 
@@ -98,30 +105,30 @@ impl Reporter {
 
     /// Keeping the lock after the child's exit.
     pub fn keeping(&self, keep: Duration) {
-        info!(lock = %self.lock, keep = ?keep, "keeping the lock after the child's exit");
+        info!(lock = %self.lock(), keep = ?keep, "keeping the lock after the child's exit");
     }
 
     /// Leadership ends because the child is done: the lock is released or left.
     pub fn stopped_leading(&self, released: bool) {
-        info!(lock = %self.lock, identity = %self.identity, released, "leadership ends");
+        info!(lock = %self.lock(), identity = %self.identity, released, "leadership ends");
         self.event(false, format!("{} stopped leading", self.identity));
     }
 
     /// Leadership was lost. Called after the stop went to the guard, never before.
     pub fn lost(&self, reason: &Lost) {
-        error!(lock = %self.lock, identity = %self.identity, reason = %reason, "lost leadership; stopping the child");
+        error!(lock = %self.lock(), identity = %self.identity, reason = %reason, "lost leadership; stopping the child");
         self.metrics.lost_leadership();
         self.event(true, format!("{} lost leadership: {reason}", self.identity));
     }
 
     /// The guard's own deadline fired before leaderrun's (leaderrun was stopped or stuck).
     pub fn guard_deadline(&self) {
-        error!(lock = %self.lock, "the guard's deadline passed without a renew; it stopped the child");
+        error!(lock = %self.lock(), "the guard's deadline passed without a renew; it stopped the child");
         self.metrics.lost_leadership();
     }
 
     pub fn guard_lost(&self) {
-        error!(lock = %self.lock, "the guard process died; the child's tree was killed");
+        error!(lock = %self.lock(), "the guard process died; the child's tree was killed");
         self.metrics.lost_leadership();
     }
 
@@ -135,13 +142,13 @@ impl Reporter {
 
     pub fn release_failed(&self, error: &LockError) {
         // Not fatal: the lock expires after the lease duration anyway.
-        warn!(lock = %self.lock, error = %error, "could not release the lock; it will expire");
+        warn!(lock = %self.lock(), error = %error, "could not release the lock; it will expire");
     }
 
     /// `--rejoin`: after a loss, waiting for the lock again.
     pub fn rejoining(&self) {
         let round = self.metrics.rejoined();
-        info!(lock = %self.lock, identity = %self.identity, round, "rejoining as a standby after lost leadership");
+        info!(lock = %self.lock(), identity = %self.identity, round, "rejoining as a standby after lost leadership");
     }
 
     /// Nothing of this leadership runs any more.
@@ -168,11 +175,11 @@ impl Observer for Reporter {
 
     fn waiting(&self, holder: &str, impostor: bool) {
         if impostor {
-            warn!(lock = %self.lock, identity = %self.identity, "the lock names this process's identity, but another process wrote it: two processes run with the same --identity. Waiting as for any other holder; give each copy its own identity");
+            warn!(lock = %self.lock(), identity = %self.identity, "the lock names this process's identity, but another process wrote it: two processes run with the same --identity. Waiting as for any other holder; give each copy its own identity");
         } else if holder.is_empty() {
-            info!(lock = %self.lock, identity = %self.identity, "waiting: the lock was deleted under its holder; waiting a lease duration before creating it");
+            info!(lock = %self.lock(), identity = %self.identity, "waiting: the lock was deleted under its holder; waiting a lease duration before creating it");
         } else {
-            info!(lock = %self.lock, holder = %holder, identity = %self.identity, "waiting: the lock is held by another");
+            info!(lock = %self.lock(), holder = %holder, identity = %self.identity, "waiting: the lock is held by another");
         }
     }
 }

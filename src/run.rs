@@ -18,7 +18,7 @@ use crate::client::{connect_to_lock, SetupError, Target};
 use crate::election::{AcquireError, AfterExit, Election, Leadership, Lost, Observer, WaitOptions};
 use crate::events::Recorder;
 use crate::exit;
-use crate::lock::{self, Kind, Lock, LockError, WithLock};
+use crate::lock::{self, Kind, Lock, LockError, WithLocks};
 use crate::metrics::Metrics;
 use crate::report::Reporter;
 use crate::settings::{self, Timing};
@@ -59,7 +59,9 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
     if let Some(id) = &args.identity {
         settings::validate_identity(id)?;
     }
-    let (client, namespace) = connect_to_lock(&Target::from(&args.lock), &args.lock.name).await?;
+    let names = lock::slot_names(&args.lock.name, args.slots);
+    let longest = names.last().cloned().unwrap_or_default();
+    let (client, namespace) = connect_to_lock(&Target::from(&args.lock), &longest).await?;
     let identity = args
         .identity
         .clone()
@@ -71,7 +73,6 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
     let recorder = args
         .events
         .then(|| Recorder::new(client.clone(), &namespace, &identity));
-    let name = args.lock.name.clone();
     let run = Run {
         args: &args,
         timing,
@@ -79,7 +80,7 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
         namespace: namespace.clone(),
         recorder,
     };
-    lock::open(args.lock.lock, client, &namespace, &name, run).await
+    lock::open_all(args.lock.lock, client, &namespace, &names, run).await
 }
 
 struct Run<'a> {
@@ -116,10 +117,10 @@ struct Context<'a> {
     guard: Arc<AtomicI32>,
 }
 
-impl WithLock for Run<'_> {
+impl WithLocks for Run<'_> {
     type Output = Result<u8, RunError>;
 
-    async fn with<L: Lock>(self, lock: L) -> Self::Output {
+    async fn with<L: Lock>(self, locks: Vec<L>) -> Self::Output {
         // Set up: subreaper and stray reaping, signals, metrics and health, the reporter.
         supervisor::become_subreaper();
         let guard = Arc::new(AtomicI32::new(0));
@@ -138,13 +139,13 @@ impl WithLock for Run<'_> {
                 .map_err(|e| RunError::Health(addr, e))?;
             info!(addr = %bound, "serving /healthz, /readyz and /metrics");
         }
+        let election = Election::with_slots(locks, self.identity.clone(), self.timing);
         let reporter = Reporter::new(
             metrics,
             self.recorder,
-            lock.describe(),
+            election.describe(),
             self.identity.clone(),
         );
-        let election = Election::new(lock, self.identity.clone(), self.timing);
         let mut cx = Context {
             args: self.args,
             timing: self.timing,
@@ -222,7 +223,7 @@ impl Context<'_> {
                 }
             }
         };
-        let lock = election.lock.describe();
+        let lock = election.describe();
         Ok(match result {
             Ok(l) => Phase::Leading(l),
             Err(AcquireError::Held { holder }) => {
@@ -262,13 +263,15 @@ impl Context<'_> {
         mut l: Leadership<L::Object>,
     ) -> Phase<L::Object> {
         self.reporter.became_leader(
+            election.lock(l.slot).describe(),
             l.fencing_token,
             l.last_renew_sent,
             election.deadline(&l),
-            election.lock.reference(&l.held),
+            election.lock(l.slot).reference(&l.held),
         );
+        let slot = (election.locks.len() > 1).then_some(l.slot);
         let mut job = match self
-            .start_child(election.deadline(&l), l.fencing_token)
+            .start_child(election.deadline(&l), l.fencing_token, slot)
             .await
         {
             Ok(job) => job,
@@ -321,8 +324,16 @@ impl Context<'_> {
 
     /// Starts the child behind its guard, with the guard's first deadline; on failure,
     /// the exit code (126, 127).
-    async fn start_child(&mut self, deadline: Instant, fencing_token: i32) -> Result<Job, u8> {
-        let env = self.child_env(fencing_token);
+    async fn start_child(
+        &mut self,
+        deadline: Instant,
+        fencing_token: i32,
+        slot: Option<usize>,
+    ) -> Result<Job, u8> {
+        let mut env = self.child_env(fencing_token);
+        if let Some(k) = slot {
+            env.push(("LEADERRUN_SLOT".into(), k.to_string()));
+        }
         let command: &[OsString] = &self.args.command;
         let spec = JobSpec {
             command,

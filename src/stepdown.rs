@@ -18,15 +18,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const TRIES: usize = 10;
 
 pub async fn step_down(args: StepDownArgs) -> Result<u8, InspectError> {
-    let (client, ns) = connect_to_lock(&Target::from(&args.lock), &args.lock.name).await?;
-    lock::open(
-        args.lock.lock,
-        client,
-        &ns,
-        &args.lock.name,
-        StepDown(&args),
-    )
-    .await
+    let name = args.lock.object_name(args.slot);
+    let (client, ns) = connect_to_lock(&Target::from(&args.lock), &name).await?;
+    lock::open(args.lock.lock, client, &ns, &name, StepDown(&args)).await
 }
 
 struct StepDown<'a>(&'a StepDownArgs);

@@ -169,3 +169,83 @@ fn now_nanos() -> u128 {
         .unwrap()
         .as_nanos()
 }
+
+#[tokio::test]
+async fn with_two_slots_five_copies_never_run_three_jobs_at_once() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("slots");
+        let log = api.dir.path().join(format!("slots-{kind}.log"));
+        // Logs the slot where the job script logs its token.
+        let script = format!(
+            "echo start $LEADERRUN_IDENTITY $LEADERRUN_SLOT $(date +%s%N) >> {log}; sleep 1; echo stop $LEADERRUN_IDENTITY $LEADERRUN_SLOT $(date +%s%N) >> {log}",
+            log = log.display()
+        );
+        let mut args = FAST.to_vec();
+        args.extend(["--slots", "2"]);
+        let copies: Vec<_> = (0..5)
+            .map(|i| {
+                candidate(
+                    &api,
+                    kind,
+                    &name,
+                    &format!("s{i}"),
+                    &args,
+                    &["sh", "-c", &script],
+                )
+            })
+            .collect();
+        for c in copies {
+            let (code, stderr) = exit_of(c, LONG).await;
+            assert_eq!(code, 0, "{kind}: {stderr}");
+        }
+        let mut lines = read_log(&log);
+        lines.sort_by_key(|l| (l.nanos, l.what == "start"));
+        assert_eq!(lines.len(), 10, "{kind}: every copy ran once: {lines:#?}");
+        let (mut running, mut most) = (0i32, 0i32);
+        let mut slots_in_use = std::collections::BTreeSet::new();
+        let mut waits = Vec::new();
+        let mut last_stop: Option<u128> = None;
+        for l in &lines {
+            if l.what == "start" {
+                running += 1;
+                assert!(
+                    slots_in_use.insert(l.token),
+                    "{kind}: slot {} taken twice: {lines:#?}",
+                    l.token
+                );
+                if let Some(stop) = last_stop.take() {
+                    waits.push(Duration::from_nanos((l.nanos - stop) as u64));
+                }
+            } else {
+                running -= 1;
+                slots_in_use.remove(&l.token);
+                last_stop = Some(l.nanos);
+            }
+            most = most.max(running);
+        }
+        assert_eq!(
+            most, 2,
+            "{kind}: at most two at once, and two did run: {lines:#?}"
+        );
+        assert!(
+            lines.iter().all(|l| l.token == 0 || l.token == 1),
+            "{kind}: LEADERRUN_SLOT is 0 or 1"
+        );
+        // A freed slot is taken by a waiting copy at once (its watch sees the release).
+        let slowest = waits.iter().max().copied().unwrap_or_default();
+        eprintln!("{kind}: a freed slot was taken after at most {slowest:?}");
+        assert!(slowest < Duration::from_secs(1), "{kind}: {waits:?}");
+        let (code, out, _) = tool(
+            &api,
+            &[
+                "inspect", "--lock", kind, "--name", &name, "--slots", "2", "-o", "json",
+            ],
+        )
+        .await;
+        assert_eq!(code, 3, "{kind}: both slots free now");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["slots"].as_array().map(|a| a.len()), Some(2), "{out}");
+        assert_eq!(v["slots"][1]["name"], format!("{name}-1"));
+    }
+}

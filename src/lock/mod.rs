@@ -68,6 +68,51 @@ pub async fn open<W: WithLock>(
     }
 }
 
+/// Work to do with several locks of one kind (`--slots`).
+#[allow(async_fn_in_trait)]
+pub trait WithLocks {
+    type Output;
+    async fn with<L: Lock>(self, locks: Vec<L>) -> Self::Output;
+}
+
+/// Opens the locks `names` of `kind` in `namespace`, and runs `work` with them.
+pub async fn open_all<W: WithLocks>(
+    kind: Kind,
+    client: Client,
+    namespace: &str,
+    names: &[String],
+    work: W,
+) -> W::Output {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    match kind {
+        Kind::Lease => {
+            let locks = names
+                .iter()
+                .map(|n| KubeLock::<Lease>::new(client.clone(), namespace, n))
+                .collect();
+            work.with(locks).await
+        }
+        Kind::Configmap => {
+            let locks = names
+                .iter()
+                .map(|n| KubeLock::<ConfigMap>::new(client.clone(), namespace, n))
+                .collect();
+            work.with(locks).await
+        }
+    }
+}
+
+/// The object names of a lock with `slots` slots: NAME itself for one, NAME-0 to
+/// NAME-(N-1) for more (each an ordinary lock record that client-go can read).
+pub fn slot_names(name: &str, slots: u32) -> Vec<String> {
+    if slots <= 1 {
+        vec![name.to_string()]
+    } else {
+        (0..slots).map(|k| format!("{name}-{k}")).collect()
+    }
+}
+
 /// What a read saw: the record, the version to write against, and the whole
 /// object (so an update changes the record and nothing else).
 #[derive(Debug, Clone)]

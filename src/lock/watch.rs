@@ -53,6 +53,9 @@ pub struct Follow<'a, L: Lock> {
     heard_at: Instant,
     /// When the current watch was opened: one that ends at once is not retried at once.
     opened_at: Instant,
+    /// Poll when watching is refused (a waiting copy), or give up (a leader, whose
+    /// renews are the source anyway).
+    poll_when_refused: bool,
 }
 
 impl<'a, L: Lock> Follow<'a, L> {
@@ -68,6 +71,7 @@ impl<'a, L: Lock> Follow<'a, L> {
             resource_version: String::new(),
             heard_at: now,
             opened_at: now,
+            poll_when_refused: true,
         }
     }
 
@@ -79,9 +83,15 @@ impl<'a, L: Lock> Follow<'a, L> {
         call_timeout: Duration,
     ) -> Self {
         let mut f = Follow::new(lock, retry_period, call_timeout);
+        f.poll_when_refused = false;
         f.resource_version = from.resource_version.clone();
         f.source = Source::Watch { at: Instant::now() };
         f
+    }
+
+    /// False once the API server refused a watch (RBAC without `watch`).
+    pub fn watch_allowed(&self) -> bool {
+        self.watch_allowed
     }
 
     /// Reads the object again before anything else (after a write met a conflict).
@@ -119,8 +129,7 @@ impl<'a, L: Lock> Follow<'a, L> {
                 }
                 Source::Watch { at } => {
                     let at = *at;
-                    self.open_watch(at).await;
-                    None
+                    self.open_watch(at).await
                 }
                 Source::Watching(_) => self.listen().await,
             };
@@ -163,8 +172,12 @@ impl<'a, L: Lock> Follow<'a, L> {
         }
     }
 
-    /// Opens a watch from the last version seen at `at`; polls when watching is refused.
-    async fn open_watch(&mut self, at: Instant) {
+    /// Opens a watch from the last version seen at `at`; polls when watching is refused
+    /// (or, for a leader's own lock, returns the refusal).
+    async fn open_watch(
+        &mut self,
+        at: Instant,
+    ) -> Option<Result<Option<Observed<L::Object>>, LockError>> {
         tokio::time::sleep_until(at).await;
         match self
             .lock
@@ -175,6 +188,10 @@ impl<'a, L: Lock> Follow<'a, L> {
                 self.heard_at = Instant::now();
                 self.opened_at = self.heard_at;
                 self.source = Source::Watching(stream);
+            }
+            Err(e @ LockError::Refused { .. }) if !self.poll_when_refused => {
+                self.watch_allowed = false;
+                return Some(Err(e));
             }
             Err(e @ LockError::Refused { .. }) => {
                 info!(lock = %self.lock.describe(), error = %e, "watching is not allowed; polling every retry period instead");
@@ -190,6 +207,7 @@ impl<'a, L: Lock> Follow<'a, L> {
                 };
             }
         }
+        None
     }
 
     /// The next event of the open watch, or a plain read after too long a silence.

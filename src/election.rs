@@ -369,29 +369,14 @@ impl<L: Lock> Election<L> {
                 .iter()
                 .position(|d| !matches!(d, Decision::Wait { .. }))
             else {
-                // Every slot is held by another.
-                let gives_up = (0..views.len()).all(|i| {
-                    let first = *first_seen[i].get_or_insert(views[i].observed_at);
-                    self.no_wait_gives_up(&views[i], first)
-                });
-                let holders = holders_of(&decisions);
-                if opts.no_wait && gives_up {
-                    return Err(AcquireError::Held { holder: holders });
-                }
-                if waiting_for.as_deref() != Some(holders.as_str()) {
-                    let impostor = decisions
-                        .iter()
-                        .any(|d| matches!(d, Decision::Wait { impostor: true, .. }));
-                    observer.waiting(&holders, impostor);
-                    waiting_for = Some(holders);
-                }
-                wake = decisions
-                    .iter()
-                    .filter_map(|d| match d {
-                        Decision::Wait { until, .. } => Some(*until),
-                        _ => None,
-                    })
-                    .min();
+                wake = self.all_held(
+                    &views,
+                    &decisions,
+                    &mut first_seen,
+                    opts,
+                    observer,
+                    &mut waiting_for,
+                )?;
                 continue;
             };
             wake = None;
@@ -409,6 +394,41 @@ impl<L: Lock> Election<L> {
                 Err(Taken::Fail(e)) => return Err(e.into()),
             }
         }
+    }
+
+    /// Every slot is held by another: give up (`--no-wait`), or say who holds it (each time
+    /// that changes) and return when to look again.
+    fn all_held(
+        &self,
+        views: &[View<L::Object>],
+        decisions: &[Decision],
+        first_seen: &mut [Option<Instant>],
+        opts: WaitOptions,
+        observer: &dyn Observer,
+        waiting_for: &mut Option<String>,
+    ) -> Result<Option<Instant>, AcquireError> {
+        let gives_up = (0..views.len()).all(|i| {
+            let first = *first_seen[i].get_or_insert(views[i].observed_at);
+            self.no_wait_gives_up(&views[i], first)
+        });
+        let holders = holders_of(decisions);
+        if opts.no_wait && gives_up {
+            return Err(AcquireError::Held { holder: holders });
+        }
+        if waiting_for.as_deref() != Some(holders.as_str()) {
+            let impostor = decisions
+                .iter()
+                .any(|d| matches!(d, Decision::Wait { impostor: true, .. }));
+            observer.waiting(&holders, impostor);
+            *waiting_for = Some(holders);
+        }
+        Ok(decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Wait { until, .. } => Some(*until),
+                _ => None,
+            })
+            .min())
     }
 
     /// `--no-wait` on a held lock: give up, unless the record looks abandoned by its own
@@ -521,16 +541,22 @@ impl<L: Lock> Election<L> {
         nudge: &tokio::sync::Notify,
     ) -> Lost {
         let mut next = l.last_renew_sent + self.timing.retry_period;
-        let mut last_error = String::from("none yet");
-        let mut failures = 0u32;
+        let mut renewing = Renewing {
+            failures: 0,
+            last_error: String::from("none yet"),
+        };
         // The leader watches its own lock: a takeover, a release by another client, a
         // deletion or a step-down request is seen at once, not at the next renew.
-        let lock = self.lock(l.slot);
         let mut watch = self
             .watch_allowed
             .load(std::sync::atomic::Ordering::Relaxed)
             .then(|| {
-                Follow::watching(lock, &l.held, self.timing.retry_period, self.call_timeout())
+                Follow::watching(
+                    self.lock(l.slot),
+                    &l.held,
+                    self.timing.retry_period,
+                    self.call_timeout(),
+                )
             });
         loop {
             // Ends at the next renew, the deadline, a nudge, or news from the watch.
@@ -546,68 +572,86 @@ impl<L: Lock> Election<L> {
                 _ = nudge.notified() => {}
                 seen = news => {
                     match seen {
-                        Ok(seen) => match self.judge(l, seen) {
-                            Some(lost) => return lost,
-                            None => continue,
-                        },
+                        Ok(seen) => {
+                            if let Some(lost) = self.judge(l, seen) {
+                                return lost;
+                            }
+                        }
                         // The renews decide; the watch was only news.
                         Err(_) => watch = None,
                     }
                     continue;
                 }
             }
-            let sent = Instant::now();
-            if sent >= deadline {
+            if Instant::now() >= deadline {
                 return Lost::Deadline {
                     deadline: self.timing.renew_deadline,
-                    last_error,
+                    last_error: renewing.last_error,
                 };
             }
-            let record =
-                l.held
-                    .record
-                    .renewed(self.lease_seconds(), self.record_now(), lock.resolution());
-            if record == l.held.record {
-                // Within the same second of a ConfigMap record: a write would change
-                // nothing and count for nothing. Try again in a moment.
-                next = sent + self.timing.retry_period.min(Duration::from_millis(250));
-                continue;
+            match self.renew(l, observer, deadline, &mut renewing).await {
+                Ok(at) => next = at,
+                Err(lost) => return lost,
             }
-            self.writes.sent(&record);
-            let result = lock.update(&l.held, &record, deadline - sent).await;
-            let latency = sent.elapsed();
-            match result {
-                Ok(held) => {
-                    if failures > 0 {
-                        debug!(lock = %lock.describe(), failures, "renewed again after failures");
-                    }
-                    failures = 0;
-                    l.last_renew_sent = sent;
-                    l.held = held;
-                    observer.renewed(sent, latency, self.deadline(l));
-                    next = sent + self.timing.retry_period;
+        }
+    }
+
+    /// One renew: our record with a later renew time, sent with the version held, bounded
+    /// by the deadline. Returns when to renew next, or the loss.
+    async fn renew(
+        &self,
+        l: &mut Leadership<L::Object>,
+        observer: &dyn Observer,
+        deadline: Instant,
+        r: &mut Renewing,
+    ) -> Result<Instant, Lost> {
+        let lock = self.lock(l.slot);
+        let sent = Instant::now();
+        let record =
+            l.held
+                .record
+                .renewed(self.lease_seconds(), self.record_now(), lock.resolution());
+        if record == l.held.record {
+            // Within the same second of a ConfigMap record: a write would change nothing
+            // and count for nothing. Try again in a moment.
+            return Ok(sent + self.timing.retry_period.min(Duration::from_millis(250)));
+        }
+        self.writes.sent(&record);
+        let result = lock.update(&l.held, &record, deadline - sent).await;
+        let latency = sent.elapsed();
+        let retry_soon = || Instant::now() + self.timing.retry_period / 2;
+        match result {
+            Ok(held) => {
+                if r.failures > 0 {
+                    debug!(lock = %lock.describe(), failures = r.failures, "renewed again after failures");
                 }
-                Err(LockError::Conflict(_)) => {
-                    observer.renew_failed(latency, &LockError::Conflict(lock.describe()));
-                    failures += 1;
-                    last_error = format!(
-                        "409 Conflict: somebody else wrote the {} ({failures} in a row)",
-                        lock.describe()
-                    );
-                    match self.after_conflict(l, deadline, failures).await {
-                        Ok(at) => next = at,
-                        Err(Some(lost)) => return lost,
-                        Err(None) => next = Instant::now() + self.timing.retry_period / 2,
-                    }
+                r.failures = 0;
+                l.last_renew_sent = sent;
+                l.held = held;
+                observer.renewed(sent, latency, self.deadline(l));
+                Ok(sent + self.timing.retry_period)
+            }
+            Err(LockError::Conflict(_)) => {
+                observer.renew_failed(latency, &LockError::Conflict(lock.describe()));
+                r.failures += 1;
+                r.last_error = format!(
+                    "409 Conflict: somebody else wrote the {} ({} in a row)",
+                    lock.describe(),
+                    r.failures
+                );
+                match self.after_conflict(l, deadline, r.failures).await {
+                    Ok(at) => Ok(at),
+                    Err(Some(lost)) => Err(lost),
+                    Err(None) => Ok(retry_soon()),
                 }
-                Err(LockError::NotFound(_)) => return Lost::Deleted,
-                Err(e) => {
-                    observer.renew_failed(latency, &e);
-                    warn!(lock = %lock.describe(), error = %e, "renew failed; retrying until the renew deadline");
-                    last_error = e.to_string();
-                    failures += 1;
-                    next = Instant::now() + self.timing.retry_period / 2;
-                }
+            }
+            Err(LockError::NotFound(_)) => Err(Lost::Deleted),
+            Err(e) => {
+                observer.renew_failed(latency, &e);
+                warn!(lock = %lock.describe(), error = %e, "renew failed; retrying until the renew deadline");
+                r.last_error = e.to_string();
+                r.failures += 1;
+                Ok(retry_soon())
             }
         }
     }
@@ -703,6 +747,12 @@ impl<L: Lock> Election<L> {
         }
         Err(LockError::Conflict(lock.describe()))
     }
+}
+
+/// How the renews are going: failures in a row, and the last error, for the deadline's message.
+struct Renewing {
+    failures: u32,
+    last_error: String,
 }
 
 /// Why an acquiring write did not take the lock.

@@ -121,6 +121,17 @@ fn meta_str<'a>(obj: &'a Value, key: &str) -> &'a str {
 
 /// ValidateObjectMeta plus the kind's own validation, for create and update.
 pub fn validate(kind: Kind, obj: &Value) -> Vec<Cause> {
+    let mut causes = object_meta(obj);
+    match kind {
+        Kind::Lease => lease(obj, &mut causes),
+        Kind::Event => event(obj, &mut causes),
+        Kind::ConfigMap => config_map(obj, &mut causes),
+    }
+    causes
+}
+
+/// ValidateObjectMeta: name, namespace, labels, annotations.
+fn object_meta(obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let name = meta_str(obj, "name");
     if name.is_empty() {
@@ -163,92 +174,86 @@ pub fn validate(kind: Kind, obj: &Value) -> Vec<Cause> {
             ));
         }
     }
-    match kind {
-        Kind::Lease => {
-            if let Some(n) = obj
-                .pointer("/spec/leaseDurationSeconds")
-                .and_then(Value::as_i64)
-            {
-                if n <= 0 {
-                    causes.push(Cause::invalid(
-                        "spec.leaseDurationSeconds",
-                        n,
-                        "must be greater than 0",
-                    ));
-                }
-            }
-            if let Some(n) = obj
-                .pointer("/spec/leaseTransitions")
-                .and_then(Value::as_i64)
-            {
-                if n < 0 {
-                    causes.push(Cause::invalid(
-                        "spec.leaseTransitions",
-                        n,
-                        "must be greater than or equal to 0",
-                    ));
-                }
-            }
-        }
-        Kind::Event => {
-            let ns = meta_str(obj, "namespace");
-            let involved = obj
-                .pointer("/involvedObject/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if !involved.is_empty() && involved != ns {
+    causes
+}
+
+fn lease(obj: &Value, causes: &mut Vec<Cause>) {
+    let spec = |k: &str| obj.pointer(&format!("/spec/{k}")).and_then(Value::as_i64);
+    if let Some(n) = spec("leaseDurationSeconds").filter(|n| *n <= 0) {
+        causes.push(Cause::invalid(
+            "spec.leaseDurationSeconds",
+            n,
+            "must be greater than 0",
+        ));
+    }
+    if let Some(n) = spec("leaseTransitions").filter(|n| *n < 0) {
+        causes.push(Cause::invalid(
+            "spec.leaseTransitions",
+            n,
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+fn event(obj: &Value, causes: &mut Vec<Cause>) {
+    let ns = meta_str(obj, "namespace");
+    let involved = obj
+        .pointer("/involvedObject/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !involved.is_empty() && involved != ns {
+        causes.push(Cause::invalid(
+            "involvedObject.namespace",
+            go_quote(involved),
+            "does not match event.namespace",
+        ));
+    }
+}
+
+/// Keys of data and binaryData, no key in both, and the 1 MiB limit on their sum.
+fn config_map(obj: &Value, causes: &mut Vec<Cause>) {
+    let mut total = 0;
+    for field in ["data", "binaryData"] {
+        let Some(Value::Object(m)) = obj.get(field) else {
+            continue;
+        };
+        for (k, v) in m {
+            let f = format!("{field}[{k}]");
+            causes.extend(config_key_causes(&f, k));
+            let in_binary = obj
+                .get("binaryData")
+                .and_then(Value::as_object)
+                .is_some_and(|b| b.contains_key(k));
+            if field == "data" && in_binary {
                 causes.push(Cause::invalid(
-                    "involvedObject.namespace",
-                    go_quote(involved),
-                    "does not match event.namespace",
+                    &f,
+                    go_quote(k),
+                    "duplicate of key present in binaryData",
                 ));
             }
+            total += v.as_str().map_or(0, str::len);
         }
-        Kind::ConfigMap => {
-            let mut total = 0;
-            for (field, map) in [
-                ("data", obj.get("data")),
-                ("binaryData", obj.get("binaryData")),
-            ] {
-                if let Some(Value::Object(m)) = map {
-                    for (k, v) in m {
-                        let f = format!("{field}[{k}]");
-                        if k.len() > 253 {
-                            causes.push(Cause::invalid(
-                                &f,
-                                go_quote(k),
-                                "must be no more than 253 characters",
-                            ));
-                        }
-                        let key_ok = !k.is_empty()
-                            && k.bytes().all(|c| {
-                                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')
-                            });
-                        if !key_ok {
-                            causes.push(Cause::invalid(&f, go_quote(k), CONFIG_KEY_MSG));
-                        }
-                        if field == "data"
-                            && obj
-                                .pointer(&format!(
-                                    "/binaryData/{}",
-                                    k.replace('~', "~0").replace('/', "~1")
-                                ))
-                                .is_some()
-                        {
-                            causes.push(Cause::invalid(
-                                &f,
-                                go_quote(k),
-                                "duplicate of key present in binaryData",
-                            ));
-                        }
-                        total += v.as_str().map_or(0, str::len);
-                    }
-                }
-            }
-            if total > MAX_CONFIGMAP_BYTES {
-                causes.push(Cause::too_long("", MAX_CONFIGMAP_BYTES));
-            }
-        }
+    }
+    if total > MAX_CONFIGMAP_BYTES {
+        causes.push(Cause::too_long("", MAX_CONFIGMAP_BYTES));
+    }
+}
+
+/// IsConfigMapKey: at most 253 characters of alphanumerics, '-', '_' and '.'.
+fn config_key_causes(field: &str, k: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if k.len() > 253 {
+        causes.push(Cause::invalid(
+            field,
+            go_quote(k),
+            "must be no more than 253 characters",
+        ));
+    }
+    let key_ok = !k.is_empty()
+        && k.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if !key_ok {
+        causes.push(Cause::invalid(field, go_quote(k), CONFIG_KEY_MSG));
     }
     causes
 }

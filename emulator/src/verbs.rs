@@ -42,117 +42,47 @@ pub(crate) async fn resource(
     q: &Query,
     client: &ClientId,
 ) -> (Response<Body>, String) {
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
     if verb == "watch" {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
         return (
             crate::watch::watch(shared.clone(), kind, ns, name, q, client, &path).await,
             String::new(),
         );
     }
-    let result: Result<(u16, Value), ApiError> = async {
+    let content_type = media_type(&req);
+    let result = async {
         let body = read_body(req).await?;
         let need_ns = || ns.ok_or_else(status::page_not_found);
+        let store = || lock(&shared.store);
         match verb {
-            "get" => Ok((200, lock(&shared.store).get(kind, need_ns()?, name)?)),
-            "list" => {
-                let sel = parse_selector(q, ns)?;
-                let page = store::Page {
-                    // The server reads limit as an int64 and ignores values <= 0.
-                    limit: q
-                        .get("limit")
-                        .and_then(|l| l.parse::<i64>().ok())
-                        .filter(|l| *l > 0)
-                        .map(|l| l as usize),
-                    continue_token: q
-                        .get("continue")
-                        .filter(|c| !c.is_empty())
-                        .map(String::from),
-                };
-                Ok((200, lock(&shared.store).list(kind, &sel, &page)?))
-            }
+            "get" => Ok((200, store().get(kind, need_ns()?, name)?)),
+            "list" => Ok((200, store().list(kind, &parse_selector(q, ns)?, &page(q))?)),
             "create" => {
                 let ns = need_ns()?;
                 // A missing Content-Type is JSON, as the server's negotiation defaults it.
                 let obj = crate::decode::decode(kind, &body)?;
-                Ok((201, lock(&shared.store).create(kind, ns, obj, q.dry_run())?))
+                Ok((201, store().create(kind, ns, obj, q.dry_run())?))
             }
             "update" => {
                 let ns = need_ns()?;
                 let obj = crate::decode::decode(kind, &body)?;
-                let (created, obj) =
-                    lock(&shared.store).update(kind, ns, name, obj, q.dry_run())?;
+                let (created, obj) = store().update(kind, ns, name, obj, q.dry_run())?;
                 Ok((if created { 201 } else { 200 }, obj))
             }
             "patch" => {
                 let ns = need_ns()?;
-                if q.get("force").is_some() {
-                    return Err(status::invalid(
-                        kind,
-                        "PatchOptions.meta.k8s.io",
-                        "",
-                        &[status::Cause::forbidden(
-                            "force",
-                            "may not be specified for non-apply patch",
-                        )],
-                    ));
-                }
-                let how = match content_type.as_str() {
-                    "application/merge-patch+json" => PatchKind::Merge,
-                    "application/strategic-merge-patch+json" => PatchKind::Strategic,
-                    "application/json-patch+json" => PatchKind::Json,
-                    _ => return Err(status::unsupported_media_type()),
-                };
-                Ok((
-                    200,
-                    lock(&shared.store).patch(kind, ns, name, how, &body, q.dry_run())?,
-                ))
+                let how = patch_kind(kind, &content_type, q)?;
+                Ok((200, store().patch(kind, ns, name, how, &body, q.dry_run())?))
             }
             "delete" => {
                 let ns = need_ns()?;
-                let opts: Value = if body.iter().all(u8::is_ascii_whitespace) {
-                    json!({})
-                } else {
-                    serde_json::from_slice(&body).map_err(|e| {
-                        status::bad_request(format!("error decoding DeleteOptions: {e}"))
-                    })?
-                };
-                let pre = |k: &str| {
-                    opts.pointer(&format!("/preconditions/{k}"))
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                };
-                let dry = q.dry_run()
-                    || opts
-                        .get("dryRun")
-                        .and_then(Value::as_array)
-                        .is_some_and(|a| a.iter().any(|v| v == "All"));
-                Ok((
-                    200,
-                    lock(&shared.store).delete(
-                        kind,
-                        ns,
-                        name,
-                        pre("uid").as_deref(),
-                        pre("resourceVersion").as_deref(),
-                        dry,
-                    )?,
-                ))
+                let o = DeleteOptions::read(&body, q)?;
+                let (uid, rv) = (o.uid.as_deref(), o.resource_version.as_deref());
+                Ok((200, store().delete(kind, ns, name, uid, rv, o.dry_run)?))
             }
             m => Err(status::method_not_allowed(m)),
         }
@@ -168,5 +98,84 @@ pub(crate) async fn resource(
             (json_response(code, &v), rv)
         }
         Err(e) => (error_response(&e), String::new()),
+    }
+}
+
+/// The request's media type, lowercased, without parameters (`; charset=...`).
+fn media_type(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// `limit` and `continue` of a list.
+fn page(q: &Query) -> store::Page {
+    store::Page {
+        // The server reads limit as an int64 and ignores values <= 0.
+        limit: q
+            .get("limit")
+            .and_then(|l| l.parse::<i64>().ok())
+            .filter(|l| *l > 0)
+            .map(|l| l as usize),
+        continue_token: q
+            .get("continue")
+            .filter(|c| !c.is_empty())
+            .map(String::from),
+    }
+}
+
+/// The patch type named by the Content-Type; `force` belongs to server-side apply only.
+fn patch_kind(kind: Kind, content_type: &str, q: &Query) -> Result<PatchKind, ApiError> {
+    if q.get("force").is_some() {
+        return Err(status::invalid(
+            kind,
+            "PatchOptions.meta.k8s.io",
+            "",
+            &[status::Cause::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )],
+        ));
+    }
+    match content_type {
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        _ => Err(status::unsupported_media_type()),
+    }
+}
+
+/// What a delete's body (DeleteOptions) and query ask for.
+struct DeleteOptions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    dry_run: bool,
+}
+
+impl DeleteOptions {
+    fn read(body: &[u8], q: &Query) -> Result<DeleteOptions, ApiError> {
+        let opts: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| status::bad_request(format!("error decoding DeleteOptions: {e}")))?
+        };
+        let pre = |k: &str| {
+            opts.pointer(&format!("/preconditions/{k}"))
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
+        let dry_in_body = opts
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+        Ok(DeleteOptions {
+            uid: pre("uid"),
+            resource_version: pre("resourceVersion"),
+            dry_run: q.dry_run() || dry_in_body,
+        })
     }
 }

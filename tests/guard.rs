@@ -439,6 +439,24 @@ impl Terminal {
     fn keys(&self, keys: &str) {
         assert!(self.tmux(&["send-keys", "-t", "t", keys]).success());
     }
+
+    /// What the terminal shows (leaderrun logs there), for failure messages.
+    fn screen(&self) -> String {
+        std::process::Command::new("tmux")
+            .args([
+                "-L",
+                &self.session,
+                "capture-pane",
+                "-p",
+                "-t",
+                "t",
+                "-S",
+                "-200",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for Terminal {
@@ -456,14 +474,25 @@ fn state_of(pid: i32) -> Option<char> {
         .next()
 }
 
-async fn wait_state(pid: i32, state: char) {
+/// Waits until `pid` is in `state`; on failure says which states it passed through and
+/// what the terminal showed.
+async fn wait_state(t: &Terminal, pid: i32, state: char) {
     let deadline = Instant::now() + LONG;
-    while state_of(pid) != Some(state) {
+    let mut seen: Vec<Option<char>> = Vec::new();
+    loop {
+        let now = state_of(pid);
+        if now == Some(state) {
+            return;
+        }
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
         assert!(
             Instant::now() < deadline,
-            "{pid} never reached state {state}"
+            "{pid} never reached state {state} (states seen: {seen:?}); the terminal:\n{}",
+            t.screen()
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -472,6 +501,7 @@ async fn interactive_job(
     api: &Api,
     t: &Terminal,
     tag: &str,
+    timing: &[&str],
 ) -> (i32, std::path::PathBuf, std::path::PathBuf) {
     let dir = api.dir.path();
     let (pidfile, beats, result) = (
@@ -485,7 +515,7 @@ async fn interactive_job(
         kc = api.kubeconfig(tag).display(),
         name = api.lock_name(tag),
         ns = api.namespace,
-        fast = FAST.join(" "),
+        fast = timing.join(" "),
         pid = pidfile.display(),
         beats = beats.display(),
     ));
@@ -499,7 +529,8 @@ fn beats(path: &Path) -> usize {
         .unwrap_or(0)
 }
 
-#[tokio::test]
+// Multi-threaded: the tmux calls block, and the emulator must answer renews meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_z_stops_job_and_leaderrun_and_fg_renews_before_the_job_goes_on() {
     let Some(t) = Terminal::start() else {
         return;
@@ -508,9 +539,9 @@ async fn ctrl_z_stops_job_and_leaderrun_and_fg_renews_before_the_job_goes_on() {
     if api.emulator("ctrl-z renews first").is_none() {
         return;
     }
-    let (job, beat_file, result) = interactive_job(&api, &t, "ctrlz").await;
+    let (job, beat_file, result) = interactive_job(&api, &t, "ctrlz", &FAST).await;
     t.keys("C-z");
-    wait_state(job, 'T').await;
+    wait_state(&t, job, 'T').await;
     // The shell's prompt is back: it runs the next command.
     let prompt = api.dir.path().join("prompt");
     t.line(&format!("echo back > {}", prompt.display()));
@@ -552,15 +583,27 @@ async fn ctrl_z_stops_job_and_leaderrun_and_fg_renews_before_the_job_goes_on() {
     assert_eq!(wait_file(&result).await.trim(), "exit=130");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_z_for_longer_than_the_deadline_loses_leadership_and_fg_exits_121() {
     let Some(t) = Terminal::start() else {
         return;
     };
     let api = Api::start().await;
-    let (job, _beats, result) = interactive_job(&api, &t, "ctrlz-lost").await;
+    // A wider deadline than FAST: the stopped job is there to be seen for seconds, and a
+    // loaded machine does not lose leadership before the Ctrl-Z.
+    let timing = [
+        "--lease-duration",
+        "8s",
+        "--renew-deadline",
+        "4s",
+        "--retry-period",
+        "1s",
+        "--kill-grace",
+        "1s",
+    ];
+    let (job, _beats, result) = interactive_job(&api, &t, "ctrlz-lost", &timing).await;
     t.keys("C-z");
-    wait_state(job, 'T').await;
+    wait_state(&t, job, 'T').await;
     let prompt = api.dir.path().join("prompt-lost");
     t.line(&format!("echo back > {}", prompt.display()));
     wait_file(&prompt).await;

@@ -516,11 +516,21 @@ pub fn main(args: GuardArgs) -> i32 {
 fn configure(commands: &OwnedFd, reports: &OwnedFd) -> Option<(SignalFd, TimerFd)> {
     // Neither pipe may ever block the guard: not a leaderrun that stopped reading, nor a
     // read after a wake-up that was for something else.
+    // Nor may the job inherit them: a write of its own to the report pipe would be read by
+    // leaderrun as the guard's.
     for fd in [commands, reports] {
         let _ = nix::fcntl::fcntl(
             fd,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
+        if nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .is_err()
+        {
+            return None;
+        }
     }
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let _ = nix::sys::prctl::set_name(c"leaderrun-guard");

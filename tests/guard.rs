@@ -117,6 +117,33 @@ async fn a_setsid_process_is_stopped_on_lost_leadership() {
 }
 
 #[tokio::test]
+async fn the_job_inherits_none_of_the_guards_descriptors() {
+    // The guard talks to leaderrun on descriptors 3 and 4; a job that wrote to the report
+    // pipe would be read as the guard. The job must see only what leaderrun was given.
+    let api = Api::start().await;
+    let script = "for fd in 3 4 5 6 7 8 9; do [ -e /proc/$$/fd/$fd ] && echo \"open: $fd\"; done; echo checked";
+    let leader = candidate(
+        &api,
+        "lease",
+        &api.lock_name("fds"),
+        "fds",
+        &FAST,
+        &["sh", "-c", script],
+    );
+    let out = tokio::time::timeout(LONG, leader.wait_with_output())
+        .await
+        .expect("leaderrun exits in time")
+        .expect("wait for leaderrun");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "checked\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[tokio::test]
 async fn a_setsid_process_left_behind_is_stopped_before_the_lock_is_released() {
     let api = Api::start().await;
     let Some(emu) = api.emulator("release after leftovers") else {

@@ -505,13 +505,25 @@ impl Job {
         }
     }
 
-    /// Reaps the guard, by pid only. It exits right after its last report.
+    /// Reaps the guard, by pid only. It exits right after its last report, and its exit
+    /// closes the report pipe: wait for that end rather than poll (the release waits on it).
     async fn wait_guard(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let _ = tokio::time::timeout_at(deadline, async {
+            while self.read_report().await.is_some() {}
+        })
+        .await;
+        // The pipe closes a moment before the exit is reapable.
+        let mut spins = 0;
         loop {
             match waitpid(self.guard, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    spins += 1;
+                    if spins < 200 {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
                 Err(Errno::EINTR) => {}
                 _ => return,

@@ -7,8 +7,9 @@
 //!   the record change, never by the record's timestamps (client-go's observedTime);
 //! - the leader's deadline is anchored at the *send* time of its last renew that changed
 //!   the record, which is before any follower could have observed that renew;
-//! - a deletion is a change of the record: a copy that saw the lock held by another and
-//!   then saw it deleted waits a lease duration from that moment before creating it;
+//! - a deletion is a change of the record: a copy that saw the lock (held or free) and
+//!   then saw it deleted waits a lease duration from that moment before creating it (a
+//!   free record may be a stale view: another may have taken it while our watch was down);
 //! - a record that names our identity but was not written by this process is another
 //!   holder (two processes given one `--identity` never both lead);
 //! - a renewTime never goes backwards (`LeaderRecord::renewed`).
@@ -33,8 +34,9 @@ pub struct View<O> {
     pub observed_at: Instant,
     /// At least one observation was made.
     pub known: bool,
-    /// The object was deleted while another held it: wait a lease from the deletion.
-    pub deleted_while_held: bool,
+    /// The object was deleted after we saw it: whoever held it last (perhaps a holder our
+    /// view missed) may still run; wait a lease from the deletion.
+    pub deleted_after_seen: bool,
     /// The highest transition count seen, so a re-created lock continues from it.
     pub transitions_seen: Option<i32>,
 }
@@ -45,7 +47,7 @@ impl<O> View<O> {
             current: None,
             observed_at: now,
             known: false,
-            deleted_while_held: false,
+            deleted_after_seen: false,
             transitions_seen: None,
         }
     }
@@ -64,8 +66,8 @@ impl<O> View<O> {
             self.observed_at = now;
         }
         match (&self.current, &seen) {
-            (Some(prev), None) => self.deleted_while_held = prev.record.is_held(),
-            (_, Some(_)) => self.deleted_while_held = false,
+            (Some(_), None) => self.deleted_after_seen = true,
+            (_, Some(_)) => self.deleted_after_seen = false,
             (None, None) => {}
         }
         if let Some(o) = &seen {
@@ -136,9 +138,9 @@ pub fn decide<O>(
         }
     };
     let Some(o) = &view.current else {
-        // A lock deleted under a holder: the holder may still run until its lease
-        // (as we saw it) runs out. A lock that never existed is created at once.
-        return if view.deleted_while_held {
+        // A lock deleted after we saw it: its last holder may still run until a lease
+        // from the deletion runs out. A lock that never existed is created at once.
+        return if view.deleted_after_seen {
             match wait(lease_duration, "", false) {
                 Decision::Take => Decision::Create,
                 w => w,
@@ -929,10 +931,17 @@ mod tests {
             decide("me", &v, |_| false, D, deleted + D),
             Decision::Create
         );
-        // A lock released (free) and then deleted: nobody runs; create at once.
+        // A lock seen free and then deleted is waited out too: the free record may be a
+        // stale view (our watch down while another took the lock, before the deletion).
         let mut free = view_of(Some(held_by("", 1)), t0);
         free.see(None, deleted);
-        assert_eq!(decide("me", &free, |_| false, D, deleted), Decision::Create);
+        assert!(matches!(
+            decide("me", &free, |_| false, D, deleted),
+            Decision::Wait { until, .. } if until == deleted + D
+        ));
+        // A lock that never existed is created at once.
+        let never = view_of(None, t0);
+        assert_eq!(decide("me", &never, |_| false, D, t0), Decision::Create);
     }
 
     #[test]
@@ -952,7 +961,7 @@ mod tests {
         assert_eq!(v.observed_at, s(6));
         v.see(None, s(7));
         assert_eq!(v.observed_at, s(7));
-        assert!(v.deleted_while_held);
+        assert!(v.deleted_after_seen);
     }
 
     #[test]

@@ -74,7 +74,7 @@ struct Slot {
     restart_at: Option<Instant>,
     /// Frozen with SIGSTOP: when it gets CONT.
     thaw_at: Option<Instant>,
-    started_at: Instant,
+    started_wall: SystemTime,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,6 +143,27 @@ fn external_write(emu: &Emulator, kind: &str, name: &str, hostile: bool) -> bool
     })
 }
 
+/// Whether the emulator answered a read of the lock (200) to every running copy since it
+/// started, quickly and a while ago, so that the copy has surely seen the lock.
+fn every_copy_has_read(emu: &Emulator, name: &str, slots: &[Slot]) -> bool {
+    let log = emu.request_log();
+    let settled = SystemTime::now() - Duration::from_millis(500);
+    slots.iter().enumerate().all(|(i, s)| {
+        let client = format!("c{i}");
+        s.child.is_none()
+            || log.iter().any(|e| {
+                let at = emu.wall_time(e);
+                e.client == client
+                    && e.verb == "get"
+                    && e.name == name
+                    && e.status == 200
+                    && e.latency_ms < 1000.0
+                    && at > s.started_wall
+                    && at < settled
+            })
+    })
+}
+
 async fn phase(
     api: &Api,
     emu: &Emulator,
@@ -164,7 +185,7 @@ async fn phase(
             generation: 0,
             restart_at: Some(Instant::now()),
             thaw_at: None,
-            started_at: Instant::now(),
+            started_wall: SystemTime::now(),
         })
         .collect();
     let started = now_nanos();
@@ -224,7 +245,7 @@ async fn phase(
                 s.child = Some(c);
                 s.identity = id;
                 s.restart_at = None;
-                s.started_at = Instant::now();
+                s.started_wall = SystemTime::now();
             }
         }
         let slot = rng.random_range(0..5);
@@ -294,20 +315,18 @@ async fn phase(
             64..=69 => f.benign_writes += external_write(emu, kind, &name, false) as usize,
             70..=71 => f.hostile_writes += external_write(emu, kind, &name, true) as usize,
             76..=77 => {
-                // `kubectl delete` under a live leader. Copies that saw it held wait a lease
-                // from the deletion; the leader stops at its next renew. A copy that starts
-                // meanwhile never saw the lock and creates it at once: the documented limit
-                // (docs/RELIABILITY.md), so the driver deletes only when every running copy
-                // has had time to read the lock, and starts none for a lease after it.
+                // `kubectl delete` under a live leader. Copies that saw the lock wait a lease
+                // from the deletion; the leader stops when it sees it. A copy that never read
+                // the lock cannot tell it from one that never existed and creates it at once:
+                // the documented limit (docs/RELIABILITY.md), so the driver deletes only when
+                // the emulator's log shows every running copy's read of the lock since it
+                // started, and starts none for a lease after it.
                 let k = if kind == "lease" {
                     Kind::Lease
                 } else {
                     Kind::ConfigMap
                 };
-                let all_settled = slots.iter().all(|s| {
-                    s.child.is_none() || s.started_at.elapsed() > Duration::from_millis(1500)
-                });
-                if all_settled
+                if every_copy_has_read(emu, &name, &slots)
                     && emu
                         .with_store(|s| s.delete(k, "default", &name, None, None, false))
                         .is_ok()
@@ -369,14 +388,37 @@ async fn phase(
         }
     }
     let finished = now_nanos();
-    analyse(&log, &deleted_at, started, finished, f);
+    let overlapped = analyse(&log, &deleted_at, started, finished, f);
+    if !overlapped.is_empty() {
+        // For a post-mortem where the test directory is gone (CI): the deletions and what
+        // the copies involved logged.
+        eprintln!("deletions of the lock at {deleted_at:?}");
+        for id in overlapped {
+            let copy = id.split('.').next().unwrap_or(&id);
+            let path = api.dir.path().join(format!("{copy}-{kind}.stderr"));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("--- {}:", path.display());
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
 }
 
 /// Checks the invariant on the job log: each job runs from its first line to its last
 /// (start, beats of any of its processes, stop), and no two such spans overlap. Fencing
 /// tokens increase, except after a deletion of the lock that no running copy saw (a copy
 /// that never saw the lock creates it from 0: documented).
-fn analyse(log: &Path, deleted_at: &[u128], started: u128, finished: u128, f: &mut Figures) {
+/// Returns the identities (as the job logs them) of the copies whose jobs overlapped.
+fn analyse(
+    log: &Path,
+    deleted_at: &[u128],
+    started: u128,
+    finished: u128,
+    f: &mut Figures,
+) -> Vec<String> {
+    let mut overlapped = Vec::new();
     let lines = read_log(log);
     // Identity -> (first line, last line, token).
     let mut spans: BTreeMap<String, (u128, u128, i64)> = BTreeMap::new();
@@ -397,6 +439,7 @@ fn analyse(log: &Path, deleted_at: &[u128], started: u128, finished: u128, f: &m
         if b_start <= a_end {
             eprintln!("OVERLAP: {b} started at {b_start} while {a} ran until {a_end}");
             f.overlaps += 1;
+            overlapped.extend([a.clone(), b.clone()]);
         }
         let deleted_between = deleted_at.iter().any(|d| (w[0].1..=*b_start).contains(d));
         if b_token <= a_token && deleted_between {
@@ -411,6 +454,7 @@ fn analyse(log: &Path, deleted_at: &[u128], started: u128, finished: u128, f: &m
     f.starts += spans.len();
     f.running_nanos += spans.iter().map(|s| s.2 - s.1).sum::<u128>();
     f.total_nanos += finished - started;
+    overlapped
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

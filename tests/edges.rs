@@ -78,6 +78,73 @@ async fn a_deleted_lock_stops_the_leader_and_the_standby_waits_a_lease_from_the_
     }
 }
 
+/// Waits until the emulator's request log has an entry that `pred` accepts.
+async fn wait_request(
+    emu: &kube_emulator::Emulator,
+    what: &str,
+    pred: impl Fn(&kube_emulator::LogEntry) -> bool,
+) {
+    let deadline = std::time::Instant::now() + LONG;
+    while !emu.request_log().iter().any(&pred) {
+        assert!(std::time::Instant::now() < deadline, "never saw {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_copy_whose_last_view_was_free_waits_a_lease_after_a_deletion() {
+    // The copy saw the lock free, but its take did not land and it was then cut off; while
+    // it was away another took the lock and the lock was deleted. Its view ("free") is
+    // stale: the other holder may still run, so the deletion is waited out like any other.
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("a stale free view and a deletion") else {
+        return;
+    };
+    for kind in KINDS {
+        let name = api.lock_name("stale-free");
+        let log = api.log_path();
+        let _ = std::fs::remove_file(&log);
+        let (a_id, b_id) = (format!("sf-a-{kind}"), format!("sf-b-{kind}"));
+        let leader = job_candidate(&api, kind, &name, &a_id, &FAST, "1000");
+        wait_log(&log, LONG, |l| l.len() == 1).await;
+        // The standby's writes are dropped (its watch stays): it will see the lock free but
+        // not take it.
+        emu.add_fault(Fault::new(Action::Drop).for_client(&b_id).method("PUT"));
+        let standby = job_candidate(&api, kind, &name, &b_id, &FAST, "0.2");
+        wait_request(emu, "the standby's read", |e| {
+            e.client == b_id && e.verb == "get" && e.status == 200
+        })
+        .await;
+        kill(
+            Pid::from_raw(leader.id().expect("the leader's pid") as i32),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+        let (code, stderr) = exit_of(leader, LONG).await;
+        assert_eq!(code, 143, "{kind}: {stderr}");
+        wait_request(emu, "the standby's dropped take", |e| {
+            e.client == b_id && e.method == "PUT" && e.status == 0
+        })
+        .await;
+        // Cut off entirely (its watch too); meanwhile another holder, then a deletion.
+        emu.add_fault(Fault::new(Action::Partition).for_client(&b_id));
+        take_lock(&api, kind, &name, "someone-else").await;
+        delete_lock(&api, kind, &name).await;
+        let back = now_nanos();
+        emu.clear_faults();
+        let (code, stderr) = exit_of(standby, LONG).await;
+        assert_eq!(code, 0, "{kind}: {stderr}");
+        let lines = read_log(&log);
+        assert_eq!(lines.len(), 4, "{kind}: {lines:#?}");
+        let started = lines[2].nanos;
+        assert!(
+            started >= back + 3_500_000_000,
+            "{kind}: the standby started {}ms after it was back, within the 4s lease",
+            (started - back) / 1_000_000
+        );
+    }
+}
+
 #[tokio::test]
 async fn two_processes_with_one_identity_never_both_lead() {
     let api = Api::start().await;

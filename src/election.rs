@@ -80,25 +80,55 @@ impl<O> View<O> {
 }
 
 /// The records this process wrote, known by holder and renew time: a record naming our
-/// identity that is not among them was written by another process.
+/// identity that is not among them was written by another process. Each acquiring round
+/// starts a new round of writes: only a write of the current round (an acquiring write
+/// whose answer was lost) is resumed with its token; an older one ended with its leadership.
 #[derive(Debug, Default)]
-pub struct Writes(Mutex<Vec<(String, Option<record::Time>)>>);
+pub struct Writes(Mutex<SentWrites>);
+
+#[derive(Debug, Default)]
+struct SentWrites {
+    sent: Vec<(String, Option<record::Time>, u32)>,
+    round: u32,
+}
 
 impl Writes {
     const KEPT: usize = 32;
 
-    pub fn sent(&self, r: &LeaderRecord) {
-        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if v.len() >= Self::KEPT {
-            v.remove(0);
-        }
-        v.push((r.holder_identity.clone(), r.renew_time));
+    fn inner(&self) -> std::sync::MutexGuard<'_, SentWrites> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub fn sent(&self, r: &LeaderRecord) {
+        let mut w = self.inner();
+        if w.sent.len() >= Self::KEPT {
+            w.sent.remove(0);
+        }
+        let round = w.round;
+        w.sent
+            .push((r.holder_identity.clone(), r.renew_time, round));
+    }
+
+    /// Written by this process, in any round.
     pub fn ours(&self, r: &LeaderRecord) -> bool {
-        let v = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        v.iter()
-            .any(|(h, t)| *h == r.holder_identity && *t == r.renew_time)
+        self.inner()
+            .sent
+            .iter()
+            .any(|(h, t, _)| *h == r.holder_identity && *t == r.renew_time)
+    }
+
+    /// Written by this process in the current round: the same leadership.
+    pub fn resumable(&self, r: &LeaderRecord) -> bool {
+        let w = self.inner();
+        w.sent
+            .iter()
+            .any(|(h, t, round)| *h == r.holder_identity && *t == r.renew_time && *round == w.round)
+    }
+
+    /// A new acquiring round: what was written before belongs to an ended leadership.
+    pub fn new_round(&self) {
+        let mut w = self.inner();
+        w.round = w.round.wrapping_add(1);
     }
 }
 
@@ -324,6 +354,7 @@ impl<L: Lock> Election<L> {
         stop: &mut watch::Receiver<Option<i32>>,
         observer: &dyn Observer,
     ) -> Result<Leadership<L::Object>, AcquireError> {
+        self.writes.new_round();
         let start = Instant::now();
         let wait_deadline = opts.wait_timeout.map(|d| start + d);
         let mut follows: Vec<Follow<L>> = self
@@ -490,9 +521,13 @@ impl<L: Lock> Election<L> {
         let now = self.record_now();
         let current = view.current.as_ref();
         let next = match (decision, current) {
-            (Decision::Take, Some(o)) if o.record.holder_identity == self.identity => o
-                .record
-                .renewed(self.lease_seconds(), now, lock.resolution()),
+            // Our own acquiring write of this round, whose answer was lost: the same
+            // leadership. Anything else naming us (another process, or a leadership of ours
+            // that ended) is taken as a new leadership, with the next token.
+            (Decision::Take, Some(o)) if self.writes.resumable(&o.record) => {
+                o.record
+                    .renewed(self.lease_seconds(), now, lock.resolution())
+            }
             (_, prev) => LeaderRecord::taken(
                 prev.map(|o| &o.record),
                 view.transitions_seen,
@@ -1199,9 +1234,26 @@ mod paused {
     async fn a_record_naming_us_written_by_another_process_is_waited_out() {
         let lock = FakeLock::default();
         lock.write(held("me"));
+        let before = lock.record().unwrap().leader_transitions;
         let t0 = Instant::now();
-        acquire(&election(&lock, "me")).await.unwrap();
+        let l = acquire(&election(&lock, "me")).await.unwrap();
         assert!(close(t0.elapsed(), LEASE), "{:?}", t0.elapsed());
+        // Another process's leadership, though it bore our name: the token moves on.
+        assert_eq!(l.fencing_token, before + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_leadership_after_our_own_gets_the_next_token() {
+        // `--rejoin` after a loss that nobody took over: the lock still shows our last
+        // write. It is taken at once, but as a new leadership.
+        let lock = FakeLock::default();
+        let e = election(&lock, "me");
+        let first = acquire(&e).await.unwrap();
+        drop(first);
+        let t0 = Instant::now();
+        let second = acquire(&e).await.unwrap();
+        assert!(t0.elapsed() < T.retry_period, "{:?}", t0.elapsed());
+        assert_eq!(second.fencing_token, 1);
     }
 
     #[tokio::test(start_paused = true)]

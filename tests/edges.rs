@@ -166,6 +166,44 @@ async fn two_processes_with_one_identity_never_both_lead() {
         let lines = read_log(&log);
         assert_eq!(lines.len(), 4, "{kind}: {lines:#?}");
         assert_no_overlap(&lines);
+        // Two leaderships under one name are still two: the fencing token moves on.
+        assert_eq!(
+            lines[2].token,
+            lines[0].token + 1,
+            "{kind}: the second process's token: {lines:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_twin_taking_over_a_dead_twins_lease_gets_the_next_token() {
+    // The first process dies without releasing: its record (our name, not our write) is
+    // waited out and taken. It is a new leadership: storage fenced by the token must be
+    // able to tell the two apart.
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("dead-twin");
+        let log = api.log_path();
+        let _ = std::fs::remove_file(&log);
+        let first = job_candidate(&api, kind, &name, "same-id", &FAST, "1000");
+        wait_log(&log, LONG, |l| l.len() == 1).await;
+        let second = job_candidate(&api, kind, &name, "same-id", &FAST, "0.2");
+        kill(
+            Pid::from_raw(first.id().expect("the first's pid") as i32),
+            Signal::SIGKILL,
+        )
+        .unwrap();
+        let _ = exit_of(first, LONG).await;
+        let (code, stderr) = exit_of(second, LONG).await;
+        assert_eq!(code, 0, "{kind}: {stderr}");
+        let lines = read_log(&log);
+        assert_no_overlap(&lines);
+        let (first_line, last) = (&lines[0], &lines[lines.len() - 1]);
+        assert_eq!(
+            last.token,
+            first_line.token + 1,
+            "{kind}: the second leadership's token: {lines:#?}"
+        );
     }
 }
 

@@ -111,18 +111,19 @@ impl Writes {
 
     /// Written by this process, in any round.
     pub fn ours(&self, r: &LeaderRecord) -> bool {
-        self.inner()
-            .sent
-            .iter()
-            .any(|(h, t, _)| *h == r.holder_identity && *t == r.renew_time)
+        self.written(r, false)
     }
 
     /// Written by this process in the current round: the same leadership.
     pub fn resumable(&self, r: &LeaderRecord) -> bool {
+        self.written(r, true)
+    }
+
+    fn written(&self, r: &LeaderRecord, this_round: bool) -> bool {
         let w = self.inner();
-        w.sent
-            .iter()
-            .any(|(h, t, round)| *h == r.holder_identity && *t == r.renew_time && *round == w.round)
+        w.sent.iter().any(|(h, t, round)| {
+            *h == r.holder_identity && *t == r.renew_time && (!this_round || *round == w.round)
+        })
     }
 
     /// A new acquiring round: what was written before belongs to an ended leadership.

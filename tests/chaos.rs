@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use kube_emulator::{Action, Emulator, Fault, Kind};
@@ -36,13 +36,6 @@ setsid sh -c 'while :; do echo "beat $0 $1 $(date +%s%N)" >> "$2"; sleep 0.1; do
 trap 'echo "stop $id $tok $(date +%s%N)" >> "$log"; exit 143' TERM
 while :; do sleep 0.2; done
 "#;
-
-fn now_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
 
 #[derive(Default, Debug)]
 struct Figures {

@@ -33,13 +33,6 @@ async fn delete_lock(api: &Api, kind: &str, name: &str) {
     }
 }
 
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
 #[tokio::test]
 async fn a_deleted_lock_stops_the_leader_and_the_standby_waits_a_lease_from_the_deletion() {
     let api = Api::start().await;

@@ -11,22 +11,6 @@ use nix::unistd::Pid;
 
 const LONG: Duration = Duration::from_secs(60);
 
-async fn tool(api: &Api, args: &[&str]) -> (i32, String, String) {
-    let mut c = leaderrun();
-    c.args(args)
-        .args(["-n", &api.namespace])
-        .env("LEADERRUN_KUBECONFIG", api.kubeconfig("operator"));
-    let out = tokio::time::timeout(LONG, c.output())
-        .await
-        .unwrap()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The lock object's annotations, as JSON.
 async fn annotations(api: &Api, kind: &str, name: &str) -> serde_json::Value {
     use k8s_openapi::api::coordination::v1::Lease;
@@ -156,18 +140,11 @@ async fn the_stop_signal_is_what_starts_a_stop() {
     assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "INT");
     let (code, _, err) = tool(
         &api,
-        &["--name", "x", "--stop-signal", "STOP", "--", "true"],
+        &["run", "--name", "x", "--stop-signal", "STOP", "--", "true"],
     )
     .await;
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("pauses a process"), "{err}");
-}
-
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 #[tokio::test]

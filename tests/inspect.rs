@@ -52,25 +52,6 @@ async fn put_record(api: &Api, kind: &str, name: &str, r: &LeaderRecord) {
     }
 }
 
-async fn tool(api: &Api, args: &[&str]) -> (i32, String, String) {
-    let mut c = leaderrun();
-    // The subcommand first, then the connection, then the rest (which may end in `-- CMD`).
-    c.arg(args[0])
-        .arg("--kubeconfig")
-        .arg(api.kubeconfig("operator"))
-        .args(["-n", &api.namespace])
-        .args(&args[1..]);
-    let out = tokio::time::timeout(LONG, c.output())
-        .await
-        .expect("in time")
-        .expect("run leaderrun");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn held(by: &str, renewed_secs_ago: i64, transitions: i32) -> LeaderRecord {
     let t = chrono::Utc::now() - chrono::Duration::seconds(renewed_secs_ago);
     LeaderRecord {

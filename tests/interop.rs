@@ -73,13 +73,6 @@ async fn inspect_json(api: &Api, kind: &str, name: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_leaderrun_share_a_lock() {
     let Some(py) = python() else {

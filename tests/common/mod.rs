@@ -390,3 +390,31 @@ pub fn kubectl() -> Option<PathBuf> {
             .map(|_| PathBuf::from("kubectl"))
     })
 }
+
+/// Runs a leaderrun subcommand as an operator: the subcommand first, then the connection,
+/// then the rest (which may end in `-- CMD`). Returns the exit code, stdout and stderr.
+pub async fn tool(api: &Api, args: &[&str]) -> (i32, String, String) {
+    let mut c = leaderrun();
+    c.arg(args[0])
+        .arg("--kubeconfig")
+        .arg(api.kubeconfig("operator"))
+        .args(["-n", &api.namespace])
+        .args(&args[1..]);
+    let out = tokio::time::timeout(Duration::from_secs(60), c.output())
+        .await
+        .expect("in time")
+        .expect("run leaderrun");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Wall-clock nanoseconds, as the job script logs them.
+pub fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{Event, Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, PostParams};
@@ -69,7 +72,11 @@ impl Admin {
 
     /// Applies `files` from deploy/ to `ns` (their "jobs" namespace replaced), without
     /// `drop_verb` in any rule, and returns a kubeconfig holding the bound service account's token.
+    /// Waits until the token authenticates and every granted verb is allowed: the real server
+    /// learns of new service accounts and bindings through informers, so they take effect a
+    /// little after their create returns (longer on a loaded machine).
     async fn service_account(&self, ns: &str, files: &[&str], drop_verb: Option<&str>) -> PathBuf {
+        let mut grants = Vec::new();
         for file in files {
             for mut doc in docs(file) {
                 doc["metadata"]["namespace"] = json!(ns);
@@ -89,6 +96,7 @@ impl Admin {
                     }
                     rules.retain(|r| r["verbs"].as_array().is_some_and(|v| !v.is_empty()));
                 }
+                grants.extend(granted(&doc, ns));
                 let pp = PostParams::default();
                 let client = self.client.clone();
                 let result = match doc["kind"].as_str() {
@@ -141,6 +149,7 @@ impl Admin {
             .path()
             .join(format!("{ns}-{}.kubeconfig", drop_verb.unwrap_or("all")));
         std::fs::write(&path, kc.to_string()).expect("write the kubeconfig");
+        wait_until_allowed(&path, &grants).await;
         path
     }
 
@@ -165,6 +174,80 @@ impl Admin {
             .request_text(req)
             .await
             .expect("create the lock as admin");
+    }
+}
+
+/// The resource attributes a Role document grants, one per verb, resource and name.
+fn granted(doc: &Value, ns: &str) -> Vec<ResourceAttributes> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    if doc["kind"] != "Role" {
+        return out;
+    }
+    for rule in doc["rules"].as_array().into_iter().flatten() {
+        let names = strings(&rule["resourceNames"]);
+        let names: Vec<Option<String>> = if names.is_empty() {
+            vec![None]
+        } else {
+            names.into_iter().map(Some).collect()
+        };
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    for name in &names {
+                        out.push(ResourceAttributes {
+                            group: Some(group.clone()),
+                            resource: Some(resource.clone()),
+                            verb: Some(verb.clone()),
+                            name: name.clone(),
+                            namespace: Some(ns.to_string()),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Asks the server, as the kubeconfig's user, whether each grant is allowed, until all are.
+async fn wait_until_allowed(kubeconfig: &Path, grants: &[ResourceAttributes]) {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("kubeconfig");
+    let client = kube::Client::try_from(cfg).expect("client");
+    let reviews = kube::Api::<SelfSubjectAccessReview>::all(client);
+    let deadline = std::time::Instant::now() + LONG;
+    for grant in grants {
+        loop {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(grant.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let answer = reviews.create(&PostParams::default(), &review).await;
+            let allowed = matches!(&answer, Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed));
+            if allowed {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the service account was never allowed {grant:?}: last answer {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -208,21 +291,24 @@ async fn with_exactly_the_verbs_granted_run_inspect_force_release_and_events_wor
             "--kill-grace",
             "1s",
         ];
-        // A leader that creates the lock, and a standby that watches it and takes over.
-        let args = |id: &'static str, secs: &'static str| -> Vec<String> {
+        // A leader that creates the lock, and a standby that watches it and takes over. The
+        // leader's job ends when the test says so, once the standby is waiting.
+        let go = admin.dir.path().join(format!("{ns}.go"));
+        let args = |id: &str, job: &[&str]| -> Vec<String> {
             let mut v: Vec<String> = base.iter().chain(&timing).map(|s| s.to_string()).collect();
-            v.extend(["--identity", id, "--events", "--", "sleep", secs].map(String::from));
+            v.extend(["--identity", id, "--events", "--"].map(String::from));
+            v.extend(job.iter().map(|s| s.to_string()));
             v
         };
-        let a_args = args("a", "2");
-        let a = {
+        let wait_for_go = format!("until [ -e '{}' ]; do sleep 0.05; done", go.display());
+        let mut a = {
             let mut c = leaderrun();
-            c.args(&a_args).env("LEADERRUN_KUBECONFIG", &kc);
+            c.args(args("a", &["sh", "-c", &wait_for_go]))
+                .env("LEADERRUN_KUBECONFIG", &kc);
             c.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped());
             c.spawn().expect("spawn a")
         };
-        // Wait until a holds the lock before the standby starts.
         let deadline = std::time::Instant::now() + LONG;
         loop {
             let (code, _) =
@@ -230,16 +316,38 @@ async fn with_exactly_the_verbs_granted_run_inspect_force_release_and_events_wor
             if code == 0 {
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{kind}: a never held the lock"
-            );
+            let exited = a.try_wait().expect("poll a").is_some();
+            if exited || std::time::Instant::now() > deadline {
+                let _ = a.start_kill();
+                let (code, err) = exit_of(a, LONG).await;
+                panic!("{kind}: a never held the lock (exited: {exited}, code {code}): {err}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let b_args = args("b", "0");
-        let b_refs: Vec<&str> = b_args.iter().map(String::as_str).collect();
-        let (b_code, b_err) = leaderrun_as(&kc, &b_refs).await;
+        let b_log = admin.dir.path().join(format!("{ns}-{kind}-b.log"));
+        let b = {
+            let mut c = leaderrun();
+            c.args(args("b", &["true"]))
+                .env("LEADERRUN_KUBECONFIG", &kc)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&b_log).expect("b's log"));
+            c.spawn().expect("spawn b")
+        };
+        let b_err = || std::fs::read_to_string(&b_log).unwrap_or_default();
+        let deadline = std::time::Instant::now() + LONG;
+        while !b_err().contains("held by another") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kind}: b never waited for a: {}",
+                b_err()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::fs::write(&go, "").expect("tell a's job to end");
         let (a_code, a_err) = exit_of(a, LONG).await;
+        let (b_code, _) = exit_of(b, LONG).await;
+        let b_err = b_err();
         assert_eq!(a_code, 0, "{kind}: leader as the service account: {a_err}");
         assert_eq!(b_code, 0, "{kind}: standby as the service account: {b_err}");
         for err in [&a_err, &b_err] {

@@ -487,7 +487,11 @@ async fn supervise<H: std::future::Future<Output = Lost> + Unpin>(
                 job.stop();
                 return End::Lost(lost);
             }
-            sig = signals.recv() => job.signal(sig),
+            // The shell's `fg` continues leaderrun with CONT: passing it on would let the
+            // job go on before the renew (leaderrun sends its own CONT after it).
+            sig = signals.recv() => if !(sig == Signal::SIGCONT && resuming.is_some()) {
+                job.signal(sig)
+            },
             Ok(()) = anchor.changed(), if resuming.is_some() => {
                 if resuming.is_some_and(|r| *anchor.borrow_and_update() >= r) {
                     resuming = None;

@@ -42,9 +42,9 @@ async fn a_deleted_lock_stops_the_leader_and_the_standby_waits_a_lease_from_the_
         let _ = std::fs::remove_file(&log);
         let leader = job_candidate(&api, kind, &name, "d-leader", &FAST, "1000");
         wait_log(&log, LONG, |l| l.len() == 1).await;
-        let standby = job_candidate(&api, kind, &name, "d-standby", &FAST, "0.5");
+        let mut standby = job_candidate(&api, kind, &name, "d-standby", &FAST, "0.5");
         // The standby has seen the lock held before it is deleted.
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        wait_standby(&mut standby).await;
         let deleted_at = now_nanos();
         delete_lock(&api, kind, &name).await;
         // On a real server the leader's next renew gets 409 (its uid precondition fails),
@@ -326,9 +326,9 @@ async fn only_term_int_hup_and_quit_end_the_wait() {
     let name = api.lock_name("waiting-signals");
     let holder = job_candidate(&api, "lease", &name, "w-holder", &FAST, "1000");
     wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
-    let waiter = job_candidate(&api, "lease", &name, "w-waiter", &FAST, "1");
+    let mut waiter = job_candidate(&api, "lease", &name, "w-waiter", &FAST, "1");
     let pid = Pid::from_raw(waiter.id().unwrap() as i32);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_standby(&mut waiter).await;
     for sig in [
         Signal::SIGWINCH,
         Signal::SIGCONT,

@@ -41,8 +41,8 @@ async fn step_down_moves_leadership_without_overlap_and_clears_the_request() {
         let _ = std::fs::remove_file(&log);
         let leader = job_candidate(&api, kind, &name, "sd-leader", &FAST, "1000");
         wait_log(&log, LONG, |l| l.len() == 1).await;
-        let standby = job_candidate(&api, kind, &name, "sd-standby", &FAST, "0.3");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut standby = job_candidate(&api, kind, &name, "sd-standby", &FAST, "0.3");
+        wait_standby(&mut standby).await;
         let asked = now_nanos();
         let (code, out, err) = tool(&api, &["step-down", "--lock", kind, "--name", &name]).await;
         assert_eq!(code, 0, "{kind}: {err}");
@@ -126,14 +126,18 @@ async fn the_stop_signal_is_what_starts_a_stop() {
     let api = Api::start().await;
     let name = api.lock_name("stop-signal");
     let got = api.dir.path().join("got");
+    let ready = api.dir.path().join("ready");
     let script = format!(
-        "trap 'echo INT > {got}; exit 0' INT; trap '' TERM; while :; do sleep 0.05; done",
-        got = got.display()
+        "trap 'echo INT > {got}; exit 0' INT; trap '' TERM; echo > {ready}; while :; do sleep 0.05; done",
+        got = got.display(),
+        ready = ready.display()
     );
     let mut args = FAST.to_vec();
     args.extend(["--stop-signal", "SIGINT"]);
-    let leader = candidate(&api, "lease", &name, "ss", &args, &["sh", "-c", &script]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut leader = candidate(&api, "lease", &name, "ss", &args, &["sh", "-c", &script]);
+    wait_leader(&mut leader).await;
+    // The job's traps are set before the lock is taken from it.
+    wait_file(&ready, LONG).await;
     take_lock(&api, "lease", &name, "someone-else").await;
     let (code, stderr) = exit_of(leader, LONG).await;
     assert_eq!(code, 121, "{stderr}");

@@ -318,8 +318,8 @@ async fn after_force_release_the_leader_stops_and_a_waiting_candidate_takes_over
         ];
         let leader = job_candidate(&api, kind, &name, "fr-leader", &args, "1000");
         wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
-        let standby = job_candidate(&api, kind, &name, "fr-standby", &args, "0");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut standby = job_candidate(&api, kind, &name, "fr-standby", &args, "0");
+        wait_standby(&mut standby).await;
         let t = std::time::Instant::now();
         let (c, _, err) = tool(
             &api,

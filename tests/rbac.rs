@@ -153,6 +153,21 @@ impl Admin {
         path
     }
 
+    /// Starts `leaderrun ARGS` with `kubeconfig`, its stderr kept for `wait_stderr`.
+    fn spawn_as<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        kubeconfig: &Path,
+        args: &[S],
+        label: &str,
+    ) -> tokio::process::Child {
+        let mut c = leaderrun();
+        c.args(args)
+            .env("LEADERRUN_KUBECONFIG", kubeconfig)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        spawn_logged(c, self.dir.path(), label)
+    }
+
     /// Creates a free lock record as an operator would (so that taking it needs update).
     async fn free_lock(&self, kind: &str, ns: &str) {
         let (path, body) = if kind == "lease" {
@@ -301,53 +316,13 @@ async fn with_exactly_the_verbs_granted_run_inspect_force_release_and_events_wor
             v
         };
         let wait_for_go = format!("until [ -e '{}' ]; do sleep 0.05; done", go.display());
-        let mut a = {
-            let mut c = leaderrun();
-            c.args(args("a", &["sh", "-c", &wait_for_go]))
-                .env("LEADERRUN_KUBECONFIG", &kc);
-            c.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped());
-            c.spawn().expect("spawn a")
-        };
-        let deadline = std::time::Instant::now() + LONG;
-        loop {
-            let (code, _) =
-                leaderrun_as(&kc, &["inspect", "--lock", kind, "--name", NAME, "-n", &ns]).await;
-            if code == 0 {
-                break;
-            }
-            let exited = a.try_wait().expect("poll a").is_some();
-            if exited || std::time::Instant::now() > deadline {
-                let _ = a.start_kill();
-                let (code, err) = exit_of(a, LONG).await;
-                panic!("{kind}: a never held the lock (exited: {exited}, code {code}): {err}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let b_log = admin.dir.path().join(format!("{ns}-{kind}-b.log"));
-        let b = {
-            let mut c = leaderrun();
-            c.args(args("b", &["true"]))
-                .env("LEADERRUN_KUBECONFIG", &kc)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::fs::File::create(&b_log).expect("b's log"));
-            c.spawn().expect("spawn b")
-        };
-        let b_err = || std::fs::read_to_string(&b_log).unwrap_or_default();
-        let deadline = std::time::Instant::now() + LONG;
-        while !b_err().contains("held by another") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{kind}: b never waited for a: {}",
-                b_err()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut a = admin.spawn_as(&kc, &args("a", &["sh", "-c", &wait_for_go]), "a");
+        wait_leader(&mut a).await;
+        let mut b = admin.spawn_as(&kc, &args("b", &["true"]), "b");
+        wait_standby(&mut b).await;
         std::fs::write(&go, "").expect("tell a's job to end");
         let (a_code, a_err) = exit_of(a, LONG).await;
-        let (b_code, _) = exit_of(b, LONG).await;
-        let b_err = b_err();
+        let (b_code, b_err) = exit_of(b, LONG).await;
         assert_eq!(a_code, 0, "{kind}: leader as the service account: {a_err}");
         assert_eq!(b_code, 0, "{kind}: standby as the service account: {b_err}");
         for err in [&a_err, &b_err] {
@@ -480,21 +455,22 @@ async fn with_one_verb_taken_away_the_exit_code_and_message_name_it() {
         let mut a_args: Vec<&str> =
             vec!["--lock", kind, "--name", NAME, "-n", &ns, "--identity", "a"];
         a_args.extend(timing);
-        a_args.extend(["--", "sleep", "2"]);
-        let a = {
-            let mut c = leaderrun();
-            c.args(&a_args).env("LEADERRUN_KUBECONFIG", &kc);
-            c.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped());
-            c.spawn().expect("spawn a")
-        };
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // a's job ends once b has said that it polls.
+        let go = admin.dir.path().join(format!("{ns}.go"));
+        let wait_for_go = format!("until [ -e '{}' ]; do sleep 0.05; done", go.display());
+        a_args.extend(["--", "sh", "-c", &wait_for_go]);
+        let mut a = admin.spawn_as(&kc, &a_args, "a");
+        // b must find the lock held, so that it has to poll.
+        wait_leader(&mut a).await;
         let mut b_args: Vec<&str> =
             vec!["--lock", kind, "--name", NAME, "-n", &ns, "--identity", "b"];
         b_args.extend(timing);
         b_args.extend(["--", "true"]);
-        let (b_code, b_err) = leaderrun_as(&kc, &b_args).await;
+        let mut b = admin.spawn_as(&kc, &b_args, "b");
+        wait_stderr(&mut b, "watching is not allowed; polling", LONG).await;
+        std::fs::write(&go, "").expect("tell a's job to end");
         let (a_code, a_err) = exit_of(a, LONG).await;
+        let (b_code, b_err) = exit_of(b, LONG).await;
         assert_eq!(
             (a_code, b_code),
             (0, 0),

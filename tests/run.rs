@@ -659,8 +659,8 @@ async fn a_sigkilled_leaders_child_dies_and_the_standby_waits_out_the_lease() {
         );
         let leader = candidate(&api, kind, &name, "k-leader", &FAST, &["sh", "-c", &cmd]);
         wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
-        let standby = job_candidate(&api, kind, &name, "k-standby", &FAST, "0");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut standby = job_candidate(&api, kind, &name, "k-standby", &FAST, "0");
+        wait_standby(&mut standby).await;
         let child_pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()
             .trim()

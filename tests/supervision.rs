@@ -11,23 +11,6 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
-async fn wait_file(path: &Path, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if s.ends_with('\n') {
-                return s;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {}",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn alive(pid: i32) -> bool {
     // A zombie is not alive: it has exited and only waits to be reaped.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -158,6 +158,9 @@ impl ActiveFault {
 pub struct LogEntry {
     /// Milliseconds since the emulator started, when the request arrived.
     pub at_ms: u64,
+    /// The same, in microseconds (what `Emulator::wall_time` uses).
+    #[serde(default)]
+    pub at_us: u64,
     pub method: String,
     /// Path and query as sent.
     pub path: String,

@@ -78,6 +78,9 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (close_watches, _) = broadcast::channel(64);
+        // Read together, so that `wall_time` maps the log's clock onto the wall clock without
+        // the time spent below (a TLS certificate takes milliseconds in a debug build).
+        let (started, started_wall) = (Instant::now(), std::time::SystemTime::now());
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(config.history)),
             faults: Mutex::new(Vec::new()),
@@ -85,7 +88,7 @@ impl Emulator {
             next_fault: AtomicU64::new(1),
             close_watches,
             tokens: config.tokens.clone(),
-            started: Instant::now(),
+            started,
         });
         let (tls, ca_pem) = if config.tls {
             let (acceptor, pem) = transport::tls_acceptor().map_err(std::io::Error::other)?;
@@ -97,7 +100,7 @@ impl Emulator {
         tokio::spawn(transport::serve(listener, shared.clone(), tls, rx));
         Ok(Emulator {
             addr,
-            started_wall: std::time::SystemTime::now(),
+            started_wall,
             shared,
             ca_pem,
             _shutdown: tx,
@@ -106,7 +109,7 @@ impl Emulator {
 
     /// The wall-clock time of a request log entry's arrival (to within a millisecond).
     pub fn wall_time(&self, entry: &LogEntry) -> std::time::SystemTime {
-        self.started_wall + Duration::from_millis(entry.at_ms)
+        self.started_wall + Duration::from_micros(entry.at_us)
     }
 
     pub fn addr(&self) -> SocketAddr {

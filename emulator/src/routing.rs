@@ -308,8 +308,10 @@ impl Target {
     }
 
     fn log_entry(&self, shared: &Shared, req: &Request<Incoming>) -> LogEntry {
+        let at = shared.started.elapsed();
         LogEntry {
-            at_ms: shared.started.elapsed().as_millis() as u64,
+            at_ms: at.as_millis() as u64,
+            at_us: at.as_micros() as u64,
             method: req.method().to_string(),
             path: req
                 .uri()

@@ -149,10 +149,85 @@ pub fn candidate(
         .args(args)
         .arg("--")
         .args(cmd);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c.spawn().expect("spawn leaderrun")
+    c.stdin(Stdio::null()).stdout(Stdio::piped());
+    spawn_logged(c, api.dir.path(), id)
+}
+
+/// Where each running child spawned by `spawn_logged` writes its stderr, by pid.
+static STDERR_FILES: std::sync::Mutex<Vec<(u32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+/// Spawns `c` with its stderr in a file in `dir`, so that a test can wait for a line while
+/// the process runs (`wait_stderr`) and `exit_of` still returns the whole of it.
+pub fn spawn_logged(mut c: Command, dir: &Path, label: &str) -> Child {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{label}-{n}.stderr"));
+    c.stderr(std::fs::File::create(&path).expect("a stderr file"));
+    let child = c.spawn().expect("spawn leaderrun");
+    if let Some(pid) = child.id() {
+        STDERR_FILES.lock().unwrap().push((pid, path));
+    }
+    child
+}
+
+fn stderr_file(child: &Child) -> Option<PathBuf> {
+    let pid = child.id()?;
+    let files = STDERR_FILES.lock().unwrap();
+    files
+        .iter()
+        .find(|(p, _)| *p == pid)
+        .map(|(_, f)| f.clone())
+}
+
+/// What a child spawned by `spawn_logged` has written to stderr so far.
+pub fn stderr_of(child: &Child) -> String {
+    stderr_file(child)
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .unwrap_or_default()
+}
+
+/// Waits until a child spawned by `spawn_logged` writes `needle` to stderr.
+pub async fn wait_stderr(child: &mut Child, needle: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !stderr_of(child).contains(needle) {
+        let exited = child.try_wait().ok().flatten();
+        assert!(
+            exited.is_none() && Instant::now() < deadline,
+            "waited for {needle:?} (exited: {exited:?}); stderr: {}",
+            stderr_of(child)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until a candidate has read the lock and found it held by another.
+pub async fn wait_standby(child: &mut Child) {
+    wait_stderr(child, "waiting: the lock is held by another", LONG_WAIT).await;
+}
+
+/// Waits until a candidate holds the lock.
+pub async fn wait_leader(child: &mut Child) {
+    wait_stderr(child, "became leader", LONG_WAIT).await;
+}
+
+const LONG_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until `path` holds a complete line (a writer's `echo` has finished) and returns it.
+pub async fn wait_file(path: &Path, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A candidate whose child is the job script.
@@ -178,14 +253,19 @@ pub fn job_candidate(
 
 /// Waits for a candidate to exit; returns its code and stderr.
 pub async fn exit_of(child: Child, within: Duration) -> (i32, String) {
+    let file = stderr_file(&child);
     let out = tokio::time::timeout(within, child.wait_with_output())
         .await
         .expect("leaderrun exits in time")
         .expect("wait for leaderrun");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let stderr = match file {
+        Some(f) => {
+            STDERR_FILES.lock().unwrap().retain(|(_, g)| *g != f);
+            std::fs::read_to_string(&f).unwrap_or_default()
+        }
+        None => String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (out.status.code().unwrap_or(-1), stderr)
 }
 
 #[derive(Debug, Clone, PartialEq)]

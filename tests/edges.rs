@@ -39,12 +39,8 @@ async fn a_deleted_lock_stops_the_leader_and_the_standby_waits_a_lease_from_the_
     for kind in KINDS {
         let name = api.lock_name("deleted");
         let log = api.log_path();
-        let _ = std::fs::remove_file(&log);
-        let leader = job_candidate(&api, kind, &name, "d-leader", &FAST, "1000");
-        wait_log(&log, LONG, |l| l.len() == 1).await;
-        let mut standby = job_candidate(&api, kind, &name, "d-standby", &FAST, "0.5");
         // The standby has seen the lock held before it is deleted.
-        wait_standby(&mut standby).await;
+        let (leader, standby) = leader_then_standby(&api, kind, &name, "d", &FAST, "0.5").await;
         let deleted_at = now_nanos();
         delete_lock(&api, kind, &name).await;
         // On a real server the leader's next renew gets 409 (its uid precondition fails),

@@ -38,11 +38,7 @@ async fn step_down_moves_leadership_without_overlap_and_clears_the_request() {
     for kind in KINDS {
         let name = api.lock_name("stepdown");
         let log = api.log_path();
-        let _ = std::fs::remove_file(&log);
-        let leader = job_candidate(&api, kind, &name, "sd-leader", &FAST, "1000");
-        wait_log(&log, LONG, |l| l.len() == 1).await;
-        let mut standby = job_candidate(&api, kind, &name, "sd-standby", &FAST, "0.3");
-        wait_standby(&mut standby).await;
+        let (leader, standby) = leader_then_standby(&api, kind, &name, "sd", &FAST, "0.3").await;
         let asked = now_nanos();
         let (code, out, err) = tool(&api, &["step-down", "--lock", kind, "--name", &name]).await;
         assert_eq!(code, 0, "{kind}: {err}");

@@ -306,7 +306,6 @@ async fn after_force_release_the_leader_stops_and_a_waiting_candidate_takes_over
     let api = Api::start().await;
     for kind in KINDS {
         let name = api.lock_name("fr");
-        let _ = std::fs::remove_file(api.log_path());
         // A long lease: the takeover must not wait it out.
         let args = [
             "--lease-duration",
@@ -316,10 +315,7 @@ async fn after_force_release_the_leader_stops_and_a_waiting_candidate_takes_over
             "--retry-period",
             "1s",
         ];
-        let leader = job_candidate(&api, kind, &name, "fr-leader", &args, "1000");
-        wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
-        let mut standby = job_candidate(&api, kind, &name, "fr-standby", &args, "0");
-        wait_standby(&mut standby).await;
+        let (leader, standby) = leader_then_standby(&api, kind, &name, "fr", &args, "0").await;
         let t = std::time::Instant::now();
         let (c, _, err) = tool(
             &api,

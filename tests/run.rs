@@ -112,13 +112,7 @@ async fn a_partitioned_leader_stops_its_child_before_a_standby_starts() {
     };
     for kind in KINDS {
         let name = api.lock_name("part");
-        let _ = std::fs::remove_file(api.log_path());
-        let leader = job_candidate(&api, kind, &name, "p-leader", &FAST, "1000");
-        wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
-        let standby = job_candidate(&api, kind, &name, "p-standby", &FAST, "0");
-        emu.wait_for_request(LONG, |r| r.client == "p-standby")
-            .await
-            .expect("the standby is up");
+        let (leader, standby) = leader_then_standby(&api, kind, &name, "p", &FAST, "0").await;
         let fault = emu.add_fault(Fault::new(Action::Partition).for_client("p-leader"));
         let (code, stderr) = exit_of(leader, LONG).await;
         assert_eq!(code, 121, "{kind}: leadership lost: {stderr}");

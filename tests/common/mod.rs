@@ -251,6 +251,33 @@ pub fn job_candidate(
     )
 }
 
+/// The common opening of a handover scenario, with a fresh job log: `TAG-leader` holds the
+/// lock with a job of 1000 s, and `TAG-standby` (a job of `standby_job` seconds) has read
+/// the lock and is waiting.
+pub async fn leader_then_standby(
+    api: &Api,
+    kind: &str,
+    name: &str,
+    tag: &str,
+    args: &[&str],
+    standby_job: &str,
+) -> (Child, Child) {
+    let log = api.log_path();
+    let _ = std::fs::remove_file(&log);
+    let leader = job_candidate(api, kind, name, &format!("{tag}-leader"), args, "1000");
+    wait_log(&log, LONG_WAIT, |l| l.len() == 1).await;
+    let mut standby = job_candidate(
+        api,
+        kind,
+        name,
+        &format!("{tag}-standby"),
+        args,
+        standby_job,
+    );
+    wait_standby(&mut standby).await;
+    (leader, standby)
+}
+
 /// Waits for a candidate to exit; returns its code and stderr.
 pub async fn exit_of(child: Child, within: Duration) -> (i32, String) {
     let file = stderr_file(&child);

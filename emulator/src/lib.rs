@@ -107,7 +107,7 @@ impl Emulator {
         })
     }
 
-    /// The wall-clock time of a request log entry's arrival (to within a millisecond).
+    /// The wall-clock time of a request log entry's arrival (to within a microsecond).
     pub fn wall_time(&self, entry: &LogEntry) -> std::time::SystemTime {
         self.started_wall + Duration::from_micros(entry.at_us)
     }

@@ -165,7 +165,10 @@ pub fn spawn_logged(mut c: Command, dir: &Path, label: &str) -> Child {
     c.stderr(std::fs::File::create(&path).expect("a stderr file"));
     let child = c.spawn().expect("spawn leaderrun");
     if let Some(pid) = child.id() {
-        STDERR_FILES.lock().unwrap().push((pid, path));
+        let mut files = STDERR_FILES.lock().unwrap();
+        // A pid used again after a child that was dropped without `exit_of`.
+        files.retain(|(p, _)| *p != pid);
+        files.push((pid, path));
     }
     child
 }

@@ -42,16 +42,21 @@ struct Admin {
     dir: tempfile::TempDir,
 }
 
+/// A kube client for the kubeconfig at `path`.
+async fn client_from(path: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("kubeconfig");
+    kube::Client::try_from(cfg).expect("client")
+}
+
 async fn admin(test: &str) -> Option<Admin> {
     let path = real_server(test)?;
     let text = std::fs::read_to_string(&path).expect("read the real kubeconfig");
     let kubeconfig: Value = serde_saphyr::from_str(&text).expect("kubeconfig YAML");
-    let kc = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("kubeconfig");
     Some(Admin {
-        client: kube::Client::try_from(cfg).expect("client"),
+        client: client_from(&path).await,
         kubeconfig,
         dir: tempfile::tempdir().expect("tempdir"),
     })
@@ -168,6 +173,18 @@ impl Admin {
         spawn_logged(c, self.dir.path(), label)
     }
 
+    /// Runs `leaderrun ARGS` with `kubeconfig` to its end; returns (code, stderr).
+    async fn run_as(&self, kubeconfig: &Path, args: &[&str]) -> (i32, String) {
+        exit_of(self.spawn_as(kubeconfig, args, "run"), LONG).await
+    }
+
+    /// A job that runs until the test calls `go` (which writes the returned path).
+    fn gated_job(&self, ns: &str) -> (PathBuf, String) {
+        let go = self.dir.path().join(format!("{ns}.go"));
+        let job = format!("until [ -e '{}' ]; do sleep 0.05; done", go.display());
+        (go, job)
+    }
+
     /// Creates a free lock record as an operator would (so that taking it needs update).
     async fn free_lock(&self, kind: &str, ns: &str) {
         let (path, body) = if kind == "lease" {
@@ -236,12 +253,7 @@ fn granted(doc: &Value, ns: &str) -> Vec<ResourceAttributes> {
 
 /// Asks the server, as the kubeconfig's user, whether each grant is allowed, until all are.
 async fn wait_until_allowed(kubeconfig: &Path, grants: &[ResourceAttributes]) {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("kubeconfig");
-    let client = kube::Client::try_from(cfg).expect("client");
-    let reviews = kube::Api::<SelfSubjectAccessReview>::all(client);
+    let reviews = kube::Api::<SelfSubjectAccessReview>::all(client_from(kubeconfig).await);
     let deadline = std::time::Instant::now() + LONG;
     for grant in grants {
         loop {
@@ -264,17 +276,6 @@ async fn wait_until_allowed(kubeconfig: &Path, grants: &[ResourceAttributes]) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// Runs `leaderrun ARGS` with `kubeconfig`; returns (code, stderr).
-async fn leaderrun_as(kubeconfig: &Path, args: &[&str]) -> (i32, String) {
-    let mut c = leaderrun();
-    c.args(args)
-        .env("LEADERRUN_KUBECONFIG", kubeconfig)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    exit_of(c.spawn().expect("spawn leaderrun"), LONG).await
 }
 
 fn rbac_file(kind: &str) -> &'static str {
@@ -308,14 +309,13 @@ async fn with_exactly_the_verbs_granted_run_inspect_force_release_and_events_wor
         ];
         // A leader that creates the lock, and a standby that watches it and takes over. The
         // leader's job ends when the test says so, once the standby is waiting.
-        let go = admin.dir.path().join(format!("{ns}.go"));
+        let (go, wait_for_go) = admin.gated_job(&ns);
         let args = |id: &str, job: &[&str]| -> Vec<String> {
             let mut v: Vec<String> = base.iter().chain(&timing).map(|s| s.to_string()).collect();
             v.extend(["--identity", id, "--events", "--"].map(String::from));
             v.extend(job.iter().map(|s| s.to_string()));
             v
         };
-        let wait_for_go = format!("until [ -e '{}' ]; do sleep 0.05; done", go.display());
         let mut a = admin.spawn_as(&kc, &args("a", &["sh", "-c", &wait_for_go]), "a");
         wait_leader(&mut a).await;
         let mut b = admin.spawn_as(&kc, &args("b", &["true"]), "b");
@@ -346,26 +346,28 @@ async fn with_exactly_the_verbs_granted_run_inspect_force_release_and_events_wor
                 .is_some_and(|m| m.contains("b became leader"))),
             "{kind}: the events were written"
         );
-        let (code, err) =
-            leaderrun_as(&kc, &["inspect", "--lock", kind, "--name", NAME, "-n", &ns]).await;
+        let (code, err) = admin
+            .run_as(&kc, &["inspect", "--lock", kind, "--name", NAME, "-n", &ns])
+            .await;
         assert_eq!(
             code, 3,
             "{kind}: inspect as the service account sees a free lock: {err}"
         );
-        let (code, err) = leaderrun_as(
-            &kc,
-            &[
-                "force-release",
-                "--yes",
-                "--lock",
-                kind,
-                "--name",
-                NAME,
-                "-n",
-                &ns,
-            ],
-        )
-        .await;
+        let (code, err) = admin
+            .run_as(
+                &kc,
+                &[
+                    "force-release",
+                    "--yes",
+                    "--lock",
+                    kind,
+                    "--name",
+                    NAME,
+                    "-n",
+                    &ns,
+                ],
+            )
+            .await;
         assert_eq!(
             code, 0,
             "{kind}: force-release as the service account: {err}"
@@ -397,7 +399,7 @@ async fn with_one_verb_taken_away_the_exit_code_and_message_name_it() {
             if args == ["run"] {
                 a.extend(["--", "true"]);
             }
-            let (code, err) = leaderrun_as(&kc, &a).await;
+            let (code, err) = admin.run_as(&kc, &a).await;
             assert_eq!(code, 69, "{kind} {args:?} without get: {err}");
             assert!(
                 err.contains(&format!(
@@ -411,11 +413,12 @@ async fn with_one_verb_taken_away_the_exit_code_and_message_name_it() {
         let kc = admin
             .service_account(&ns, &[rbac_file(kind)], Some("create"))
             .await;
-        let (code, err) = leaderrun_as(
-            &kc,
-            &["--lock", kind, "--name", NAME, "-n", &ns, "--", "true"],
-        )
-        .await;
+        let (code, err) = admin
+            .run_as(
+                &kc,
+                &["--lock", kind, "--name", NAME, "-n", &ns, "--", "true"],
+            )
+            .await;
         assert_eq!(code, 69, "{kind} without create: {err}");
         assert!(
             err.contains("RBAC verb \"create\""),
@@ -427,11 +430,12 @@ async fn with_one_verb_taken_away_the_exit_code_and_message_name_it() {
             .service_account(&ns, &[rbac_file(kind)], Some("update"))
             .await;
         admin.free_lock(kind, &ns).await;
-        let (code, err) = leaderrun_as(
-            &kc,
-            &["--lock", kind, "--name", NAME, "-n", &ns, "--", "true"],
-        )
-        .await;
+        let (code, err) = admin
+            .run_as(
+                &kc,
+                &["--lock", kind, "--name", NAME, "-n", &ns, "--", "true"],
+            )
+            .await;
         assert_eq!(code, 69, "{kind} without update: {err}");
         assert!(
             err.contains("RBAC verb \"update\""),
@@ -456,8 +460,7 @@ async fn with_one_verb_taken_away_the_exit_code_and_message_name_it() {
             vec!["--lock", kind, "--name", NAME, "-n", &ns, "--identity", "a"];
         a_args.extend(timing);
         // a's job ends once b has said that it polls.
-        let go = admin.dir.path().join(format!("{ns}.go"));
-        let wait_for_go = format!("until [ -e '{}' ]; do sleep 0.05; done", go.display());
+        let (go, wait_for_go) = admin.gated_job(&ns);
         a_args.extend(["--", "sh", "-c", &wait_for_go]);
         let mut a = admin.spawn_as(&kc, &a_args, "a");
         // b must find the lock held, so that it has to poll.
@@ -481,13 +484,14 @@ async fn with_one_verb_taken_away_the_exit_code_and_message_name_it() {
             "{kind}: the standby says it polls: {b_err}"
         );
         // --events without rbac-events.yaml: a warning, and the job still runs.
-        let (code, err) = leaderrun_as(
-            &kc,
-            &[
-                "--lock", kind, "--name", NAME, "-n", &ns, "--events", "--", "true",
-            ],
-        )
-        .await;
+        let (code, err) = admin
+            .run_as(
+                &kc,
+                &[
+                    "--lock", kind, "--name", NAME, "-n", &ns, "--events", "--", "true",
+                ],
+            )
+            .await;
         assert_eq!(code, 0, "{kind}: events are best effort: {err}");
         assert!(
             err.contains("could not record an event"),

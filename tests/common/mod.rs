@@ -510,7 +510,7 @@ pub async fn tool(api: &Api, args: &[&str]) -> (i32, String, String) {
         .arg(api.kubeconfig("operator"))
         .args(["-n", &api.namespace])
         .args(&args[1..]);
-    let out = tokio::time::timeout(Duration::from_secs(60), c.output())
+    let out = tokio::time::timeout(LONG_WAIT, c.output())
         .await
         .expect("in time")
         .expect("run leaderrun");

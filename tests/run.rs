@@ -882,9 +882,12 @@ async fn the_leader_renews_with_one_put_per_retry_period_and_no_get() {
         // more if a renew was in flight when the child exited (its answer is lost).
         assert!((1..=2).contains(&count("get")), "{kind}: {mine:#?}");
         assert_eq!(count("create"), 1);
-        // 3s of leading at 500ms, plus the release; jitter-free for the leader.
+        // 3s of leading at 500ms, plus the release; jitter-free for the leader. A ConfigMap
+        // record holds whole seconds, so its renews write only when the second changes: the
+        // 3s enter 3 new seconds, the last of which may come after the child's exit.
+        let least = if kind == "lease" { 4 } else { 3 };
         assert!(
-            (4..=9).contains(&count("update")),
+            (least..=9).contains(&count("update")),
             "{kind}: {} updates",
             count("update")
         );

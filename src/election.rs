@@ -126,6 +126,20 @@ impl Writes {
         })
     }
 
+    /// The server refused `r` (409, or 404 for an update): it did not land, so a record equal
+    /// to it is another process's (a twin's write in the same second of a ConfigMap record).
+    pub fn refused(&self, r: &LeaderRecord) {
+        let mut w = self.inner();
+        let round = w.round;
+        if let Some(i) = w
+            .sent
+            .iter()
+            .rposition(|(h, t, n)| *h == r.holder_identity && *t == r.renew_time && *n == round)
+        {
+            w.sent.remove(i);
+        }
+    }
+
     /// A new acquiring round: what was written before belongs to an ended leadership.
     pub fn new_round(&self) {
         let mut w = self.inner();
@@ -556,6 +570,7 @@ impl<L: Lock> Election<L> {
                 last_renew_sent: sent,
             }),
             Err(LockError::Conflict(_) | LockError::AlreadyExists(_) | LockError::NotFound(_)) => {
+                self.writes.refused(&next);
                 debug!(lock = %lock.describe(), "another copy wrote first; reading again");
                 Err(Taken::Again)
             }
@@ -670,6 +685,7 @@ impl<L: Lock> Election<L> {
                 Ok(sent + self.timing.retry_period)
             }
             Err(LockError::Conflict(_)) => {
+                self.writes.refused(&record);
                 observer.renew_failed(latency, &LockError::Conflict(lock.describe()));
                 r.failures += 1;
                 r.last_error = format!(
@@ -1241,6 +1257,22 @@ mod paused {
         assert!(close(t0.elapsed(), LEASE), "{:?}", t0.elapsed());
         // Another process's leadership, though it bore our name: the token moves on.
         assert_eq!(l.fencing_token, before + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_twins_write_equal_to_our_refused_one_is_not_taken_for_ours() {
+        // A ConfigMap record keeps whole seconds: a twin (our identity, another process)
+        // renewing in the same second as our acquiring write writes the same holder and
+        // renewTime. Ours met a 409, so the record is the twin's: wait it out and take it
+        // with the next token, never resume it as our own leadership with the twin's token.
+        let lock = FakeLock::with_seconds();
+        lock.write(held("me"));
+        let before = lock.record().unwrap().leader_transitions;
+        lock.fault(Op::Update, Fault::WrittenFirst);
+        let t0 = Instant::now();
+        let l = acquire(&election(&lock, "me")).await.unwrap();
+        assert_eq!(l.fencing_token, before + 2, "the twin had before + 1");
+        assert!(t0.elapsed() >= 2 * LEASE, "{:?}", t0.elapsed());
     }
 
     #[tokio::test(start_paused = true)]

@@ -32,6 +32,10 @@ pub enum Fault {
     Slow(Duration),
     /// For a watch: open it, but never send anything.
     Stall,
+    /// For an update: another client writes the very record the caller sent, first (a
+    /// twin with our identity renewing in the same second of a ConfigMap record); the
+    /// caller's write then meets a 409.
+    WrittenFirst,
 }
 
 #[derive(Default)]
@@ -215,6 +219,10 @@ impl Lock for FakeLock {
         let slow = match self.enter(Op::Update) {
             Some(Fault::Fail(e)) => return Err(e(&self.describe())),
             Some(Fault::Slow(d)) => Some(d),
+            Some(Fault::WrittenFirst) => {
+                self.write(record.clone());
+                return Err(conflict(&self.describe()));
+            }
             _ => None,
         };
         let result = {

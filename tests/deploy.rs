@@ -95,6 +95,11 @@ fn manifests_parse_and_fit_together() {
         <leaderrun::cli::Cli as clap::Parser>::try_parse_from(args).is_ok(),
         "{cc:?}"
     );
+    // A duplicate that stood aside exits 0, so it is a Complete Job rather than a Failed one.
+    assert!(
+        cc.windows(2).any(|w| w == ["--conflict-exit-code", "0"]),
+        "{cc:?}"
+    );
     assert_eq!(docs("rbac-configmap.yaml").len(), 3);
     // --events needs create on events, granted apart (rbac-events.yaml) to the same account.
     let events = docs("rbac-events.yaml");
@@ -106,6 +111,17 @@ fn manifests_parse_and_fit_together() {
         find(&events, "RoleBinding")["subjects"][0]["name"],
         find(&rbac, "ServiceAccount")["metadata"]["name"]
     );
+}
+
+/// cronjob-1.20.yaml is cronjob.yaml in batch/v1beta1 (Kubernetes 1.20 and older), nothing more.
+#[test]
+fn the_1_20_cronjob_differs_only_in_its_api_version() {
+    let mut current = docs("cronjob.yaml")[0].clone();
+    let old = docs("cronjob-1.20.yaml")[0].clone();
+    assert_eq!(current["apiVersion"], "batch/v1");
+    assert_eq!(old["apiVersion"], "batch/v1beta1");
+    current["apiVersion"] = old["apiVersion"].clone();
+    assert_eq!(current, old);
 }
 
 /// Runs what a deployment does (acquire by create, renew, follow with a watch,

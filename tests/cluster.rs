@@ -1,0 +1,819 @@
+//! leaderrun where its users run it: as PID 1 of pods on a real single-node cluster
+//! (`tests/real-cluster/run`), from the image `leaderrun:dev`, with deploy/ as shipped (only
+//! the image, the namespace and timings substituted). Every worker logs its start and stop
+//! with the host's clock (containers share it); the test follows every pod's log and checks
+//! that no two workers' lives overlap.
+//!
+//! Skipped with a note unless `LEADERRUN_TEST_CLUSTER_KUBECONFIG` names such a cluster;
+//! `LEADERRUN_REQUIRE_CLUSTER=1` (CI) makes a missing one a failure. Runs as root on the
+//! cluster's host: the wedged- and killed-leader scenarios signal the container's processes
+//! from the host, as a runtime or the kernel would.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::AsyncBufReadExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use kube::api::{Api, ListParams, LogParams};
+
+use common::{assert_no_overlap, now_nanos, Line};
+
+const LONG: Duration = Duration::from_secs(180);
+/// The deployment's timings are leaderrun's defaults (deploy/deployment.yaml sets none).
+const LEASE: Duration = Duration::from_secs(15);
+const RETRY: Duration = Duration::from_secs(2);
+
+struct Cluster {
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+    client: kube::Client,
+    ns: String,
+}
+
+impl Cluster {
+    /// The cluster, with a fresh namespace for this test; None (with a note) when no cluster
+    /// is given.
+    async fn start(test: &str) -> Option<Cluster> {
+        let Some(kubeconfig) = std::env::var_os("LEADERRUN_TEST_CLUSTER_KUBECONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+        else {
+            assert!(
+                std::env::var("LEADERRUN_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+                "{test}: LEADERRUN_REQUIRE_CLUSTER=1 but LEADERRUN_TEST_CLUSTER_KUBECONFIG is not set"
+            );
+            eprintln!("SKIPPED {test}: needs a real cluster (LEADERRUN_TEST_CLUSTER_KUBECONFIG, from tests/real-cluster/run)");
+            return None;
+        };
+        let kubectl = common::kubectl().expect("kubectl (KUBECTL, .ci/tools or PATH)");
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("read the kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("use the kubeconfig");
+        let client = kube::Client::try_from(cfg).expect("a client");
+        let ns = format!("lr-{test}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let c = Cluster {
+            kubeconfig,
+            kubectl,
+            client,
+            ns,
+        };
+        c.kubectl_ok(&["create", "namespace", &c.ns]);
+        Some(c)
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write to kubectl");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Applies deploy/FILE as shipped, with the namespace and image substituted, and each
+    /// `(from, to)` of `timings` (each must be found, so a change to the file is noticed).
+    fn apply_deploy(&self, file: &str, timings: &[(&str, &str)]) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy")
+            .join(file);
+        let mut text = std::fs::read_to_string(&path).expect("read the deploy file");
+        let mut swaps = vec![("namespace: jobs", format!("namespace: {}", self.ns))];
+        if text.contains("image: registry.example.com/nightly-report:1.0") {
+            swaps.push((
+                "image: registry.example.com/nightly-report:1.0",
+                "image: leaderrun:dev".to_string(),
+            ));
+        }
+        swaps.extend(timings.iter().map(|(a, b)| (*a, b.to_string())));
+        for (from, to) in swaps {
+            assert!(text.contains(from), "{file} has no {from:?}");
+            text = text.replace(from, &to);
+        }
+        let out = self.kubectl(&["apply", "-f", "-"], Some(&text));
+        assert!(
+            out.status.success(),
+            "kubectl apply {file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// `leaderrun inspect -o json` from outside the cluster, as an operator runs it.
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_leaderrun"))
+            .args(["inspect", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .args(["-n", &self.ns, "--name", name, "-o", "json"])
+            .output()
+            .expect("run leaderrun inspect");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "inspect -o json: {e}; stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    fn cleanup(&self) {
+        // Not waited for: the namespace's pods go in the background.
+        let _ = self.kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
+    }
+}
+
+/// Every worker line of every pod in the namespace, read from the pods' logs as they are
+/// written (so a pod that is deleted has been read to its end), each line once.
+#[derive(Clone, Default)]
+struct Workers {
+    lines: Arc<Mutex<BTreeSet<(u128, String, String)>>>,
+    /// Stops the test writes for a worker killed with its whole container (it logs none).
+    killed: Arc<Mutex<Vec<Line>>>,
+}
+
+impl Workers {
+    /// Follows the logs of every pod of `pods` (by label selector) in the background.
+    fn follow(pods: Api<Pod>, selector: &str, container: &str) -> Workers {
+        let w = Workers::default();
+        let (w2, selector, container) = (w.clone(), selector.to_string(), container.to_string());
+        tokio::spawn(async move {
+            let mut seen = BTreeSet::new();
+            // Ends with the test's runtime.
+            loop {
+                if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+                    for p in list.items {
+                        let name = p.metadata.name.unwrap_or_default();
+                        if seen.insert(name.clone()) {
+                            tokio::spawn(follow_pod(
+                                pods.clone(),
+                                name,
+                                container.clone(),
+                                w2.clone(),
+                            ));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        w
+    }
+
+    fn add(&self, text: &str) {
+        let p: Vec<&str> = text.split_whitespace().collect();
+        if p.len() == 4 && (p[0] == "start" || p[0] == "stop") {
+            if let Ok(nanos) = p[3].parse::<u128>() {
+                self.lines
+                    .lock()
+                    .unwrap()
+                    .insert((nanos, p[0].to_string(), text.to_string()));
+            }
+        }
+    }
+
+    /// All lines, in time order.
+    fn lines(&self) -> Vec<Line> {
+        let mut out: Vec<Line> = self
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, _, text)| {
+                let p: Vec<&str> = text.split_whitespace().collect();
+                Some(Line {
+                    what: p[0].to_string(),
+                    id: p[1].to_string(),
+                    token: p[2].parse().ok()?,
+                    nanos: p[3].parse().ok()?,
+                })
+            })
+            .collect();
+        out.extend(self.killed.lock().unwrap().iter().cloned());
+        out.sort_by_key(|l| l.nanos);
+        out
+    }
+
+    /// Waits until the lines satisfy `pred`; returns them.
+    async fn wait(&self, what: &str, pred: impl Fn(&[Line]) -> bool) -> Vec<Line> {
+        let deadline = Instant::now() + LONG;
+        loop {
+            let lines = self.lines();
+            if pred(&lines) {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {lines:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The worker running now (started, not stopped), if any.
+    fn running(&self) -> Option<Line> {
+        let mut running: Option<Line> = None;
+        for l in self.lines() {
+            match l.what.as_str() {
+                "start" => running = Some(l),
+                _ if running.as_ref().is_some_and(|r| r.id == l.id) => running = None,
+                _ => {}
+            }
+        }
+        running
+    }
+}
+
+/// Follows one pod's container log until the pod is gone or has finished: again after each
+/// end of the stream (a restarted container), each line once (the set drops repeats).
+async fn follow_pod(pods: Api<Pod>, name: String, container: String, w: Workers) {
+    // Ends when the pod is gone or finished, or with the test's runtime.
+    loop {
+        let params = LogParams {
+            container: Some(container.clone()),
+            follow: true,
+            ..Default::default()
+        };
+        if let Ok(stream) = pods.log_stream(&name, &params).await {
+            let mut lines = stream.lines();
+            while let Some(Ok(line)) = futures::StreamExt::next(&mut lines).await {
+                w.add(&line);
+            }
+        }
+        match pods.get_opt(&name).await {
+            Ok(None) => return,
+            Ok(Some(p)) => {
+                let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
+                if phase == "Succeeded" || phase == "Failed" {
+                    if let Ok(text) = pods
+                        .logs(
+                            &name,
+                            &LogParams {
+                                container: Some(container.clone()),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                    {
+                        text.lines().for_each(|l| w.add(l));
+                    }
+                    return;
+                }
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The pod an identity (POD_NAME plus `_` and a suffix) belongs to.
+fn pod_of(identity: &str) -> &str {
+    identity.rsplit_once('_').map_or(identity, |(pod, _)| pod)
+}
+
+/// Host pids of the processes whose environment has `needle` (`POD_NAME=...`,
+/// `LEADERRUN_IDENTITY=...`), with their comm.
+fn host_pids_with_env(needle: &str) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            out.push((pid, comm.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// The host pid of leaderrun as PID 1 of `pod`'s container.
+fn leaderrun_pid_of(pod: &str) -> i32 {
+    let candidates = host_pids_with_env(&format!("POD_NAME={pod}"));
+    candidates
+        .iter()
+        .find(|(pid, comm)| {
+            comm == "leaderrun"
+                && std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.starts_with("NSpid:") && l.split_whitespace().last() == Some("1"))
+        })
+        .map(|(pid, _)| *pid)
+        .unwrap_or_else(|| panic!("no leaderrun as PID 1 of {pod} on this host: {candidates:?}"))
+}
+
+/// Waits until `pred` holds, polling; panics with `what` after LONG.
+async fn until<F, Fut>(what: &str, mut pred: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + LONG;
+    while !pred().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn is_live(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// Names of the Ready pods, and of the running (not terminating) ones.
+async fn ready_and_live(pods: &Api<Pod>) -> (Vec<String>, Vec<String>) {
+    let list = pods
+        .list(&ListParams::default().labels("app=nightly-report"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let name = |p: &Pod| p.metadata.name.clone().unwrap_or_default();
+    (
+        list.iter().filter(|p| is_ready(p)).map(name).collect(),
+        list.iter().filter(|p| is_live(p)).map(name).collect(),
+    )
+}
+
+/// The leader's worker has started, it is the only Ready pod of three running ones, and the
+/// Service routes to it alone. Returns the leader's identity.
+async fn one_leader_ready(c: &Cluster, w: &Workers) -> String {
+    let pods = c.pods();
+    let deadline = Instant::now() + LONG;
+    let leader = loop {
+        if let Some(running) = w.running() {
+            let (ready, live) = ready_and_live(&pods).await;
+            if live.len() == 3 && ready == [pod_of(&running.id).to_string()] {
+                break running.id;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for one worker, its pod the only Ready one of three: {:?} {:?}",
+            w.running(),
+            ready_and_live(&pods).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The Service's Endpoints hold the leader's address alone.
+    let pod_ip = pods
+        .get(pod_of(&leader))
+        .await
+        .expect("the leader's pod")
+        .status
+        .and_then(|s| s.pod_ip)
+        .expect("the leader's pod IP");
+    let endpoints: Api<Endpoints> = Api::namespaced(c.client.clone(), &c.ns);
+    until("the Service's endpoints to be the leader alone", || {
+        let (endpoints, pod_ip) = (endpoints.clone(), pod_ip.clone());
+        async move {
+            let ips: Vec<String> = endpoints
+                .get("nightly-report")
+                .await
+                .ok()
+                .and_then(|e| e.subsets)
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|s| s.addresses.unwrap_or_default())
+                .map(|a| a.ip)
+                .collect();
+            ips == [pod_ip]
+        }
+    })
+    .await;
+    leader
+}
+
+/// A plain HTTP GET with a short timeout: the status, or None when nothing answers in time.
+async fn http_status(ip: &str, port: u16, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let get = async {
+        let mut s = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.ok()?;
+        raw.split(' ').nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), get)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The worker that started after `after` nanoseconds, by another identity than `not`.
+fn next_start(lines: &[Line], after: u128, not: &str) -> Option<Line> {
+    lines
+        .iter()
+        .find(|l| l.what == "start" && l.nanos > after && l.id != not)
+        .cloned()
+}
+
+fn stop_of<'a>(lines: &'a [Line], id: &str) -> Option<&'a Line> {
+    lines.iter().find(|l| l.what == "stop" && l.id == id)
+}
+
+fn secs(nanos: u128) -> f64 {
+    nanos as f64 / 1e9
+}
+
+/// deploy/deployment.yaml, 3 replicas, through the life a Deployment has: a leader and its
+/// Service, kubelet's TERM on pod deletion, a leader killed without grace, a rollout restart,
+/// a wedged leaderrun. deploy/rbac.yaml and rbac-events.yaml are what the pods may do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedged_leader() {
+    let Some(c) = Cluster::start("deployment").await else {
+        return;
+    };
+    c.apply_deploy("rbac.yaml", &[]);
+    c.apply_deploy("rbac-events.yaml", &[]);
+    // Timing substituted: the grace kubelet gives a container (liveness restart of a wedged
+    // leaderrun waits it out).
+    c.apply_deploy(
+        "deployment.yaml",
+        &[(
+            "terminationGracePeriodSeconds: 30",
+            "terminationGracePeriodSeconds: 10",
+        )],
+    );
+    let service = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: nightly-report\n  namespace: {}\nspec:\n  selector:\n    app: nightly-report\n  ports:\n    - port: 8080\n      targetPort: health\n",
+        c.ns
+    );
+    let out = c.kubectl(&["apply", "-f", "-"], Some(&service));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = Workers::follow(c.pods(), "app=nightly-report", "worker");
+    let pods = c.pods();
+
+    // a. One worker; only its pod is Ready; the Service routes to it; inspect names it.
+    let leader = one_leader_ready(&c, &w).await;
+    let record = c.inspect("nightly-report");
+    assert_eq!(record["holder"], leader.as_str(), "inspect: {record}");
+    assert!(
+        leader.starts_with(&format!("nightly-report-")),
+        "the identity is POD_NAME plus a suffix: {leader}"
+    );
+    eprintln!("a. leader {leader}: the only Ready pod and the Service's only endpoint");
+
+    // g. --events: "became leader" on the Lease shows in kubectl get events.
+    let deadline = Instant::now() + LONG;
+    loop {
+        let events = c.kubectl_ok(&["-n", &c.ns, "get", "events", "-o", "json"]);
+        if events.contains("became leader") && events.contains("\"kind\": \"Lease\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 'became leader' Event: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "g. in-cluster config, POD_NAME identity, the service account's namespace, Events: ok"
+    );
+
+    // b. kubectl delete pod LEADER: kubelet's TERM, the default grace. The lock is released,
+    // so another worker starts well within a lease.
+    let before = now_nanos();
+    c.kubectl_ok(&[
+        "-n",
+        &c.ns,
+        "delete",
+        "pod",
+        pod_of(&leader),
+        "--wait=false",
+    ]);
+    let lines = w
+        .wait("another worker after the deletion", |l| {
+            stop_of(l, &leader).is_some() && next_start(l, before, &leader).is_some()
+        })
+        .await;
+    assert_no_overlap(&lines);
+    let stopped = stop_of(&lines, &leader)
+        .expect("the old worker's stop")
+        .nanos;
+    let next = next_start(&lines, before, &leader).expect("the next worker");
+    let handover = next.nanos - stopped;
+    eprintln!(
+        "b. pod deleted: old worker stopped {:.3}s after the delete, the next ({}) started {:.3}s after that",
+        secs(stopped - before),
+        next.id,
+        secs(handover)
+    );
+    assert!(
+        handover < (LEASE / 2).as_nanos(),
+        "a released lock is taken at once, not after a lease: {:.3}s",
+        secs(handover)
+    );
+    let leader = one_leader_ready(&c, &w).await;
+
+    // c. The leader's container SIGKILLed (its PID 1, so the kernel ends the whole PID
+    // namespace): no release; the next worker starts a lease after the last renew it saw.
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), &c.ns);
+    let renews: Arc<Mutex<Vec<(String, String, u128)>>> = Arc::default();
+    let watcher = {
+        let (leases, renews) = (leases.clone(), renews.clone());
+        tokio::spawn(async move {
+            // Records when each renewTime was first seen; ends when aborted below.
+            loop {
+                if let Ok(l) = leases.get("nightly-report").await {
+                    let spec = l.spec.unwrap_or_default();
+                    let holder = spec.holder_identity.unwrap_or_default();
+                    let renew = format!("{:?}", spec.renew_time);
+                    let mut r = renews.lock().unwrap();
+                    if r.last().map(|(_, t, _)| t != &renew).unwrap_or(true) {
+                        r.push((holder, renew, now_nanos()));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(RETRY * 2).await; // at least one renew seen by the watcher
+    let pid = leaderrun_pid_of(pod_of(&leader));
+    let job_pids = host_pids_with_env(&format!("LEADERRUN_IDENTITY={leader}"));
+    assert!(!job_pids.is_empty(), "the worker's processes on this host");
+    let killed = now_nanos();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL the leader's leaderrun");
+    until("the killed leader's worker to be gone", || {
+        let job_pids = job_pids.clone();
+        async move {
+            job_pids
+                .iter()
+                .all(|(p, _)| !Path::new(&format!("/proc/{p}")).exists())
+        }
+    })
+    .await;
+    w.killed.lock().unwrap().push(Line {
+        what: "stop".into(),
+        id: leader.clone(),
+        token: -1,
+        nanos: now_nanos(),
+    });
+    let lines = w
+        .wait("a takeover after the kill", |l| {
+            next_start(l, killed, &leader).is_some()
+        })
+        .await;
+    watcher.abort();
+    assert_no_overlap(&lines);
+    let next = next_start(&lines, killed, &leader).expect("the next worker");
+    let last_renew_seen = renews
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(holder, _, _)| holder == &leader)
+        .map(|(_, _, seen)| *seen)
+        .expect("a renew of the killed leader seen");
+    // The test polls every 50 ms; a standby saw that renew no earlier than its write.
+    let slack = Duration::from_millis(200).as_nanos();
+    assert!(
+        next.nanos + slack >= last_renew_seen + LEASE.as_nanos(),
+        "taken over {:.3}s after the last renew, before the lease of {}s ran out",
+        secs(next.nanos - last_renew_seen),
+        LEASE.as_secs()
+    );
+    eprintln!(
+        "c. leader SIGKILLed: the next worker started {:.3}s after the kill, {:.3}s after its last renew (lease {}s)",
+        secs(next.nanos - killed),
+        secs(next.nanos - last_renew_seen),
+        LEASE.as_secs()
+    );
+    let leader = one_leader_ready(&c, &w).await;
+
+    // d. kubectl rollout restart: every pod replaced, never two workers, the rollout finishes.
+    let (_, old) = ready_and_live(&pods).await;
+    let before = now_nanos();
+    c.kubectl_ok(&[
+        "-n",
+        &c.ns,
+        "rollout",
+        "restart",
+        "deployment/nightly-report",
+    ]);
+    c.kubectl_ok(&[
+        "-n",
+        &c.ns,
+        "rollout",
+        "status",
+        "deployment/nightly-report",
+        "--timeout=180s",
+    ]);
+    until("every pod replaced and a new worker", || {
+        let (pods, old, w) = (pods.clone(), old.clone(), w.clone());
+        async move {
+            let (_, live) = ready_and_live(&pods).await;
+            live.len() == 3
+                && live.iter().all(|p| !old.contains(p))
+                && w.running()
+                    .is_some_and(|r| !old.iter().any(|o| o == pod_of(&r.id)))
+        }
+    })
+    .await;
+    let lines = w.lines();
+    assert_no_overlap(&lines);
+    let gap = {
+        let stop = stop_of(&lines, &leader)
+            .expect("the old leader's worker stopped")
+            .nanos;
+        let next = next_start(&lines, before, &leader).expect("a new worker");
+        next.nanos - stop
+    };
+    eprintln!(
+        "d. rollout restart: no worker for {:.3}s (from the old worker's stop to the new one's start)",
+        secs(gap)
+    );
+    // The bound stated in the README: the old leader's TERM releases the lock to a new pod
+    // that is already waiting, or that starts within seconds.
+    assert!(
+        gap < Duration::from_secs(30).as_nanos(),
+        "gap {:.3}s",
+        secs(gap)
+    );
+    let leader = one_leader_ready(&c, &w).await;
+
+    // e. A wedged leader: SIGSTOP to leaderrun. Its guard stops the worker by the deadline,
+    // /healthz stops answering, kubelet restarts the container (liveness), another takes over.
+    let pod = pods.get(pod_of(&leader)).await.expect("the leader's pod");
+    let pod_ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod IP");
+    let restarts = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.first())
+            .map_or(0, |c| c.restart_count)
+    };
+    let restarts_before = restarts(&pod);
+    assert_eq!(http_status(&pod_ip, 8080, "/healthz").await, Some(200));
+    let pid = leaderrun_pid_of(pod_of(&leader));
+    let stopped_at = now_nanos();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("SIGSTOP the leader's leaderrun");
+    let lines = w
+        .wait("the wedged leader's worker stopped by its guard", |l| {
+            stop_of(l, &leader).is_some()
+        })
+        .await;
+    let guard_stop = stop_of(&lines, &leader).expect("stopped").nanos;
+    assert_ne!(
+        http_status(&pod_ip, 8080, "/healthz").await,
+        Some(200),
+        "/healthz of a stopped leaderrun"
+    );
+    let lines = w
+        .wait("another worker after the wedged leader", |l| {
+            next_start(l, stopped_at, &leader).is_some()
+        })
+        .await;
+    assert_no_overlap(&lines);
+    until("kubelet to restart the wedged container (liveness)", || {
+        let (pods, name) = (pods.clone(), pod_of(&leader).to_string());
+        async move {
+            pods.get(&name)
+                .await
+                .is_ok_and(|p| restarts(&p) > restarts_before)
+        }
+    })
+    .await;
+    eprintln!(
+        "e. wedged leader: the guard stopped its worker {:.3}s after the SIGSTOP (renew deadline 10s + grace 3s from the last renew); the next worker {:.3}s after it; kubelet restarted the container",
+        secs(guard_stop - stopped_at),
+        secs(next_start(&lines, stopped_at, &leader).expect("next").nanos - stopped_at),
+    );
+    assert!(
+        guard_stop - stopped_at < Duration::from_secs(13 + 2).as_nanos(),
+        "the guard's deadline (renew deadline + kill grace from the last renew)"
+    );
+    let _ = one_leader_ready(&c, &w).await;
+    assert_no_overlap(&w.lines());
+    c.cleanup();
+}
+
+/// deploy/cronjob-1.20.yaml (the cluster is 1.20: batch/v1beta1), every minute, with a report
+/// longer than the interval and `concurrencyPolicy: Allow`: pods overlap, reports never do,
+/// and the copy that finds the lock held is a Complete Job, not a Failed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cronjob_runs_one_report_at_a_time_and_its_duplicates_do_not_fail() {
+    let Some(c) = Cluster::start("cronjob").await else {
+        return;
+    };
+    c.apply_deploy("rbac.yaml", &[]);
+    // Timings substituted: every minute, and the winner keeps the lock 20 s after its 90 s
+    // report (so the job a minute later finds it held, the one after that runs).
+    c.apply_deploy(
+        "cronjob-1.20.yaml",
+        &[
+            ("schedule: \"0 2 * * *\"", "schedule: \"* * * * *\""),
+            (
+                "\"--keep-after-exit\", \"10m\"",
+                "\"--keep-after-exit\", \"20s\"",
+            ),
+        ],
+    );
+    let w = Workers::follow(c.pods(), "job-name", "report");
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(c.client.clone(), &c.ns);
+    let mut finished: BTreeMap<String, (i32, i32)> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    // Until the first report has finished and a later job has finished without one.
+    loop {
+        let list = jobs.list(&ListParams::default()).await.expect("list jobs");
+        finished.clear();
+        for j in list.items {
+            let s = j.status.unwrap_or_default();
+            if s.succeeded.unwrap_or(0) + s.failed.unwrap_or(0) > 0 {
+                finished.insert(
+                    j.metadata.name.unwrap_or_default(),
+                    (s.succeeded.unwrap_or(0), s.failed.unwrap_or(0)),
+                );
+            }
+        }
+        let lines = w.lines();
+        let reports_done = lines.iter().filter(|l| l.what == "stop").count();
+        if reports_done >= 1 && finished.len() >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out: finished jobs {finished:?}, report lines {lines:#?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let lines = w.lines();
+    assert_no_overlap(&lines);
+    assert!(
+        finished.values().all(|(_, failed)| *failed == 0),
+        "no Job failed: {finished:?}"
+    );
+    let starts = lines.iter().filter(|l| l.what == "start").count();
+    assert!(
+        finished.len() > starts - usize::from(w.running().is_some()),
+        "a job finished without running the report (the duplicate): {finished:?} {lines:#?}"
+    );
+    eprintln!(
+        "f. cronjob: {} jobs finished, none failed; {starts} report(s), never two at once",
+        finished.len()
+    );
+    c.cleanup();
+}

@@ -2,7 +2,10 @@
 # The job deploy/cronjob.yaml runs (/app/report.sh in leaderrun:dev): a report that takes
 # REPORT_SECONDS (default 90, longer than a once-a-minute schedule), logging its start and stop
 # with this host's clock, as /app/worker does.
-say() { echo "$1 ${LEADERRUN_IDENTITY:-?} ${LEADERRUN_FENCING_TOKEN:-?} $(date +%s%N)"; }
+# Nanoseconds of the wall clock, to the microsecond: busybox's date has no %N, its adjtimex
+# reads the kernel's time.
+now() { adjtimex | awk '/time.tv_sec/ {s = $2} /time.tv_usec/ {u = $2} END {printf "%d%06d000\n", s, u}'; }
+say() { echo "$1 ${LEADERRUN_IDENTITY:-?} ${LEADERRUN_FENCING_TOKEN:-?} $(now)"; }
 say start
 trap 'say stop; exit 143' TERM INT
 sleep "${REPORT_SECONDS:-90}" &

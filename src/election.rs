@@ -2,7 +2,7 @@
 //! and when is a pure function (`decide`); the loops around it call the lock and read
 //! tokio's clock, so tests drive them in paused time with a scripted lock.
 //!
-//! Safety rests on these rules (DESIGN §3):
+//! Safety rests on these rules (docs/DESIGN.md §3):
 //! - a follower judges expiry by its own monotonic clock, from the moment it *observed*
 //!   the record change, never by the record's timestamps (client-go's observedTime);
 //! - the leader's deadline is anchored at the *send* time of its last renew that changed

@@ -289,7 +289,7 @@ fn chrono_to_micro(t: DateTime<Utc>) -> MicroTime {
 
 /// The wall clock now, truncated to what a MicroTime can carry, so that a record compares
 /// equal after a round trip. Only ever written into records and shown; never used to judge
-/// whether a lock lapsed (DESIGN §3).
+/// whether a lock lapsed (docs/DESIGN.md §3).
 pub fn now() -> Time {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)

@@ -1,5 +1,6 @@
 //! `metav1.Status` error bodies, worded as kube-apiserver words them
-//! (apimachinery `pkg/api/errors/errors.go`; see docs in `../shared/research`).
+//! (apimachinery `pkg/api/errors/errors.go`; `tests/differential.rs` holds them to a real
+//! kube-apiserver's).
 
 use serde_json::{json, Map, Value};
 

@@ -1,5 +1,5 @@
 //! One stream of observations of one lock object, shared by every waiting copy and by
-//! `inspect --watch`. A watch is a hint, never the only source (DESIGN §3):
+//! `inspect --watch`. A watch is a hint, never the only source (docs/DESIGN.md §3):
 //! - watch from the last resourceVersion seen; after a 410 Gone (the version was
 //!   compacted) watch from now; a watch that breaks means read the object again, then
 //!   watch from there; one that ends (the server's timeout) is opened again;

@@ -13,10 +13,13 @@ use kube_emulator::{Config, Emulator, Kind};
 const LEASE: &str = "nightly-report";
 
 fn leaderrun_binary() -> Result<PathBuf, String> {
-    // Built here so that `cargo run --example` alone is enough.
+    // Built here so that `cargo run --example` alone is enough: cargo builds an example's
+    // library but not the crate's binaries. Said out loud, since the binary's link (LTO, one
+    // codegen unit) takes a minute or more the first time and a silent minute looks like a hang.
+    println!("demo: building the leaderrun binary (release; its first link takes a minute or two)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--bin", "leaderrun"])
+        .args(["build", "--release", "--bin", "leaderrun"])
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {

@@ -1,0 +1,297 @@
+//! Waiting for the lock: one `Follow` per slot, each observation through `decide`, the
+//! acquiring write, and what a signal during the wait means.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::{
+    decide, AcquireError, AfterExit, Decision, Election, Leadership, Observer, View, WaitOptions,
+};
+use crate::lock::watch::Follow;
+use crate::lock::{Lock, LockError, Observed};
+use crate::record::LeaderRecord;
+
+impl<L: Lock> Election<L> {
+    /// Waits until this process holds the lock (one of the slots). Observations come from
+    /// one `Follow` per slot (a watch, with reads and polling as the fallback); each one
+    /// goes through `decide`. `stop` carries a signal that ends the wait: it is honoured
+    /// between requests, never by abandoning a write, and a write that landed is released
+    /// before returning.
+    pub async fn acquire(
+        &self,
+        opts: WaitOptions,
+        stop: &mut watch::Receiver<Option<i32>>,
+        observer: &dyn Observer,
+    ) -> Result<Leadership<L::Object>, AcquireError> {
+        self.writes.new_round();
+        let start = Instant::now();
+        let wait_deadline = opts.wait_timeout.map(|d| start + d);
+        let mut follows: Vec<Follow<L>> = self
+            .locks
+            .iter()
+            .map(|l| Follow::new(l, self.timing.retry_period, self.call_timeout()))
+            .collect();
+        let mut views: Vec<View<L::Object>> = self.locks.iter().map(|_| View::new(start)).collect();
+        let mut waiting_for: Option<String> = None;
+        // --no-wait: the first sight of each held slot, to tell whether it changes.
+        let mut first_seen: Vec<Option<Instant>> = vec![None; self.locks.len()];
+        let mut wake: Option<Instant> = None;
+        loop {
+            // Ends when something is observed, a decision's time comes, the wait times out,
+            // or a signal stops the wait.
+            let until = match (wake, wait_deadline) {
+                (Some(w), Some(d)) => Some(w.min(d)),
+                (w, d) => w.or(d),
+            };
+            tokio::select! {
+                (slot, seen) = next_of(&mut follows) => views[slot].see(seen?, Instant::now()),
+                _ = sleep_until_opt(until) => {}
+                sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
+            }
+            if wait_deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(AcquireError::WaitTimeout);
+            }
+            if !views.iter().all(|v| v.known) {
+                continue;
+            }
+            let now = Instant::now();
+            let decisions: Vec<Decision> = views
+                .iter()
+                .map(|v| {
+                    decide(
+                        &self.identity,
+                        v,
+                        |r| self.writes.ours(r),
+                        self.timing.lease_duration,
+                        now,
+                    )
+                })
+                .collect();
+            let Some(slot) = decisions
+                .iter()
+                .position(|d| !matches!(d, Decision::Wait { .. }))
+            else {
+                wake = self.all_held(
+                    &views,
+                    &decisions,
+                    &mut first_seen,
+                    opts,
+                    observer,
+                    &mut waiting_for,
+                )?;
+                continue;
+            };
+            wake = None;
+            if follows.iter().any(|f| !f.watch_allowed()) {
+                self.watch_allowed
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            match self.take(slot, &views[slot], decisions[slot].clone()).await {
+                Ok(leadership) => return self.keep_unless_stopped(leadership, stop).await,
+                Err(Taken::Again) => follows[slot].read_again(),
+                Err(Taken::Pause(error)) => {
+                    self.pause_after(slot, error, stop).await;
+                    follows[slot].read_again();
+                }
+                Err(Taken::Fail(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Every slot is held by another: give up (`--no-wait`), or say who holds it (each time
+    /// that changes) and return when to look again.
+    fn all_held(
+        &self,
+        views: &[View<L::Object>],
+        decisions: &[Decision],
+        first_seen: &mut [Option<Instant>],
+        opts: WaitOptions,
+        observer: &dyn Observer,
+        waiting_for: &mut Option<String>,
+    ) -> Result<Option<Instant>, AcquireError> {
+        let gives_up = (0..views.len()).all(|i| {
+            let first = *first_seen[i].get_or_insert(views[i].observed_at);
+            self.no_wait_gives_up(&views[i], first)
+        });
+        let holders = holders_of(decisions);
+        if opts.no_wait && gives_up {
+            return Err(AcquireError::Held { holder: holders });
+        }
+        if waiting_for.as_deref() != Some(holders.as_str()) {
+            let impostor = decisions
+                .iter()
+                .any(|d| matches!(d, Decision::Wait { impostor: true, .. }));
+            observer.waiting(&holders, impostor);
+            *waiting_for = Some(holders);
+        }
+        Ok(decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Wait { until, .. } => Some(*until),
+                _ => None,
+            })
+            .min())
+    }
+
+    /// `--no-wait` on a held lock: give up, unless the record looks abandoned by its own
+    /// clock. Then watch it for a lease duration (as `decide` waits anyway): any change of
+    /// the record since `first_seen` means it is held after all.
+    fn no_wait_gives_up(&self, view: &View<L::Object>, first_seen: Instant) -> bool {
+        let abandoned = view
+            .current
+            .as_ref()
+            .is_some_and(|o| o.record.looks_abandoned((self.wall)()));
+        !abandoned || view.observed_at != first_seen
+    }
+
+    /// A signal that came during the acquiring write: the lock is not ours to keep.
+    /// Release what landed and report the stop.
+    async fn keep_unless_stopped(
+        &self,
+        leadership: Leadership<L::Object>,
+        stop: &mut watch::Receiver<Option<i32>>,
+    ) -> Result<Leadership<L::Object>, AcquireError> {
+        let stopped = *stop.borrow();
+        match stopped {
+            Some(sig) => {
+                self.finish(leadership, AfterExit::Release).await.ok();
+                Err(AcquireError::Stopped(sig))
+            }
+            None => Ok(leadership),
+        }
+    }
+
+    /// The pause after a write that did not take: a retry period after an error, a moment
+    /// when there was nothing to write yet. A stop cuts it short.
+    async fn pause_after(
+        &self,
+        slot: usize,
+        error: Option<LockError>,
+        stop: &mut watch::Receiver<Option<i32>>,
+    ) {
+        let pause = match error {
+            Some(e) => {
+                warn!(lock = %self.lock(slot).describe(), error = %e, "cannot write the lock; retrying");
+                self.timing.retry_period
+            }
+            None => self.timing.retry_period.min(Duration::from_millis(250)),
+        };
+        sleep_or_stop(Some(Instant::now() + pause), stop).await;
+    }
+
+    /// One acquiring write to `slot`, as `decision` says. Never abandoned halfway.
+    async fn take(
+        &self,
+        slot: usize,
+        view: &View<L::Object>,
+        decision: Decision,
+    ) -> Result<Leadership<L::Object>, Taken> {
+        let lock = self.lock(slot);
+        let now = self.record_now();
+        let current = view.current.as_ref();
+        let next = match (decision, current) {
+            // Our own acquiring write of this round, whose answer was lost: the same
+            // leadership. Anything else naming us (another process, or a leadership of ours
+            // that ended) is taken as a new leadership, with the next token.
+            (Decision::Take, Some(o)) if self.writes.resumable(&o.record) => {
+                o.record
+                    .renewed(self.lease_seconds(), now, lock.resolution())
+            }
+            (_, prev) => LeaderRecord::taken(
+                prev.map(|o| &o.record),
+                view.transitions_seen,
+                &self.identity,
+                self.lease_seconds(),
+                now,
+            ),
+        };
+        if current.is_some_and(|p| p.record == next) {
+            // Our own record, within the same second of a ConfigMap record: a write would
+            // change nothing that followers count from. Look again in a moment.
+            return Err(Taken::Pause(None));
+        }
+        self.writes.sent(&next);
+        let sent = Instant::now();
+        let result = match current {
+            None => lock.create(&next, self.call_timeout()).await,
+            Some(prev) => lock.update(prev, &next, self.call_timeout()).await,
+        };
+        match result {
+            Ok(held) => Ok(Leadership {
+                slot,
+                fencing_token: held.record.leader_transitions,
+                held,
+                last_renew_sent: sent,
+            }),
+            Err(LockError::Conflict(_) | LockError::AlreadyExists(_) | LockError::NotFound(_)) => {
+                self.writes.refused(&next);
+                debug!(lock = %lock.describe(), "another copy wrote first; reading again");
+                Err(Taken::Again)
+            }
+            Err(e) if e.is_transient() => Err(Taken::Pause(Some(e))),
+            Err(e) => Err(Taken::Fail(e)),
+        }
+    }
+}
+
+/// Why an acquiring write did not take the lock.
+enum Taken {
+    /// Somebody else wrote first: read again and decide again.
+    Again,
+    /// A transient error, or nothing to write yet: pause, then read again.
+    Pause(Option<LockError>),
+    Fail(LockError),
+}
+
+/// The next observation of any slot, with the slot's index.
+async fn next_of<'a, L: Lock>(
+    follows: &mut [Follow<'a, L>],
+) -> (usize, Result<Option<Observed<L::Object>>, LockError>) {
+    let futures = follows
+        .iter_mut()
+        .enumerate()
+        .map(|(i, f)| Box::pin(async move { (i, f.next().await) }));
+    futures::future::select_all(futures).await.0
+}
+
+/// Who holds the slots, for the log: one holder, or all of them.
+fn holders_of(decisions: &[Decision]) -> String {
+    let holders: Vec<&str> = decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Wait { holder, .. } => Some(holder.as_str()),
+            _ => None,
+        })
+        .collect();
+    holders.join(", ")
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves with the signal once a stop is requested.
+async fn stopped(stop: &mut watch::Receiver<Option<i32>>) -> i32 {
+    loop {
+        if let Some(sig) = *stop.borrow_and_update() {
+            return sig;
+        }
+        if stop.changed().await.is_err() {
+            // The sender is gone: nobody can ask any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn sleep_or_stop(until: Option<Instant>, stop: &mut watch::Receiver<Option<i32>>) {
+    tokio::select! {
+        _ = sleep_until_opt(until) => {}
+        _ = stopped(stop) => {}
+    }
+}

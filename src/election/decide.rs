@@ -1,0 +1,293 @@
+//! The view of the lock and the pure rule: given what was observed and when, what to do now
+//! (docs/DESIGN.md §3).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::lock::Observed;
+use crate::record::LeaderRecord;
+
+/// What we know of the lock, and when its record last changed as far as we know.
+#[derive(Debug, Clone)]
+pub struct View<O> {
+    /// None: the object does not exist (or was not read yet, see `known`).
+    pub current: Option<Observed<O>>,
+    pub observed_at: Instant,
+    /// At least one observation was made.
+    pub known: bool,
+    /// The object was deleted after we saw it: whoever held it last (perhaps a holder our
+    /// view missed) may still run; wait a lease from the deletion.
+    pub deleted_after_seen: bool,
+    /// The highest transition count seen, so a re-created lock continues from it.
+    pub transitions_seen: Option<i32>,
+}
+
+impl<O> View<O> {
+    pub fn new(now: Instant) -> Self {
+        View {
+            current: None,
+            observed_at: now,
+            known: false,
+            deleted_after_seen: false,
+            transitions_seen: None,
+        }
+    }
+
+    /// Records an observation; the observation time moves only when the record changed
+    /// (or the object appeared or vanished), as in client-go. Other writes to the object
+    /// (labels, ConfigMap data) say nothing about the holder: counting them would let a
+    /// busy ConfigMap postpone a takeover for ever.
+    pub fn see(&mut self, seen: Option<Observed<O>>, now: Instant) {
+        let changed = match (&self.current, &seen) {
+            (Some(a), Some(b)) => a.record != b.record,
+            (None, None) => !self.known,
+            _ => true,
+        };
+        if changed {
+            self.observed_at = now;
+        }
+        match (&self.current, &seen) {
+            (Some(_), None) => self.deleted_after_seen = true,
+            (_, Some(_)) => self.deleted_after_seen = false,
+            (None, None) => {}
+        }
+        if let Some(o) = &seen {
+            let t = o.record.leader_transitions;
+            self.transitions_seen = Some(self.transitions_seen.map_or(t, |s| s.max(t)));
+        }
+        self.known = true;
+        self.current = seen;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No object: create it, holding the lock.
+    Create,
+    /// Free, expired, or our own record: write ourselves in.
+    Take,
+    /// Held by another; look again at `until` unless something changes first. `impostor`:
+    /// the holder has our identity but is not this process.
+    Wait {
+        until: Instant,
+        holder: String,
+        impostor: bool,
+    },
+}
+
+/// The core rule. `lease_duration` is ours; a record that names a longer one is honoured.
+pub fn decide<O>(
+    me: &str,
+    view: &View<O>,
+    ours: impl Fn(&LeaderRecord) -> bool,
+    lease_duration: Duration,
+    now: Instant,
+) -> Decision {
+    let wait = |promised: Duration, holder: &str, impostor: bool| {
+        let until = view.observed_at + promised.max(lease_duration);
+        if now >= until {
+            Decision::Take
+        } else {
+            Decision::Wait {
+                until,
+                holder: holder.to_string(),
+                impostor,
+            }
+        }
+    };
+    let Some(o) = &view.current else {
+        // A lock deleted after we saw it: its last holder may still run until a lease
+        // from the deletion runs out. A lock that never existed is created at once.
+        return if view.deleted_after_seen {
+            match wait(lease_duration, "", false) {
+                Decision::Take => Decision::Create,
+                w => w,
+            }
+        } else {
+            Decision::Create
+        };
+    };
+    let r = &o.record;
+    if !r.is_held() {
+        return Decision::Take;
+    }
+    let impostor = r.holder_identity == me;
+    if impostor && ours(r) {
+        return Decision::Take;
+    }
+    // The holder promised to stop within the duration it wrote; honour that, but
+    // never wait less than our own setting would.
+    let promised = Duration::from_secs(r.lease_duration_seconds.max(0) as u64);
+    wait(promised, &r.holder_identity, impostor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record;
+
+    fn held_by(h: &str, secs: i32) -> LeaderRecord {
+        LeaderRecord {
+            holder_identity: h.into(),
+            lease_duration_seconds: secs,
+            ..Default::default()
+        }
+    }
+
+    fn obs(r: LeaderRecord, rv: &str) -> Observed<()> {
+        Observed {
+            record: r,
+            resource_version: rv.into(),
+            uid: "u".into(),
+            step_down: None,
+            object: (),
+        }
+    }
+
+    fn view_of(r: Option<LeaderRecord>, at: Instant) -> View<()> {
+        let mut v = View::new(at);
+        v.see(r.map(|r| obs(r, "1")), at);
+        v
+    }
+
+    const D: Duration = Duration::from_secs(15);
+
+    #[test]
+    fn a_lock_that_never_existed_is_created_at_once() {
+        let now = Instant::now();
+        assert_eq!(
+            decide("me", &view_of(None, now), |_| false, D, now),
+            Decision::Create
+        );
+    }
+
+    #[test]
+    fn free_or_own_lock_is_taken_at_once() {
+        let now = Instant::now();
+        assert_eq!(
+            decide("me", &view_of(Some(held_by("", 1)), now), |_| false, D, now),
+            Decision::Take
+        );
+        assert_eq!(
+            decide(
+                "me",
+                &view_of(Some(held_by("me", 15)), now),
+                |_| true,
+                D,
+                now
+            ),
+            Decision::Take
+        );
+    }
+
+    #[test]
+    fn our_identity_written_by_another_process_is_another_holder() {
+        let now = Instant::now();
+        assert_eq!(
+            decide(
+                "me",
+                &view_of(Some(held_by("me", 15)), now),
+                |_| false,
+                D,
+                now
+            ),
+            Decision::Wait {
+                until: now + D,
+                holder: "me".into(),
+                impostor: true
+            }
+        );
+    }
+
+    #[test]
+    fn held_lock_expires_a_lease_duration_after_it_was_observed() {
+        let t0 = Instant::now();
+        let v = view_of(Some(held_by("other", 15)), t0);
+        assert!(matches!(
+            decide("me", &v, |_| false, D, t0 + Duration::from_secs(14)),
+            Decision::Wait { until, .. } if until == t0 + D
+        ));
+        assert_eq!(decide("me", &v, |_| false, D, t0 + D), Decision::Take);
+    }
+
+    #[test]
+    fn the_longer_of_the_records_and_our_duration_counts() {
+        let t0 = Instant::now();
+        assert!(matches!(
+            decide("me", &view_of(Some(held_by("py", 17)), t0), |_| false, D, t0 + D),
+            Decision::Wait { until, .. } if until == t0 + Duration::from_secs(17)
+        ));
+        assert!(matches!(
+            decide("me", &view_of(Some(held_by("x", 0)), t0), |_| false, D, t0),
+            Decision::Wait { until, .. } if until == t0 + D
+        ));
+    }
+
+    #[test]
+    fn a_deletion_under_a_holder_is_waited_out_from_the_deletion() {
+        let t0 = Instant::now();
+        let mut v = view_of(Some(held_by("other", 15)), t0);
+        let deleted = t0 + Duration::from_secs(10);
+        v.see(None, deleted);
+        assert!(matches!(
+            decide("me", &v, |_| false, D, deleted + Duration::from_secs(1)),
+            Decision::Wait { until, .. } if until == deleted + D
+        ));
+        assert_eq!(
+            decide("me", &v, |_| false, D, deleted + D),
+            Decision::Create
+        );
+        // A lock seen free and then deleted is waited out too: the free record may be a
+        // stale view (our watch down while another took the lock, before the deletion).
+        let mut free = view_of(Some(held_by("", 1)), t0);
+        free.see(None, deleted);
+        assert!(matches!(
+            decide("me", &free, |_| false, D, deleted),
+            Decision::Wait { until, .. } if until == deleted + D
+        ));
+        // A lock that never existed is created at once.
+        let never = view_of(None, t0);
+        assert_eq!(decide("me", &never, |_| false, D, t0), Decision::Create);
+    }
+
+    #[test]
+    fn observation_time_moves_only_when_the_record_changes() {
+        let t0 = Instant::now();
+        let mut v: View<()> = View::new(t0);
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        v.see(Some(obs(held_by("a", 15), "1")), s(1));
+        assert_eq!(v.observed_at, s(1));
+        // A re-read of the same version does not extend it.
+        v.see(Some(obs(held_by("a", 15), "1")), s(3));
+        assert_eq!(v.observed_at, s(1));
+        // Nor does a write to another field (a label, ConfigMap data).
+        v.see(Some(obs(held_by("a", 15), "2")), s(5));
+        assert_eq!(v.observed_at, s(1));
+        v.see(Some(obs(held_by("b", 15), "3")), s(6));
+        assert_eq!(v.observed_at, s(6));
+        v.see(None, s(7));
+        assert_eq!(v.observed_at, s(7));
+        assert!(v.deleted_after_seen);
+    }
+
+    #[test]
+    fn transitions_seen_survive_a_deletion() {
+        let t0 = Instant::now();
+        let mut v: View<()> = View::new(t0);
+        v.see(
+            Some(obs(
+                LeaderRecord {
+                    leader_transitions: 7,
+                    ..held_by("a", 15)
+                },
+                "1",
+            )),
+            t0,
+        );
+        v.see(None, t0);
+        assert_eq!(v.transitions_seen, Some(7));
+        let created = LeaderRecord::taken(None, v.transitions_seen, "me", 15, record::now());
+        assert_eq!(created.leader_transitions, 8);
+    }
+}

@@ -1,0 +1,35 @@
+//! The end of a leadership: release the lock as client-go's ReleaseOnCancel does, or leave
+//! it to expire.
+
+use super::{AfterExit, Election, Leadership};
+use crate::lock::{Lock, LockError};
+
+impl<L: Lock> Election<L> {
+    /// After the child ended: release (empty holder, duration 1s, transitions kept, as
+    /// client-go's ReleaseOnCancel), or leave the lock to expire.
+    pub async fn finish(
+        &self,
+        l: Leadership<L::Object>,
+        after: AfterExit,
+    ) -> Result<(), LockError> {
+        if after == AfterExit::Leave {
+            return Ok(());
+        }
+        let lock = self.lock(l.slot);
+        let mut held = l.held;
+        for _ in 0..2 {
+            let record = held.record.released(self.record_now());
+            match lock.update(&held, &record, self.call_timeout()).await {
+                Ok(_) => return Ok(()),
+                Err(LockError::Conflict(_)) => match lock.get(self.call_timeout()).await? {
+                    Some(o) if o.uid == held.uid && self.writes.ours(&o.record) => held = o,
+                    // Not ours any more: nothing to release.
+                    _ => return Ok(()),
+                },
+                Err(LockError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(LockError::Conflict(lock.describe()))
+    }
+}

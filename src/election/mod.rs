@@ -1,0 +1,189 @@
+//! The election: acquire, hold (renew), release. What to do given what was observed
+//! and when is a pure function (`decide`); the loops around it call the lock and read
+//! tokio's clock, so tests drive them in paused time with a scripted lock.
+//!
+//! Safety rests on these rules (docs/DESIGN.md §3):
+//! - a follower judges expiry by its own monotonic clock, from the moment it *observed*
+//!   the record change, never by the record's timestamps (client-go's observedTime);
+//! - the leader's deadline is anchored at the *send* time of its last renew that changed
+//!   the record, which is before any follower could have observed that renew;
+//! - a deletion is a change of the record: a copy that saw the lock (held or free) and
+//!   then saw it deleted waits a lease duration from that moment before creating it (a
+//!   free record may be a stale view: another may have taken it while our watch was down);
+//! - a record that names our identity but was not written by this process is another
+//!   holder (two processes given one `--identity` never both lead);
+//! - a renewTime never goes backwards (`LeaderRecord::renewed`).
+//!
+//! The parts: `decide.rs` (the view and the pure rule), `writes.rs` (which records this
+//! process wrote), `acquire.rs`, `hold.rs` (renewing, and how a leader reads its lock as
+//! seen anew), `finish.rs` (the release); `paused.rs` drives them all in paused time.
+
+mod acquire;
+mod decide;
+mod finish;
+mod hold;
+#[cfg(test)]
+mod paused;
+mod writes;
+
+pub use decide::{decide, Decision, View};
+pub use writes::Writes;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::lock::{Lock, LockError, Observed};
+use crate::record;
+use crate::settings::Timing;
+
+/// Held leadership.
+#[derive(Debug)]
+pub struct Leadership<O> {
+    /// Which of the election's locks (`--slots`) is held.
+    pub slot: usize,
+    pub held: Observed<O>,
+    /// The send time of the last renew that succeeded and changed the leader record
+    /// (a no-op write is invisible to followers): the anchor of every deadline.
+    pub last_renew_sent: Instant,
+    /// The transition count at acquisition.
+    pub fencing_token: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error("the lock is held by {holder:?}")]
+    Held { holder: String },
+    #[error("the lock was not acquired within --wait-timeout")]
+    WaitTimeout,
+    /// A signal that ends the wait (TERM, INT, HUP, QUIT) arrived; nothing is held.
+    #[error("stopped by signal {0} while waiting for the lock")]
+    Stopped(i32),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Lost {
+    #[error("could not renew within --renew-deadline ({deadline:?}); last error: {last_error}")]
+    Deadline {
+        deadline: Duration,
+        last_error: String,
+    },
+    #[error("the lock now names {0:?} as holder")]
+    TakenOver(String),
+    #[error("the lock names this identity ({0:?}) but another process wrote it: two processes run with the same --identity")]
+    Impostor(String),
+    #[error("the lock object was deleted")]
+    Deleted,
+    #[error("another client cleared the holder (a force-release?)")]
+    Released,
+    /// `leaderrun step-down` asked this holder to let go: stop the child, then release.
+    #[error("asked to step down (leaderrun step-down)")]
+    SteppedDown,
+    #[error(transparent)]
+    Lock(LockError),
+}
+
+/// Told of renew outcomes as they happen, so the election knows nothing of metrics,
+/// logs or the guard.
+pub trait Observer {
+    /// A renew that changed the record succeeded: the new anchor and deadline.
+    fn renewed(&self, anchor: Instant, latency: Duration, deadline: Instant);
+    fn renew_failed(&self, latency: Duration, error: &LockError);
+    /// Waiting for the lock, which `holder` holds (each time the holder changes).
+    fn waiting(&self, holder: &str, impostor: bool);
+}
+
+/// An observer that does nothing (tests).
+pub struct Unobserved;
+
+impl Observer for Unobserved {
+    fn renewed(&self, _: Instant, _: Duration, _: Instant) {}
+    fn renew_failed(&self, _: Duration, _: &LockError) {}
+    fn waiting(&self, _: &str, _: bool) {}
+}
+
+/// What to do with the lock once the child (and any hold-over time) has ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AfterExit {
+    Release,
+    Leave,
+}
+
+/// How to wait.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WaitOptions {
+    /// Give up at once if another holds the lock (but watch one that looks abandoned).
+    pub no_wait: bool,
+    pub wait_timeout: Option<Duration>,
+}
+
+/// The wall clock written into records (tests use one that follows paused time).
+pub type WallClock = std::sync::Arc<dyn Fn() -> record::Time + Send + Sync>;
+
+pub struct Election<L: Lock> {
+    /// One lock, or one per slot (`--slots N`: at most N leaders at once).
+    pub locks: Vec<L>,
+    pub identity: String,
+    pub timing: Timing,
+    pub writes: Writes,
+    wall: WallClock,
+    /// Cleared once the API server refused a watch: a leader then does not try again.
+    watch_allowed: std::sync::atomic::AtomicBool,
+}
+
+impl<L: Lock> Election<L> {
+    pub fn new(lock: L, identity: String, timing: Timing) -> Self {
+        Self::with_slots(vec![lock], identity, timing)
+    }
+
+    /// An election over several locks, of which this process takes at most one.
+    pub fn with_slots(locks: Vec<L>, identity: String, timing: Timing) -> Self {
+        assert!(
+            !locks.is_empty(),
+            "an election has at least one lock (one slot)"
+        );
+        Election {
+            locks,
+            identity,
+            timing,
+            writes: Writes::default(),
+            wall: std::sync::Arc::new(record::now),
+            watch_allowed: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// The lock of `slot`.
+    pub fn lock(&self, slot: usize) -> &L {
+        &self.locks[slot.min(self.locks.len() - 1)]
+    }
+
+    /// `lease default/name`, or with slots `lease default/name-0 (+2 slots)`.
+    pub fn describe(&self) -> String {
+        match self.locks.len() {
+            1 => self.locks[0].describe(),
+            n => format!("{} (+{} slots)", self.locks[0].describe(), n - 1),
+        }
+    }
+
+    /// Uses `wall` for the times written into records.
+    pub fn with_wall_clock(mut self, wall: WallClock) -> Self {
+        self.wall = wall;
+        self
+    }
+
+    /// The wall clock now, at the resolution the locks' records keep.
+    fn record_now(&self) -> record::Time {
+        record::at_resolution((self.wall)(), self.lock(0).resolution())
+    }
+
+    fn lease_seconds(&self) -> i32 {
+        self.timing.lease_duration.as_secs().min(i32::MAX as u64) as i32
+    }
+
+    /// Calls are bounded so that a hung request cannot stall a loop.
+    fn call_timeout(&self) -> Duration {
+        self.timing.renew_deadline
+    }
+}

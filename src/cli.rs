@@ -33,6 +33,24 @@ pub enum Command {
     StepDown(StepDownArgs),
 }
 
+/// `--lock lease|configmap`: the lock layer's kinds, named and explained for the CLI here, so
+/// that the lock layer knows nothing of clap.
+impl ValueEnum for Kind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Kind::Lease, Kind::Configmap]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            Kind::Lease => "A coordination.k8s.io/v1 Lease",
+            Kind::Configmap => {
+                "A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation"
+            }
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
+    }
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -93,6 +111,27 @@ impl From<&LockArgs> for crate::client::Target {
             kubeconfig: l.kubeconfig.clone(),
             context: l.context.clone(),
             namespace: l.namespace.clone(),
+        }
+    }
+}
+
+impl Command {
+    /// The logging flags, which every subcommand has.
+    pub fn log(&self) -> &LogArgs {
+        match self {
+            Command::Run(a) => &a.log,
+            Command::Inspect(a) => &a.log,
+            Command::ForceRelease(a) => &a.log,
+            Command::StepDown(a) => &a.log,
+        }
+    }
+}
+
+impl From<&LogArgs> for crate::logging::Settings {
+    fn from(a: &LogArgs) -> Self {
+        crate::logging::Settings {
+            verbosity: i32::from(a.verbose) - i32::from(a.quiet),
+            json: a.log_format == LogFormat::Json,
         }
     }
 }
@@ -234,10 +273,7 @@ pub fn parse_stop_signal(s: &str) -> Result<nix::sys::signal::Signal, String> {
             })?
         }
     };
-    if matches!(
-        sig,
-        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
-    ) {
+    if sig == Signal::SIGSTOP || crate::signals::is_terminal_stop(sig) {
         return Err(format!(
             "{sig} pauses a process rather than ending it; use TERM, INT, QUIT, HUP, ..."
         ));

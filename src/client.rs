@@ -6,6 +6,10 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+/// The bound on one API call of an operator's command (inspect, force-release, step-down):
+/// long enough for a slow server, short enough that a hung one is reported.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Which API server and namespace: the kubeconfig and context to use, or in-cluster.
 #[derive(Debug, Clone, Default)]
 pub struct Target {

@@ -17,6 +17,15 @@ pub const RELEASE_REFUSED: u8 = 5;
 pub const RELEASE_CONFLICT: u8 = 6;
 pub const STEP_DOWN_TIMEOUT: u8 = 7;
 
+/// An error that ends a command: its text is logged, its code is the exit status.
+pub trait Failure: std::fmt::Display {
+    fn exit_code(&self) -> u8;
+}
+
+/// The guard's own exit when it cannot set itself up or wait (EX_SOFTWARE): leaderrun sees a
+/// job that never started, or a guard gone, and stops as it would for those.
+pub const GUARD_FAILED: i32 = 70;
+
 /// Every exit code of `leaderrun run`: (code, meaning), in the order they are documented.
 pub const TABLE: &[(&str, &str)] = &[
     ("the child's code", "the child exited on its own"),

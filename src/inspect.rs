@@ -11,7 +11,7 @@ use crate::lock::watch::Follow;
 use crate::lock::{self, Kind, Lock, LockError, Observed, WithLock, WithLocks};
 use crate::record::{self, LeaderRecord, State, Time};
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::client::CALL_TIMEOUT;
 /// How often `inspect --watch` reads the lock when it cannot watch it.
 const POLL_PERIOD: Duration = Duration::from_secs(2);
 
@@ -31,6 +31,12 @@ impl InspectError {
             InspectError::Setup(e) => e.exit_code(),
             InspectError::Lock(_) | InspectError::Signals(_) => exit::API,
         }
+    }
+}
+
+impl crate::exit::Failure for InspectError {
+    fn exit_code(&self) -> u8 {
+        InspectError::exit_code(self)
     }
 }
 

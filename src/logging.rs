@@ -5,10 +5,16 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{LogArgs, LogFormat};
+/// How much to log, and how: what -v/-q and --log-format say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    /// -v counted minus -q counted: 0 is info.
+    pub verbosity: i32,
+    pub json: bool,
+}
 
-pub fn init(args: &LogArgs) -> tracing_appender::non_blocking::WorkerGuard {
-    let level = match args.verbose as i32 - args.quiet as i32 {
+pub fn init(settings: Settings) -> tracing_appender::non_blocking::WorkerGuard {
+    let level = match settings.verbosity {
         i32::MIN..=-2 => "error",
         -1 => "warn",
         0 => "info",
@@ -31,9 +37,10 @@ pub fn init(args: &LogArgs) -> tracing_appender::non_blocking::WorkerGuard {
         .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
-    let _ = match args.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let _ = if settings.json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
     };
     guard
 }

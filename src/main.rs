@@ -9,8 +9,8 @@ use leaderrun::{exit, guard, inspect, logging, run, stepdown};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == guard::GUARD_ARG) {
-        let code = match guard::GuardArgs::parse(&args[1..]) {
+    if args.get(1).is_some_and(|a| a == guard::wire::GUARD_ARG) {
+        let code = match guard::wire::GuardArgs::parse(&args[1..]) {
             Some(g) => guard::main(g),
             None => exit::USAGE as i32,
         };
@@ -41,47 +41,21 @@ fn try_main(cli: Cli) -> u8 {
         }
     };
     runtime.block_on(async {
-        let (result, _log) = match cli.command {
-            Command::Run(args) => {
-                let log = logging::init(&args.log);
-                (
-                    run::run(args)
-                        .await
-                        .map_err(|e| (e.to_string(), e.exit_code())),
-                    log,
-                )
-            }
-            Command::Inspect(args) => {
-                let log = logging::init(&args.log);
-                (
-                    inspect::inspect(args)
-                        .await
-                        .map_err(|e| (e.to_string(), e.exit_code())),
-                    log,
-                )
-            }
-            Command::StepDown(args) => {
-                let log = logging::init(&args.log);
-                (
-                    stepdown::step_down(args)
-                        .await
-                        .map_err(|e| (e.to_string(), e.exit_code())),
-                    log,
-                )
-            }
-            Command::ForceRelease(args) => {
-                let log = logging::init(&args.log);
-                (
-                    inspect::force_release(args)
-                        .await
-                        .map_err(|e| (e.to_string(), e.exit_code())),
-                    log,
-                )
-            }
+        let _log = logging::init(cli.command.log().into());
+        let result = match cli.command {
+            Command::Run(args) => run::run(args).await.map_err(failure),
+            Command::Inspect(args) => inspect::inspect(args).await.map_err(failure),
+            Command::StepDown(args) => stepdown::step_down(args).await.map_err(failure),
+            Command::ForceRelease(args) => inspect::force_release(args).await.map_err(failure),
         };
         result.unwrap_or_else(|(message, code)| {
             tracing::error!("{message}");
             code
         })
     })
+}
+
+/// An error as the user sees it: its text, and the exit code it stands for.
+fn failure<E: exit::Failure>(e: E) -> (String, u8) {
+    (e.to_string(), e.exit_code())
 }

@@ -1,6 +1,7 @@
 //! One place per transition of a leadership: each is told here once, and writes its one
 //! log line, its metrics and its Event. The election and the supervisor know nothing of
-//! logs, metrics or Events.
+//! metrics or Events, and log only their own details (a retry, a failed renew, at debug or
+//! warn): the transitions' lines are written here.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

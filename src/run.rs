@@ -22,6 +22,7 @@ use crate::lock::{self, Kind, Lock, LockError, WithLocks};
 use crate::metrics::Metrics;
 use crate::report::Reporter;
 use crate::settings::{self, Timing};
+use crate::signals::is_terminal_stop;
 use crate::supervisor::{self, ChildExit, GuardLine, Job, JobEvent, JobSpec, Signals, Strays};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,12 @@ impl RunError {
             RunError::Health(..) => exit::CONFIG,
             RunError::Lock(_) | RunError::Signals(_) => exit::API,
         }
+    }
+}
+
+impl crate::exit::Failure for RunError {
+    fn exit_code(&self) -> u8 {
+        RunError::exit_code(self)
     }
 }
 
@@ -78,16 +85,22 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
         timing,
         identity,
         namespace: namespace.clone(),
-        recorder,
     };
-    lock::open_all(args.lock.lock, client, &namespace, &names, run).await
+    let work = Opened { run, recorder };
+    lock::open_all(args.lock.lock, client, &namespace, &names, work).await
 }
 
+/// What `run` was asked to do, settled before the lock is opened.
 struct Run<'a> {
     args: &'a RunArgs,
     timing: Timing,
     identity: String,
     namespace: String,
+}
+
+/// The work `open_all` runs with the locks: the run, and where its Events go.
+struct Opened<'a> {
+    run: Run<'a>,
     recorder: Option<Recorder>,
 }
 
@@ -107,17 +120,14 @@ enum Phase<O> {
 
 /// What `run` needs in every phase.
 struct Context<'a> {
-    args: &'a RunArgs,
-    timing: Timing,
-    identity: String,
-    namespace: String,
+    run: Run<'a>,
     signals: Signals,
     reporter: Reporter,
     /// The current guard's pid, which the stray reaper leaves to its owner.
     guard: Arc<AtomicI32>,
 }
 
-impl WithLocks for Run<'_> {
+impl WithLocks for Opened<'_> {
     type Output = Result<u8, RunError>;
 
     async fn with<L: Lock>(self, locks: Vec<L>) -> Self::Output {
@@ -133,24 +143,21 @@ impl WithLocks for Run<'_> {
         });
         let signals = Signals::new().map_err(RunError::Signals)?;
         let metrics = Arc::new(Metrics::default());
-        if let Some(addr) = self.args.health_addr {
+        if let Some(addr) = self.run.args.health_addr {
             let bound = crate::health::serve(addr, metrics.clone())
                 .await
                 .map_err(|e| RunError::Health(addr, e))?;
             info!(addr = %bound, "serving /healthz, /readyz and /metrics");
         }
-        let election = Election::with_slots(locks, self.identity.clone(), self.timing);
+        let election = Election::with_slots(locks, self.run.identity.clone(), self.run.timing);
         let reporter = Reporter::new(
             metrics,
             self.recorder,
             election.describe(),
-            self.identity.clone(),
+            self.run.identity.clone(),
         );
         let mut cx = Context {
-            args: self.args,
-            timing: self.timing,
-            identity: self.identity,
-            namespace: self.namespace,
+            run: self.run,
             signals,
             reporter,
             guard,
@@ -209,8 +216,8 @@ impl Context<'_> {
         election: &Election<L>,
     ) -> Result<Phase<L::Object>, RunError> {
         let opts = WaitOptions {
-            no_wait: self.args.no_wait,
-            wait_timeout: self.args.wait_timeout,
+            no_wait: self.run.args.no_wait,
+            wait_timeout: self.run.args.wait_timeout,
         };
         let (stop_tx, mut stop_rx) = watch::channel(None);
         let acquire = election.acquire(opts, &mut stop_rx, &self.reporter);
@@ -228,7 +235,7 @@ impl Context<'_> {
             Ok(l) => Phase::Leading(l),
             Err(AcquireError::Held { holder }) => {
                 info!(lock = %lock, holder = %holder, "the lock is held by another and --no-wait was given");
-                Phase::Done(self.args.conflict_exit_code)
+                Phase::Done(self.run.args.conflict_exit_code)
             }
             Err(AcquireError::WaitTimeout) => {
                 warn!(lock = %lock, "--wait-timeout passed before the lock was acquired");
@@ -244,13 +251,13 @@ impl Context<'_> {
 
     fn child_env(&self, fencing_token: i32) -> Vec<(String, String)> {
         vec![
-            ("LEADERRUN_IDENTITY".into(), self.identity.clone()),
+            ("LEADERRUN_IDENTITY".into(), self.run.identity.clone()),
             (
                 "LEADERRUN_LOCK".into(),
-                self.args.lock.lock.as_str().to_string(),
+                self.run.args.lock.lock.as_str().to_string(),
             ),
-            ("LEADERRUN_NAMESPACE".into(), self.namespace.clone()),
-            ("LEADERRUN_NAME".into(), self.args.lock.name.clone()),
+            ("LEADERRUN_NAMESPACE".into(), self.run.namespace.clone()),
+            ("LEADERRUN_NAME".into(), self.run.args.lock.name.clone()),
             ("LEADERRUN_FENCING_TOKEN".into(), fencing_token.to_string()),
         ]
     }
@@ -296,7 +303,7 @@ impl Context<'_> {
                 &self.reporter,
             )
             .await;
-            match (supervised, self.args.keep_after_exit) {
+            match (supervised, self.run.args.keep_after_exit) {
                 (End::Exited(status), Some(keep)) => {
                     keep_lock(&self.reporter, &mut self.signals, keep, &mut hold).await;
                     End::Exited(status)
@@ -310,7 +317,7 @@ impl Context<'_> {
                     exit::for_signal(Signal::SIGKILL as i32),
                     ChildExit::exit_code,
                 );
-                let after = if self.args.no_release {
+                let after = if self.run.args.no_release {
                     AfterExit::Leave
                 } else {
                     AfterExit::Release
@@ -334,12 +341,12 @@ impl Context<'_> {
         if let Some(k) = slot {
             env.push(("LEADERRUN_SLOT".into(), k.to_string()));
         }
-        let command: &[OsString] = &self.args.command;
+        let command: &[OsString] = &self.run.args.command;
         let spec = JobSpec {
             command,
             env: &env,
-            grace: self.timing.kill_grace,
-            stop_signal: self.args.stop_signal,
+            grace: self.run.timing.kill_grace,
+            stop_signal: self.run.args.stop_signal,
             deadline,
         };
         match Job::start(spec).await {
@@ -369,7 +376,7 @@ impl Context<'_> {
         self.reporter.lost(&lost);
         // The guard KILLs after the grace; if it has not said the tree is gone well after
         // that, it is stuck itself: kill everything from here.
-        let bound = self.timing.kill_grace + Duration::from_secs(10);
+        let bound = self.run.timing.kill_grace + Duration::from_secs(10);
         let status = match tokio::time::timeout(bound, job.wait_gone()).await {
             Ok(status) => status,
             Err(_) => {
@@ -387,7 +394,7 @@ impl Context<'_> {
             }
         }
         self.reporter.ended();
-        if self.args.rejoin {
+        if self.run.args.rejoin {
             self.reporter.rejoining();
             Phase::Waiting
         } else {
@@ -508,8 +515,4 @@ async fn sleep_until_some(t: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
-}
-
-fn is_terminal_stop(sig: Signal) -> bool {
-    matches!(sig, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU)
 }

@@ -94,6 +94,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Followers stretch each retry period by a random factor up to this, so that copies started
+/// together do not keep writing together (client-go's JitterFactor of 1.2).
+pub const FOLLOWER_JITTER: f64 = 1.2;
+
 /// The election's timing, checked against the safety rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timing {
@@ -135,7 +139,7 @@ impl Timing {
                 lease: self.lease_duration,
             });
         }
-        if self.retry_period.mul_f64(1.2) >= self.renew_deadline {
+        if self.retry_period.mul_f64(FOLLOWER_JITTER) >= self.renew_deadline {
             return Err(SettingsError::RetryTooLong {
                 retry: self.retry_period,
                 renew: self.renew_deadline,

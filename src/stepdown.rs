@@ -7,17 +7,39 @@
 use std::time::Duration;
 
 use crate::cli::StepDownArgs;
-use crate::client::{connect_to_lock, Target};
+use crate::client::{connect_to_lock, SetupError, Target};
 use crate::exit;
-use crate::inspect::InspectError;
 use crate::lock::watch::Follow;
 use crate::lock::{self, Lock, LockError, WithLock};
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::client::CALL_TIMEOUT;
 /// How often the request is tried again when the holder's renews keep winning the race.
 const TRIES: usize = 10;
 
-pub async fn step_down(args: StepDownArgs) -> Result<u8, InspectError> {
+#[derive(Debug, thiserror::Error)]
+pub enum StepDownError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+impl StepDownError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StepDownError::Setup(e) => e.exit_code(),
+            StepDownError::Lock(_) => exit::API,
+        }
+    }
+}
+
+impl crate::exit::Failure for StepDownError {
+    fn exit_code(&self) -> u8 {
+        StepDownError::exit_code(self)
+    }
+}
+
+pub async fn step_down(args: StepDownArgs) -> Result<u8, StepDownError> {
     let name = args.lock.object_name(args.slot);
     let (client, ns) = connect_to_lock(&Target::from(&args.lock), &name).await?;
     lock::open(args.lock.lock, client, &ns, &name, StepDown(&args)).await
@@ -26,7 +48,7 @@ pub async fn step_down(args: StepDownArgs) -> Result<u8, InspectError> {
 struct StepDown<'a>(&'a StepDownArgs);
 
 impl WithLock for StepDown<'_> {
-    type Output = Result<u8, InspectError>;
+    type Output = Result<u8, StepDownError>;
 
     async fn with<L: Lock>(self, lock: L) -> Self::Output {
         let args = self.0;

@@ -29,36 +29,8 @@ use tokio::net::unix::pipe;
 use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
 use tokio::time::Instant;
 
-use crate::guard::wire::{Command, Report, RECORD};
-use crate::guard::{boottime_now, GuardArgs, COMMAND_FD, REPORT_FD};
-
-/// Signals forwarded to the child's process group.
-pub const FORWARDED: [Signal; 16] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGALRM,
-    Signal::SIGTERM,
-    Signal::SIGCONT,
-    Signal::SIGWINCH,
-    Signal::SIGURG,
-    Signal::SIGVTALRM,
-    Signal::SIGPROF,
-    Signal::SIGIO,
-    Signal::SIGPWR,
-    Signal::SIGXCPU,
-    Signal::SIGXFSZ,
-];
-
-/// The signals that end a wait for the lock (or the keeping of it after the child's exit).
-pub fn ends_wait(sig: Signal) -> bool {
-    matches!(
-        sig,
-        Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT
-    )
-}
+use crate::guard::wire::{boottime_now, Command, GuardArgs, Report, COMMAND_FD, RECORD, REPORT_FD};
+use crate::signals::{self, ends_wait, FORWARDED};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildExit {
@@ -178,9 +150,9 @@ impl Strays {
 
 /// This process's children that are zombies, by their pid in this namespace.
 fn zombie_children(except: impl Fn(i32) -> bool) -> Vec<i32> {
-    let me = crate::guard::proc_pid().as_raw();
+    let me = crate::proc_tree::proc_pid().as_raw();
     let mut all = Vec::new();
-    crate::guard::scan(&mut all);
+    crate::proc_tree::scan(&mut all);
     all.into_iter()
         .filter(|e| e.zombie && e.proc_ppid == me && !except(e.pid.as_raw()))
         .map(|e| e.pid.as_raw())
@@ -497,7 +469,7 @@ impl Job {
     fn stop_orphans(&self) {
         let _ = nix::sys::signal::killpg(self.pid, Signal::SIGKILL);
         let (mut tree, mut scratch) = (Vec::new(), Vec::new());
-        crate::guard::descendants(crate::guard::proc_pid(), &mut tree, &mut scratch);
+        crate::proc_tree::descendants(crate::proc_tree::proc_pid(), &mut tree, &mut scratch);
         for p in tree {
             if p != self.guard {
                 let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
@@ -546,27 +518,14 @@ impl Job {
 
 /// Gives the terminal's foreground back to leaderrun's own group (after the job had it).
 pub fn take_terminal() {
-    use nix::sys::signal::{signal, SigHandler};
-    // SAFETY: changes this process's SIGTTOU disposition briefly; no handler runs.
-    unsafe {
-        let _ = signal(Signal::SIGTTOU, SigHandler::SigIgn);
-        let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
-        let _ = signal(Signal::SIGTTOU, SigHandler::SigDfl);
-    }
+    signals::set_foreground(nix::unistd::getpgrp());
 }
 
 /// Gives the terminal's foreground to the job's group (on `fg` after Ctrl-Z), if it is
 /// leaderrun's to give: after `bg` it is not, and the job goes on in the background.
 pub fn give_terminal(job: Pid) {
-    use nix::sys::signal::{signal, SigHandler};
-    if !is_foreground_of_terminal() {
-        return;
-    }
-    // SAFETY: as above.
-    unsafe {
-        let _ = signal(Signal::SIGTTOU, SigHandler::SigIgn);
-        let _ = nix::unistd::tcsetpgrp(std::io::stdin(), job);
-        let _ = signal(Signal::SIGTTOU, SigHandler::SigDfl);
+    if is_foreground_of_terminal() {
+        signals::set_foreground(job);
     }
 }
 

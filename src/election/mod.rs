@@ -85,8 +85,8 @@ pub enum Lost {
     Lock(LockError),
 }
 
-/// Told of renew outcomes as they happen, so the election knows nothing of metrics,
-/// logs or the guard.
+/// Told of renew outcomes as they happen, so the election knows nothing of metrics, the
+/// guard, or the transitions' log lines (report.rs).
 pub trait Observer {
     /// A renew that changed the record succeeded: the new anchor and deadline.
     fn renewed(&self, anchor: Instant, latency: Duration, deadline: Instant);

@@ -20,8 +20,8 @@ use serde::Serialize;
 
 use crate::record::{LeaderRecord, RecordError};
 
-/// Which object carries the record.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// Which object carries the record. (`--lock`'s values are cli.rs's business.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A coordination.k8s.io/v1 Lease.
     Lease,
@@ -46,7 +46,8 @@ pub trait WithLock {
     async fn with<L: Lock>(self, lock: L) -> Self::Output;
 }
 
-/// Opens the lock `name` of `kind` in `namespace`, and runs `work` with it.
+/// Opens the lock `name` of `kind` in `namespace`, and runs `work` with it: `open_all` for
+/// one name, so the dispatch by kind is written once.
 pub async fn open<W: WithLock>(
     kind: Kind,
     client: Client,
@@ -54,18 +55,18 @@ pub async fn open<W: WithLock>(
     name: &str,
     work: W,
 ) -> W::Output {
-    use k8s_openapi::api::coordination::v1::Lease;
-    use k8s_openapi::api::core::v1::ConfigMap;
-    match kind {
-        Kind::Lease => {
-            work.with(KubeLock::<Lease>::new(client, namespace, name))
-                .await
-        }
-        Kind::Configmap => {
-            work.with(KubeLock::<ConfigMap>::new(client, namespace, name))
-                .await
+    struct One<W>(W);
+    impl<W: WithLock> WithLocks for One<W> {
+        type Output = W::Output;
+        async fn with<L: Lock>(self, locks: Vec<L>) -> W::Output {
+            let lock = locks
+                .into_iter()
+                .next()
+                .expect("open_all opens one lock for each of the one name given");
+            self.0.with(lock).await
         }
     }
+    open_all(kind, client, namespace, &[name.to_string()], One(work)).await
 }
 
 /// Work to do with several locks of one kind (`--slots`).
@@ -75,7 +76,8 @@ pub trait WithLocks {
     async fn with<L: Lock>(self, locks: Vec<L>) -> Self::Output;
 }
 
-/// Opens the locks `names` of `kind` in `namespace`, and runs `work` with them.
+/// Opens the locks `names` of `kind` in `namespace`, and runs `work` with them. The one
+/// dispatch by lock kind.
 pub async fn open_all<W: WithLocks>(
     kind: Kind,
     client: Client,

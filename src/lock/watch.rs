@@ -101,7 +101,7 @@ impl<'a, L: Lock> Follow<'a, L> {
 
     fn jittered_retry(&self) -> Duration {
         self.retry_period
-            .mul_f64(rand::rng().random_range(1.0..1.2))
+            .mul_f64(rand::rng().random_range(1.0..crate::settings::FOLLOWER_JITTER))
     }
 
     fn heard(&mut self, seen: &Option<Observed<L::Object>>) {

@@ -21,8 +21,9 @@
 //!   SIGSTOP or Ctrl-Z aimed at leaderrun or at the job's group does not stop it. TERM, INT,
 //!   HUP or QUIT sent to the guard itself start a stop.
 
-use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+pub mod wire;
+
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
@@ -34,282 +35,9 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-/// The first argument that selects guard mode.
-pub const GUARD_ARG: &str = "__guard";
-/// The guard reads commands on this descriptor and writes reports on the next one.
-pub const COMMAND_FD: RawFd = 3;
-pub const REPORT_FD: RawFd = 4;
-
-/// The pipe protocol: fixed 16-byte records (a tag and a value), which a pipe writes whole.
-pub mod wire {
-    pub const RECORD: usize = 16;
-
-    /// leaderrun to the guard.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Command {
-        /// The moment (CLOCK_BOOTTIME, nanoseconds) the stop must start if no renew moves it.
-        Deadline(u64),
-        /// Send this signal to the job's process group.
-        Signal(i32),
-        /// Stop the whole tree now (stop signal, KILL after the grace).
-        Stop,
-    }
-
-    /// The guard to leaderrun.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Report {
-        /// The job runs with this pid (its process group has the same id).
-        Started(i32),
-        /// The job could not be started: the errno of its exec.
-        SpawnFailed(i32),
-        /// The job's leader ended: its exit code, or a negative signal number.
-        Exited(i32),
-        /// The job's leader was stopped by this signal (Ctrl-Z), or continued (0).
-        JobStopped(i32),
-        /// The deadline passed without a renew: the guard is stopping the tree.
-        DeadlinePassed,
-        /// The job's leader ended and left this many processes: the guard is stopping them.
-        Leftovers(i32),
-        /// Nothing of the job's tree is left; the guard exits next.
-        TreeGone,
-    }
-
-    fn record(tag: u32, value: u64) -> [u8; RECORD] {
-        let mut b = [0u8; RECORD];
-        b[..4].copy_from_slice(&tag.to_le_bytes());
-        b[8..].copy_from_slice(&value.to_le_bytes());
-        b
-    }
-
-    fn parts(b: &[u8; RECORD]) -> (u32, u64) {
-        let mut tag = [0u8; 4];
-        tag.copy_from_slice(&b[..4]);
-        let mut value = [0u8; 8];
-        value.copy_from_slice(&b[8..]);
-        (u32::from_le_bytes(tag), u64::from_le_bytes(value))
-    }
-
-    impl Command {
-        pub fn encode(self) -> [u8; RECORD] {
-            match self {
-                Command::Deadline(ns) => record(1, ns),
-                Command::Signal(s) => record(2, s as u32 as u64),
-                Command::Stop => record(3, 0),
-            }
-        }
-        pub fn decode(b: &[u8; RECORD]) -> Option<Command> {
-            match parts(b) {
-                (1, ns) => Some(Command::Deadline(ns)),
-                (2, s) => Some(Command::Signal(s as u32 as i32)),
-                (3, _) => Some(Command::Stop),
-                _ => None,
-            }
-        }
-    }
-
-    impl Report {
-        pub fn encode(self) -> [u8; RECORD] {
-            let i = |v: i32| v as i64 as u64;
-            match self {
-                Report::Started(pid) => record(1, i(pid)),
-                Report::SpawnFailed(errno) => record(2, i(errno)),
-                Report::Exited(code) => record(3, i(code)),
-                Report::JobStopped(sig) => record(4, i(sig)),
-                Report::DeadlinePassed => record(5, 0),
-                Report::TreeGone => record(6, 0),
-                Report::Leftovers(n) => record(7, i(n)),
-            }
-        }
-        pub fn decode(b: &[u8; RECORD]) -> Option<Report> {
-            let (tag, v) = parts(b);
-            let v = v as i64 as i32;
-            match tag {
-                1 => Some(Report::Started(v)),
-                2 => Some(Report::SpawnFailed(v)),
-                3 => Some(Report::Exited(v)),
-                4 => Some(Report::JobStopped(v)),
-                5 => Some(Report::DeadlinePassed),
-                6 => Some(Report::TreeGone),
-                7 => Some(Report::Leftovers(v)),
-                _ => None,
-            }
-        }
-    }
-}
-
-use wire::{Command, Report};
-
-/// CLOCK_BOOTTIME now: like CLOCK_MONOTONIC, but it counts time suspended.
-pub fn boottime_now() -> Duration {
-    use nix::time::{clock_gettime, ClockId as Clock};
-    clock_gettime(Clock::CLOCK_BOOTTIME)
-        .map(Duration::from)
-        // Every Linux since 2.6.39 has it; if not, the monotonic clock is the next best.
-        .unwrap_or_else(|_| {
-            clock_gettime(Clock::CLOCK_MONOTONIC)
-                .map(Duration::from)
-                .unwrap_or_default()
-        })
-}
-
-/// What the guard is told on its command line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GuardArgs {
-    pub grace: Duration,
-    pub stop_signal: Signal,
-    /// CLOCK_BOOTTIME nanoseconds.
-    pub deadline: u64,
-    /// Give the job the terminal's foreground.
-    pub foreground: bool,
-    pub command: Vec<OsString>,
-}
-
-impl GuardArgs {
-    /// `__guard GRACE_MS SIGNAL DEADLINE_NS FOREGROUND -- CMD ARGS...`
-    pub fn to_args(&self) -> Vec<OsString> {
-        let mut v: Vec<OsString> = vec![
-            GUARD_ARG.into(),
-            self.grace.as_millis().to_string().into(),
-            (self.stop_signal as i32).to_string().into(),
-            self.deadline.to_string().into(),
-            if self.foreground { "1" } else { "0" }.into(),
-            "--".into(),
-        ];
-        v.extend(self.command.iter().cloned());
-        v
-    }
-
-    pub fn parse(args: &[OsString]) -> Option<GuardArgs> {
-        let s = |i: usize| args.get(i).and_then(|a| a.to_str());
-        if s(0)? != GUARD_ARG || s(5)? != "--" || args.len() < 7 {
-            return None;
-        }
-        Some(GuardArgs {
-            grace: Duration::from_millis(s(1)?.parse().ok()?),
-            stop_signal: Signal::try_from(s(2)?.parse::<i32>().ok()?).ok()?,
-            deadline: s(3)?.parse().ok()?,
-            foreground: s(4)? == "1",
-            command: args[6..].to_vec(),
-        })
-    }
-}
-
-/// This process's pid as /proc numbers it. In a PID namespace whose /proc was not mounted
-/// anew (`unshare --pid` without `--mount-proc`), getpid() says 1 while /proc uses the
-/// outer numbers.
-pub fn proc_pid() -> Pid {
-    std::fs::read_link("/proc/self")
-        .ok()
-        .and_then(|p| p.to_str()?.parse().ok())
-        .map(Pid::from_raw)
-        .unwrap_or_else(nix::unistd::getpid)
-}
-
-/// A process as /proc shows it: its number there, its parent's, and its number in this
-/// process's own PID namespace (the one signals and waitpid take).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcEntry {
-    pub proc_pid: i32,
-    pub proc_ppid: i32,
-    pub pid: Pid,
-    pub zombie: bool,
-}
-
-/// How deep this process's PID namespace sits below /proc's: the index of "our" number
-/// in each process's NSpid list.
-fn our_depth(buf: &mut [u8; 2048]) -> usize {
-    read_status(proc_pid().as_raw(), buf)
-        .map(|e| e.1.saturating_sub(1))
-        .unwrap_or(0)
-}
-
-/// (ppid, NSpid length, state, NSpid entry at `depth`) from /proc/PID/status, without
-/// allocating: the file is read into `buf`.
-fn read_status(pid: i32, buf: &mut [u8; 2048]) -> Option<(i32, usize, u8, [i32; 8])> {
-    use std::io::Read;
-    let mut path = [0u8; 32];
-    let len = {
-        use std::io::Write;
-        let mut w = &mut path[..];
-        write!(w, "/proc/{pid}/status").ok()?;
-        32 - w.len()
-    };
-    let path = std::str::from_utf8(&path[..len]).ok()?;
-    let mut f = std::fs::File::open(path).ok()?;
-    let n = f.read(buf).ok()?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    let (mut ppid, mut state, mut ns, mut depth) = (None, b'?', [0i32; 8], 0usize);
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("PPid:") {
-            ppid = v.trim().parse().ok();
-        } else if let Some(v) = line.strip_prefix("State:") {
-            state = v.trim().bytes().next().unwrap_or(b'?');
-        } else if let Some(v) = line.strip_prefix("NSpid:") {
-            for (i, n) in v.split_whitespace().take(8).enumerate() {
-                ns[i] = n.parse().unwrap_or(0);
-                depth = i + 1;
-            }
-        }
-    }
-    Some((ppid?, depth.max(1), state, ns))
-}
-
-/// Every process whose chain of parents reaches `root` (a /proc number; not `root`
-/// itself), from /proc/*/status. `out` gets their pids in this process's namespace
-/// (cleared first); `scratch` holds what was read.
-pub fn descendants(root: Pid, out: &mut Vec<Pid>, scratch: &mut Vec<ProcEntry>) {
-    out.clear();
-    scan(scratch);
-    // Follow each process up its chain of parents; the depth bound guards against a
-    // chain that changed while it was read.
-    for e in scratch.iter() {
-        let mut at = e.proc_pid;
-        for _ in 0..64 {
-            let Some(parent) = scratch
-                .iter()
-                .find(|p| p.proc_pid == at)
-                .map(|p| p.proc_ppid)
-            else {
-                break;
-            };
-            if parent == root.as_raw() {
-                out.push(e.pid);
-                break;
-            }
-            if parent <= 1 {
-                break;
-            }
-            at = parent;
-        }
-    }
-}
-
-/// Reads every process of /proc into `scratch` (cleared first); processes outside this
-/// process's PID namespace are left out (they cannot be ours).
-pub fn scan(scratch: &mut Vec<ProcEntry>) {
-    scratch.clear();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    let mut buf = [0u8; 2048];
-    let depth = our_depth(&mut buf);
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if let Some((ppid, levels, state, ns)) = read_status(pid, &mut buf) {
-            if levels > depth {
-                scratch.push(ProcEntry {
-                    proc_pid: pid,
-                    proc_ppid: ppid,
-                    pid: Pid::from_raw(ns[depth]),
-                    zombie: state == b'Z',
-                });
-            }
-        }
-    }
-}
+use crate::proc_tree::{descendants, proc_pid, ProcEntry};
+use crate::signals::{set_foreground, TERMINAL_STOPS};
+use wire::{boottime_now, Command, GuardArgs, Report, COMMAND_FD, REPORT_FD};
 
 /// Sends `sig` to every process of a tree (and CONT after it, so that a stopped process
 /// can act on it). ESRCH is fine: that one is gone already.
@@ -468,7 +196,7 @@ pub fn main(args: GuardArgs) -> i32 {
     let commands = unsafe { OwnedFd::from_raw_fd(COMMAND_FD) };
     let reports = unsafe { OwnedFd::from_raw_fd(REPORT_FD) };
     let Some((signals, timer)) = configure(&commands, &reports) else {
-        return 70;
+        return crate::exit::GUARD_FAILED;
     };
     let job = match spawn_job(&args) {
         Ok(pid) => pid,
@@ -501,7 +229,7 @@ pub fn main(args: GuardArgs) -> i32 {
         }
         g.arm_timer();
         let Some(commands_ready) = g.wait(&signals, &line) else {
-            return 70;
+            return crate::exit::GUARD_FAILED;
         };
         g.reap();
         if commands_ready && line.read(&mut g) {
@@ -535,12 +263,7 @@ fn configure(commands: &OwnedFd, reports: &OwnedFd) -> Option<(SignalFd, TimerFd
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let _ = nix::sys::prctl::set_name(c"leaderrun-guard");
     // Terminal stop signals never stop the guard; a broken report pipe is not fatal.
-    for s in [
-        Signal::SIGTSTP,
-        Signal::SIGTTIN,
-        Signal::SIGTTOU,
-        Signal::SIGPIPE,
-    ] {
+    for s in TERMINAL_STOPS.into_iter().chain([Signal::SIGPIPE]) {
         // SAFETY: SIG_IGN installs no handler.
         let _ = unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigIgn) };
     }
@@ -683,12 +406,7 @@ fn spawn_job(args: &GuardArgs) -> std::io::Result<Pid> {
     unsafe {
         cmd.pre_exec(move || {
             use nix::sys::signal::{signal, SigHandler};
-            for s in [
-                Signal::SIGTSTP,
-                Signal::SIGTTIN,
-                Signal::SIGTTOU,
-                Signal::SIGPIPE,
-            ] {
+            for s in TERMINAL_STOPS.into_iter().chain([Signal::SIGPIPE]) {
                 let _ = signal(s, SigHandler::SigDfl);
             }
             let _ = nix::sys::signal::sigprocmask(
@@ -706,9 +424,7 @@ fn spawn_job(args: &GuardArgs) -> std::io::Result<Pid> {
             }
             if foreground {
                 // An interactive job gets the terminal, so Ctrl-C and reads reach it.
-                let _ = signal(Signal::SIGTTOU, SigHandler::SigIgn);
-                let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpid());
-                let _ = signal(Signal::SIGTTOU, SigHandler::SigDfl);
+                set_foreground(nix::unistd::getpid());
             }
             Ok(())
         });
@@ -718,71 +434,4 @@ fn spawn_job(args: &GuardArgs) -> std::io::Result<Pid> {
     // Reaped by `Guard::reap`, with every orphan of the tree.
     std::mem::forget(child);
     Ok(pid)
-}
-
-/// The raw descriptor of `fd`, for leaderrun's side of the setup.
-pub fn raw(fd: &impl AsRawFd) -> RawFd {
-    fd.as_raw_fd()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_round_trip() {
-        for c in [
-            Command::Deadline(u64::MAX - 3),
-            Command::Signal(15),
-            Command::Stop,
-        ] {
-            assert_eq!(Command::decode(&c.encode()), Some(c));
-        }
-        for r in [
-            Report::Started(4242),
-            Report::SpawnFailed(2),
-            Report::Exited(-9),
-            Report::Exited(3),
-            Report::JobStopped(20),
-            Report::DeadlinePassed,
-            Report::TreeGone,
-            Report::Leftovers(3),
-        ] {
-            assert_eq!(Report::decode(&r.encode()), Some(r));
-        }
-        assert_eq!(Command::decode(&[0xff; wire::RECORD]), None);
-    }
-
-    #[test]
-    fn arguments_round_trip() {
-        let a = GuardArgs {
-            grace: Duration::from_millis(1500),
-            stop_signal: Signal::SIGINT,
-            deadline: 123_456_789,
-            foreground: true,
-            command: vec!["sh".into(), "-c".into(), "echo --".into()],
-        };
-        assert_eq!(GuardArgs::parse(&a.to_args()), Some(a));
-        assert_eq!(GuardArgs::parse(&["__guard".into()]), None);
-    }
-
-    #[test]
-    fn descendants_of_this_process_include_a_child() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
-        let (mut out, mut scratch) = (Vec::new(), Vec::new());
-        descendants(nix::unistd::getpid(), &mut out, &mut scratch);
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(out.contains(&Pid::from_raw(child.id() as i32)));
-    }
-
-    #[test]
-    fn boottime_moves_forward() {
-        let a = boottime_now();
-        std::thread::sleep(Duration::from_millis(2));
-        assert!(boottime_now() > a);
-    }
 }

@@ -363,7 +363,7 @@ async fn as_pid_1_strays_of_an_exec_plugin_are_reaped_in_every_phase() {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(9) {
         let (mut tree, mut scratch) = (Vec::new(), Vec::new());
-        leaderrun::guard::descendants(Pid::from_raw(upid), &mut tree, &mut scratch);
+        leaderrun::proc_tree::descendants(Pid::from_raw(upid), &mut tree, &mut scratch);
         let zombies: Vec<i32> = tree
             .iter()
             .map(|p| p.as_raw())

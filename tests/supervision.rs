@@ -50,7 +50,7 @@ async fn wait_reaped(file: &Path, within: Duration) {
 /// Zombies anywhere in the tree below `pid` (leaderrun, its guard, the job's tree).
 fn zombies_of(pid: u32) -> Vec<i32> {
     let (mut tree, mut scratch) = (Vec::new(), Vec::new());
-    leaderrun::guard::descendants(
+    leaderrun::proc_tree::descendants(
         nix::unistd::Pid::from_raw(pid as i32),
         &mut tree,
         &mut scratch,

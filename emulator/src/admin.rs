@@ -7,9 +7,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 
-use crate::faults::{self, Fault};
+use crate::faults::Fault;
 use crate::response::{error_response, json_response, Body};
-use crate::state::{lock, Shared};
+use crate::state::Shared;
+use crate::sync::lock;
 use crate::verbs::read_body;
 
 /// The admin endpoint, off the `/api` and `/apis` prefixes so it cannot shadow them.
@@ -37,7 +38,7 @@ pub(crate) async fn admin(shared: &Arc<Shared>, req: Request<Incoming>) -> Respo
             json_response(200, &Value::Array(v))
         }
         ("POST", "/_emu/faults") => match serde_json::from_slice::<Fault>(&body) {
-            Ok(f) => json_response(201, &json!({"id": faults::add(shared, f)})),
+            Ok(f) => json_response(201, &json!({"id": shared.add_fault(f)})),
             Err(e) => json_response(400, &json!({"error": format!("invalid fault: {e}")})),
         },
         ("DELETE", "/_emu/faults") => {

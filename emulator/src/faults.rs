@@ -1,7 +1,7 @@
 //! Fault injection (what a fault is, which requests it matches, what it does to them)
 //! and the request log.
 
-use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hyper::Response;
@@ -10,8 +10,8 @@ use serde_json::json;
 
 use crate::kind::Kind;
 use crate::response::{error_response, full, Body};
-use crate::state::{lock, Shared};
 use crate::status::{self, ErrorBody};
+use crate::sync::lock;
 
 /// A fault: what to do to the requests it matches, for how many or how long.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -186,25 +186,6 @@ pub struct LogEntry {
     pub resource_version: String,
 }
 
-/// Adds a fault; returns its id.
-pub(crate) fn add(shared: &Shared, fault: Fault) -> u64 {
-    let id = shared.next_fault.fetch_add(1, Ordering::Relaxed);
-    if fault.action == Action::Partition {
-        // A partitioned client's open watches are cut at once, not ended cleanly.
-        let _ = shared.close_watches.send((fault.client.clone(), true));
-    }
-    let until = fault
-        .duration_ms
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
-    lock(&shared.faults).push(ActiveFault {
-        id,
-        fault,
-        until,
-        hits: 0,
-    });
-    id
-}
-
 /// What a fault makes of a request.
 pub(crate) enum Outcome {
     Answer(Response<Body>),
@@ -214,7 +195,7 @@ pub(crate) enum Outcome {
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn outcome(
-    shared: &Shared,
+    faults: &Mutex<Vec<ActiveFault>>,
     id: u64,
     action: Action,
     kind: Option<Kind>,
@@ -236,7 +217,7 @@ pub(crate) async fn outcome(
         }
         Action::Hang => {
             // Hang while the fault lasts (an hour at most), then drop the connection.
-            let until = lock(&shared.faults)
+            let until = lock(faults)
                 .iter()
                 .find(|f| f.id == id)
                 .and_then(|f| f.until);
@@ -273,7 +254,7 @@ pub(crate) async fn outcome(
 /// The faults a request from `client` meets: the sum of the latencies, and the first
 /// other live fault that decides the answer (its id and action). Counts the hits.
 pub(crate) fn matching(
-    shared: &Shared,
+    faults: &Mutex<Vec<ActiveFault>>,
     client: &ClientId,
     method: &str,
     path: &str,
@@ -281,7 +262,7 @@ pub(crate) fn matching(
     let mut delay = Duration::ZERO;
     let mut decided: Option<(u64, Action)> = None;
     let now = Instant::now();
-    let mut faults = lock(&shared.faults);
+    let mut faults = lock(faults);
     for f in faults.iter_mut() {
         if !f.live(now) || !f.matches(client, method, path) {
             continue;
@@ -305,9 +286,9 @@ pub(crate) fn matching(
 
 /// True while a live `Stall` fault matches this client's watch on `path`: its open
 /// watches send nothing (a half-open connection), but stay open.
-pub(crate) fn stalled(shared: &Shared, client: &ClientId, path: &str) -> bool {
+pub(crate) fn stalled(faults: &Mutex<Vec<ActiveFault>>, client: &ClientId, path: &str) -> bool {
     let now = Instant::now();
-    lock(&shared.faults)
+    lock(faults)
         .iter()
         .any(|f| f.fault.action == Action::Stall && f.live(now) && f.matches(client, "GET", path))
 }

@@ -13,11 +13,13 @@ mod admin;
 pub mod decode;
 pub mod faults;
 pub mod kind;
+mod query;
 mod response;
 mod routing;
 mod state;
 pub mod status;
 pub mod store;
+mod sync;
 mod transport;
 pub mod validation;
 mod verbs;
@@ -36,7 +38,8 @@ pub use faults::{Action, Fault, LogEntry};
 pub use kind::Kind;
 pub use store::Store;
 
-use state::{lock, Shared};
+use state::Shared;
+use sync::lock;
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]
@@ -154,7 +157,7 @@ impl Emulator {
 
     /// Adds a fault; returns its id.
     pub fn add_fault(&self, fault: Fault) -> u64 {
-        faults::add(&self.shared, fault)
+        self.shared.add_fault(fault)
     }
 
     pub fn remove_fault(&self, id: u64) {

@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use crate::status::{ApiError, ErrorBody};
 
+/// Any error a connection handler can end with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
 
 pub(crate) fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {

@@ -2,14 +2,15 @@
 //! channel that ends open watches, the accepted tokens.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
-use crate::faults::{self, LogEntry};
+use crate::faults::{self, Action, Fault, LogEntry};
 use crate::store::Store;
+use crate::sync::lock;
 
 /// What the connection handlers share.
 pub(crate) struct Shared {
@@ -23,8 +24,23 @@ pub(crate) struct Shared {
     pub started: Instant,
 }
 
-/// Locks a mutex; a handler that panicked while holding it leaves data that is
-/// still consistent for our purposes (every write is a single insert), so go on.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+impl Shared {
+    /// Adds a fault; returns its id.
+    pub(crate) fn add_fault(&self, fault: Fault) -> u64 {
+        let id = self.next_fault.fetch_add(1, Ordering::Relaxed);
+        if fault.action == Action::Partition {
+            // A partitioned client's open watches are cut at once, not ended cleanly.
+            let _ = self.close_watches.send((fault.client.clone(), true));
+        }
+        let until = fault
+            .duration_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        lock(&self.faults).push(faults::ActiveFault {
+            id,
+            fault,
+            until,
+            hits: 0,
+        });
+        id
+    }
 }

@@ -6,10 +6,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::response::BoxError;
 use crate::routing::handle;
 use crate::state::Shared;
-
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves until `shutdown` fires.
 pub(crate) async fn serve(

@@ -12,11 +12,12 @@ use serde_json::{json, Value};
 
 use crate::faults::ClientId;
 use crate::kind::Kind;
+use crate::query::{parse_selector, Query};
 use crate::response::{error_response, json_response, Body};
-use crate::routing::{parse_selector, Query};
-use crate::state::{lock, Shared};
+use crate::state::Shared;
 use crate::status::{self, ApiError};
 use crate::store::{self, PatchKind};
+use crate::sync::lock;
 
 /// kube-apiserver's `MaxRequestBodyBytes`.
 const MAX_BODY: usize = 3 * 1024 * 1024;

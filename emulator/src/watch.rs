@@ -17,11 +17,12 @@ use tokio_stream::StreamExt;
 
 use crate::faults::{self, ClientId};
 use crate::kind::Kind;
+use crate::query::{parse_selector, Query};
 use crate::response::{error_response, full, Body};
-use crate::routing::{parse_selector, Query};
-use crate::state::{lock, Shared};
+use crate::state::Shared;
 use crate::status;
 use crate::store::{self, WatchStart};
+use crate::sync::lock;
 
 /// The real server picks a watch timeout between 30 and 60 minutes when none is asked.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -184,7 +185,7 @@ impl Stream {
                         // A stalled watch loses what happens, as a half-open connection would.
                         if ev.kind == self.kind
                             && p.sel.matches(&ev.namespace, &ev.name, &ev.object)
-                            && !faults::stalled(&self.shared, &self.client, &self.path)
+                            && !faults::stalled(&self.shared.faults, &self.client, &self.path)
                         {
                             self.last_rv = ev.rv;
                             if !self.send(ev.event_type, &ev.object).await {

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod proc_tree;
+pub mod reaper;
 pub mod record;
 pub mod report;
 pub mod run;

@@ -20,10 +20,11 @@ use crate::events::Recorder;
 use crate::exit;
 use crate::lock::{self, Kind, Lock, LockError, WithLocks};
 use crate::metrics::Metrics;
+use crate::reaper::Strays;
 use crate::report::Reporter;
 use crate::settings::{self, Timing};
 use crate::signals::is_terminal_stop;
-use crate::supervisor::{self, ChildExit, GuardLine, Job, JobEvent, JobSpec, Signals, Strays};
+use crate::supervisor::{self, ChildExit, GuardLine, Job, JobEvent, JobSpec, Signals};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -132,7 +133,7 @@ impl WithLocks for Opened<'_> {
 
     async fn with<L: Lock>(self, locks: Vec<L>) -> Self::Output {
         // Set up: subreaper and stray reaping, signals, metrics and health, the reporter.
-        supervisor::become_subreaper();
+        crate::reaper::become_subreaper();
         let guard = Arc::new(AtomicI32::new(0));
         let mut strays = Strays::new().map_err(RunError::Signals)?;
         let watched = guard.clone();

@@ -126,14 +126,15 @@ def main() -> None:
                 "Layers": [f"blobs/sha256/{layer_digest}"],
             }
         ]
-        with tarfile.open(args.out + ".tmp", "w") as out:
+        tmp_out = f"{args.out}.tmp.{os.getpid()}"
+        with tarfile.open(tmp_out, "w") as out:
             add_bytes(out, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
             add_bytes(out, "index.json", json.dumps(index).encode())
             add_bytes(out, "manifest.json", json.dumps(docker_manifest).encode())
             add_bytes(out, f"blobs/sha256/{config_digest}", config_bytes)
             add_bytes(out, f"blobs/sha256/{manifest_digest}", manifest_bytes)
             out.add(layer, arcname=f"blobs/sha256/{layer_digest}")
-        os.replace(args.out + ".tmp", args.out)
+        os.replace(tmp_out, args.out)
     print(args.out)
 
 

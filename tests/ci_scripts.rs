@@ -101,3 +101,57 @@ fn an_existing_deb_src_entry_for_bookworm_main_is_found() {
     assert!(has_deb_src("bullseye", &["one-line.list"]));
     assert!(!has_deb_src("bookworm", &["deb822-comments.sources"]));
 }
+
+/// The Kubernetes build stops at the first step that fails, naming it and showing its own
+/// error, rather than going on to confusing errors in later steps. Run with stand-ins for
+/// apt (a source package that exists, a download that fails) and an empty cache, so no
+/// network and nothing of the machine's is touched.
+#[test]
+fn the_kubernetes_build_stops_at_the_first_failing_step_with_its_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let tool = |name: &str, body: &str| {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write a stand-in");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    tool(
+        "apt-cache",
+        "echo 'Package: kubernetes'; echo 'Version: 1.0-1'",
+    );
+    tool(
+        "apt-get",
+        "echo \"E: simulated: cannot fetch the source package ($*)\" >&2; exit 100",
+    );
+    for present in ["go", "dpkg-source", "rsync", "make", "gcc"] {
+        tool(present, "echo \"$0 should not have run\" >&2; exit 3");
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out =
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real-apiserver/build"))
+            .arg("kube-apiserver")
+            .env("PATH", path)
+            .env("LEADERRUN_APISERVER_CACHE", dir.path().join("cache"))
+            .output()
+            .expect("run the build");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the build failed: {err}");
+    assert!(
+        err.contains("apt-get source kubernetes=1.0-1 failed"),
+        "names the step: {err}"
+    );
+    assert!(
+        err.contains("E: simulated: cannot fetch the source package"),
+        "shows the step's own error: {err}"
+    );
+    assert!(
+        !err.contains("dpkg-source -x") && !err.contains("should not have run"),
+        "no later step ran: {err}"
+    );
+}

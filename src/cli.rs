@@ -310,6 +310,26 @@ impl LockArgs {
 }
 
 /// `leaderrun [OPTIONS] -- CMD` means `leaderrun run [OPTIONS] -- CMD`.
+/// The name kubectl gives a plugin: installed or linked under it on PATH, leaderrun is
+/// `kubectl leaderrun` (kubectl passes every argument after the plugin's name).
+pub const KUBECTL_PLUGIN: &str = "kubectl-leaderrun";
+
+/// Parses the command line: the bare form is `run`, and invoked as `kubectl-leaderrun` the
+/// help and errors name the command as `kubectl leaderrun`.
+pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let as_plugin = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == KUBECTL_PLUGIN);
+    let mut command = Cli::command();
+    if as_plugin {
+        command = command.bin_name("kubectl leaderrun");
+    }
+    let matches = command.try_get_matches_from(with_default_subcommand(args))?;
+    Cli::from_arg_matches(&matches)
+}
+
 pub fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let explicit = matches!(

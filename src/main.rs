@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use leaderrun::cli::{Cli, Command};
 use leaderrun::{exit, guard, inspect, logging, run, stepdown};
 
@@ -16,7 +15,7 @@ fn main() -> ExitCode {
         };
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
-    let cli = match Cli::try_parse_from(leaderrun::cli::with_default_subcommand(args)) {
+    let cli = match leaderrun::cli::parse(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

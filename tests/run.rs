@@ -53,7 +53,34 @@ async fn one_candidate_runs_the_child_returns_its_code_and_releases() {
         assert_eq!(r.holder_identity, "", "{kind}: released");
         assert_eq!(r.lease_duration_seconds, 1);
         assert_eq!(r.leader_transitions, 0);
+        // The object it created says who manages it (for listing by selector).
+        let labels = labels(&api, kind, &name).await;
+        assert_eq!(
+            labels
+                .get(leaderrun::lock::MANAGED_BY.0)
+                .map(String::as_str),
+            Some(leaderrun::lock::MANAGED_BY.1),
+            "{kind}: {labels:?}"
+        );
     }
+}
+
+async fn labels(api: &Api, kind: &str, name: &str) -> std::collections::BTreeMap<String, String> {
+    let client = api.client().await;
+    let meta = if kind == "lease" {
+        KubeApi::<Lease>::namespaced(client, &api.namespace)
+            .get(name)
+            .await
+            .expect("get lease")
+            .metadata
+    } else {
+        KubeApi::<ConfigMap>::namespaced(client, &api.namespace)
+            .get(name)
+            .await
+            .expect("get configmap")
+            .metadata
+    };
+    meta.labels.unwrap_or_default()
 }
 
 #[tokio::test]

@@ -41,6 +41,7 @@ impl LockObject for ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 annotations: Some([(LEADER_ANNOTATION.to_string(), record.to_annotation())].into()),
+                labels: Some(super::created_labels()),
                 ..Default::default()
             },
             ..Default::default()

@@ -33,6 +33,7 @@ impl LockObject for Lease {
         Lease {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
+                labels: Some(super::created_labels()),
                 ..Default::default()
             },
             spec: Some(record.to_lease_spec(None)),

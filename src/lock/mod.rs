@@ -20,6 +20,16 @@ use serde::Serialize;
 
 use crate::record::{LeaderRecord, RecordError};
 
+/// The label on every lock object leaderrun creates, so that the locks it manages can be
+/// listed with a selector. Other clients ignore it; an object made by someone else is never
+/// relabelled.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "leaderrun");
+
+/// The labels of a lock object leaderrun creates.
+pub fn created_labels() -> std::collections::BTreeMap<String, String> {
+    [(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())].into()
+}
+
 /// Which object carries the record. (`--lock`'s values are cli.rs's business.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

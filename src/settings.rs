@@ -98,6 +98,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// together do not keep writing together (client-go's JitterFactor of 1.2).
 pub const FOLLOWER_JITTER: f64 = 1.2;
 
+thread_local! {
+    /// A seeded source for `follower_jitter` on this thread (the simulator's), so that a seed
+    /// replays exactly; None: the thread's random generator.
+    static JITTER: std::cell::RefCell<Option<rand::rngs::StdRng>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A factor in [1, FOLLOWER_JITTER) to stretch a follower's retry period by.
+pub fn follower_jitter() -> f64 {
+    JITTER.with(|j| match j.borrow_mut().as_mut() {
+        Some(rng) => rng.random_range(1.0..FOLLOWER_JITTER),
+        None => rand::rng().random_range(1.0..FOLLOWER_JITTER),
+    })
+}
+
+/// Makes `follower_jitter` on this thread follow `seed` (None: random again). For the
+/// deterministic simulation, where one thread runs a whole simulated world.
+pub fn seed_follower_jitter(seed: Option<u64>) {
+    use rand::SeedableRng;
+    JITTER.with(|j| *j.borrow_mut() = seed.map(rand::rngs::StdRng::seed_from_u64));
+}
+
 /// The election's timing, checked against the safety rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timing {

@@ -47,9 +47,10 @@ impl<L: Lock> Election<L> {
                 (w, d) => w.or(d),
             };
             tokio::select! {
+                biased;
+                sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
                 (slot, seen) = next_of(&mut follows) => views[slot].see(seen?, Instant::now()),
                 _ = sleep_until_opt(until) => {}
-                sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
             }
             if wait_deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(AcquireError::WaitTimeout);
@@ -291,7 +292,8 @@ async fn stopped(stop: &mut watch::Receiver<Option<i32>>) -> i32 {
 
 async fn sleep_or_stop(until: Option<Instant>, stop: &mut watch::Receiver<Option<i32>>) {
     tokio::select! {
-        _ = sleep_until_opt(until) => {}
+        biased;
         _ = stopped(stop) => {}
+        _ = sleep_until_opt(until) => {}
     }
 }

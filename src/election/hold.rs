@@ -52,7 +52,10 @@ impl<L: Lock> Election<L> {
                     None => std::future::pending().await,
                 }
             };
+            // Biased (a seed replays exactly), the timer first: a busy watch never starves
+            // the renews.
             tokio::select! {
+                biased;
                 _ = tokio::time::sleep_until(next.min(deadline)) => {}
                 _ = nudge.notified() => {}
                 seen = news => {

@@ -68,6 +68,13 @@ struct Guard<'a> {
     deadline: Duration,
 }
 
+/// When KILL goes to the whole tree, for a stop begun at `stop_begun` (by leaderrun, or by
+/// the guard itself at its deadline): the one statement of that arithmetic, which the
+/// simulation (tests/sim) uses for the job's latest end.
+pub fn kill_time<T: std::ops::Add<Duration, Output = T>>(stop_begun: T, grace: Duration) -> T {
+    stop_begun + grace
+}
+
 /// While stopping, how often the tree is swept for new processes and for being empty.
 const SWEEP: Duration = Duration::from_millis(20);
 
@@ -85,7 +92,7 @@ impl Guard<'_> {
         }
         let _ = killpg(self.job, self.args.stop_signal);
         let _ = killpg(self.job, Signal::SIGCONT);
-        self.kill_at = Some(boottime_now() + self.args.grace);
+        self.kill_at = Some(kill_time(boottime_now(), self.args.grace));
         self.sweep();
     }
 

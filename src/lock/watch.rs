@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use rand::Rng;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -101,7 +100,7 @@ impl<'a, L: Lock> Follow<'a, L> {
 
     fn jittered_retry(&self) -> Duration {
         self.retry_period
-            .mul_f64(rand::rng().random_range(1.0..crate::settings::FOLLOWER_JITTER))
+            .mul_f64(crate::settings::follower_jitter())
     }
 
     fn heard(&mut self, seen: &Option<Observed<L::Object>>) {
@@ -216,7 +215,10 @@ impl<'a, L: Lock> Follow<'a, L> {
             return None;
         };
         let silent_until = self.heard_at + self.retry_period * SILENT_PERIODS;
+        // Biased, here and in the election: what is handled first when two things are
+        // ready at once is fixed, so a simulated world replays exactly from its seed.
         let event = tokio::select! {
+            biased;
             ev = stream.next() => ev,
             _ = tokio::time::sleep_until(silent_until) => {
                 debug!(lock = %self.lock.describe(), "the watch has been silent for {SILENT_PERIODS} retry periods; reading plainly and watching anew");

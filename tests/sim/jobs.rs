@@ -1,0 +1,187 @@
+//! The jobs' lives in simulated time, and the checks made at every start.
+//!
+//! A job starts when its process starts it, and ends at the first of: its own end, the end
+//! its stop signal brings (a job may take a while, or ignore it until the KILL), and the
+//! KILL, `guard::kill_time` after the stop began. The stop begins when leaderrun asks for it,
+//! when the guard's lifeline breaks (leaderrun killed), or at the guard's deadline: the last
+//! one leaderrun sent, even if leaderrun is stopped meanwhile. A deadline that arrives after
+//! the guard has begun the stop changes nothing (the guard's `begin_stop` is once).
+
+use std::time::Duration;
+
+use leaderrun::guard::kill_time;
+use tokio::time::Instant;
+
+pub struct Job {
+    pub slot: usize,
+    pub process: usize,
+    pub token: i32,
+    pub start: Instant,
+    /// When the job would end on its own.
+    natural_end: Instant,
+    /// How long it takes to end after the stop signal; None: only the KILL ends it.
+    term_takes: Option<Duration>,
+    guard_deadline: Instant,
+    stop_begun: Option<Instant>,
+    grace: Duration,
+    /// Running when its lock was force-released: another may start before it has stopped
+    /// (the documented cost of `force-release`; `step-down` is the safe way).
+    pub overridden: bool,
+}
+
+impl Job {
+    /// When the stop begins as things stand: asked for, or the guard's deadline once passed
+    /// (a job started after its deadline is stopped at once).
+    fn stop_at(&self) -> Option<Instant> {
+        let by_guard = self.guard_deadline.max(self.start);
+        let by_guard = (Instant::now() >= by_guard).then_some(by_guard);
+        match (self.stop_begun, by_guard) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The end as known now (later events can only bring it forward, never past what is
+    /// already known to have ended).
+    pub fn end(&self) -> Instant {
+        let stopped = self.stop_at().map(|s| match self.term_takes {
+            Some(d) if d < self.grace => s + d,
+            _ => kill_time(s, self.grace),
+        });
+        match stopped {
+            Some(s) => s.min(self.natural_end),
+            None => self.natural_end,
+        }
+    }
+
+    pub fn alive_at(&self, t: Instant) -> bool {
+        self.start <= t && t < self.end()
+    }
+}
+
+#[derive(Default)]
+pub struct Jobs {
+    pub list: Vec<Job>,
+    /// Per slot: the last token a job started with, unless a deletion came since.
+    last_token: Vec<Option<i32>>,
+    pub violations: Vec<String>,
+    pub token_restarts: u32,
+    /// Per slot: the last force-release.
+    force_released_at: Vec<Option<Instant>>,
+    /// Leaderships held: (start, end) in seconds; None while held.
+    pub leaderships: Vec<(f64, Option<f64>)>,
+}
+
+pub type JobId = usize;
+
+impl Jobs {
+    pub fn new(slots: usize) -> Jobs {
+        Jobs {
+            last_token: vec![None; slots],
+            force_released_at: vec![None; slots],
+            ..Default::default()
+        }
+    }
+
+    /// A job starts: checked against every other job of its slot, and its token against the
+    /// last one. `acquired`: when its leadership began (a force-release since overrides it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        &mut self,
+        acquired: Instant,
+        slot: usize,
+        process: usize,
+        token: i32,
+        deadline: Instant,
+        runs_for: Duration,
+        term_takes: Option<Duration>,
+        grace: Duration,
+        at: f64,
+    ) -> JobId {
+        let now = Instant::now();
+        for (i, j) in self.list.iter().enumerate() {
+            if j.slot == slot && !j.overridden && j.alive_at(now) {
+                self.violations.push(format!(
+                    "at {at:.6}s: job {} (p{}, slot {slot}, token {token}) started while job {i} (p{}, token {}) still runs (until {:.6}s after its start)",
+                    self.list.len(),
+                    process,
+                    j.process,
+                    j.token,
+                    (j.end() - j.start).as_secs_f64()
+                ));
+            }
+        }
+        if let Some(last) = self.last_token[slot] {
+            if token <= last {
+                self.violations.push(format!(
+                    "at {at:.6}s: p{process} leads slot {slot} with fencing token {token}, not above the last one, {last}"
+                ));
+            }
+        }
+        self.last_token[slot] = Some(token);
+        self.list.push(Job {
+            slot,
+            process,
+            token,
+            start: now,
+            natural_end: now + runs_for,
+            term_takes,
+            guard_deadline: deadline,
+            stop_begun: None,
+            grace,
+            overridden: self.force_released_at[slot].is_some_and(|f| f >= acquired),
+        });
+        self.list.len() - 1
+    }
+
+    /// A renew moved the guard's deadline: too late if the guard already began the stop.
+    pub fn extend(&mut self, id: JobId, deadline: Instant) {
+        let j = &mut self.list[id];
+        if let Some(s) = j.stop_at() {
+            j.stop_begun = Some(s);
+        } else {
+            j.guard_deadline = deadline;
+        }
+    }
+
+    /// The stop begins now (leaderrun asked, or the guard's lifeline broke).
+    pub fn stop(&mut self, id: JobId) {
+        let now = Instant::now();
+        let j = &mut self.list[id];
+        j.stop_begun = Some(j.stop_begun.map_or(now, |s| s.min(now)));
+    }
+
+    /// TERM passed on to the job: it ends if it honours it.
+    pub fn term(&mut self, id: JobId) {
+        let now = Instant::now();
+        let j = &mut self.list[id];
+        if let Some(d) = j.term_takes {
+            j.natural_end = j.natural_end.min(now + d);
+        }
+    }
+
+    pub fn end(&self, id: JobId) -> Instant {
+        self.list[id].end()
+    }
+
+    /// The lock was force-released: the jobs running now are the operator's to answer for.
+    pub fn force_released(&mut self, slot: usize) {
+        let now = Instant::now();
+        self.force_released_at[slot] = Some(now);
+        for j in self
+            .list
+            .iter_mut()
+            .filter(|j| j.slot == slot && j.alive_at(now))
+        {
+            j.overridden = true;
+        }
+    }
+
+    /// The lock was deleted: tokens may start again (docs/RELIABILITY.md's known limits).
+    pub fn deleted(&mut self, slot: usize) {
+        if self.last_token[slot].is_some() {
+            self.token_restarts += 1;
+        }
+        self.last_token[slot] = None;
+    }
+}

@@ -1,0 +1,226 @@
+//! Deterministic simulation of the election (docs/RELIABILITY.md, "The simulation"): the real
+//! election code for several processes in one single-threaded tokio runtime with paused
+//! time, over a simulated API server, with faults drawn from a seeded generator. A seed
+//! replays exactly.
+//!
+//!     cargo test --release --test sim                      # 10,000 seeds
+//!     LEADERRUN_SIM_SEEDS=100000 cargo test --release --test sim
+//!     LEADERRUN_SIM_SEED=1234 cargo test --release --test sim   # one seed, with its trace
+//!     LEADERRUN_SIM_TIMING=lease=4s,renew=3s,retry=500ms,grace=2s ...  # no safety check
+//!
+//! Before the sweep, two self-checks: a seed run twice gives the same trace, and the seeds
+//! kept as regression tests (each found a bug) pass.
+
+mod jobs;
+mod process;
+mod scenario;
+mod world;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use leaderrun::settings::{parse_duration, Timing};
+
+/// Seeds that found bugs, kept: each must pass (docs/RELIABILITY.md says what each found).
+const REGRESSIONS: &[u64] = &[];
+
+/// The default timings, one per seed in turn: valid by the CLI's rule, short enough that a
+/// minute of simulated time holds many leaderships.
+const TIMINGS: &[(u64, u64, u64, u64)] = &[
+    // lease, renew deadline, retry period, kill grace (ms)
+    (4000, 2500, 500, 1000),
+    (4000, 3000, 1000, 500),
+    (6000, 4000, 1000, 1500),
+];
+
+fn timing_of(t: (u64, u64, u64, u64)) -> Timing {
+    Timing {
+        lease_duration: Duration::from_millis(t.0),
+        renew_deadline: Duration::from_millis(t.1),
+        retry_period: Duration::from_millis(t.2),
+        kill_grace: Duration::from_millis(t.3),
+    }
+}
+
+/// `lease=4s,renew=3s,retry=500ms,grace=2s`, taken as given (no safety check: that is the
+/// point of setting it here).
+fn parse_timing(s: &str) -> Result<Timing, String> {
+    let mut t = timing_of(TIMINGS[0]);
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected key=duration"))?;
+        let d = parse_duration(v)?;
+        match k.trim() {
+            "lease" => t.lease_duration = d,
+            "renew" => t.renew_deadline = d,
+            "retry" => t.retry_period = d,
+            "grace" => t.kill_grace = d,
+            other => return Err(format!("{other:?}: expected lease, renew, retry or grace")),
+        }
+    }
+    if t.lease_duration.subsec_nanos() != 0 || t.lease_duration.is_zero() {
+        return Err("lease must be whole seconds, above zero (records keep seconds)".into());
+    }
+    Ok(t)
+}
+
+struct Config {
+    seeds: u64,
+    first: u64,
+    timing: Option<Timing>,
+    seconds: u64,
+}
+
+fn env_u64(name: &str) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}={v:?}: expected a whole number")),
+        Err(_) => Ok(None),
+    }
+}
+
+fn replay_command(seed: u64, timing: &Option<String>) -> String {
+    let t = timing
+        .as_ref()
+        .map(|t| format!("LEADERRUN_SIM_TIMING={t} "))
+        .unwrap_or_default();
+    format!("{t}LEADERRUN_SIM_SEED={seed} cargo test --release --test sim")
+}
+
+fn timing_for(seed: u64, fixed: &Option<Timing>) -> Timing {
+    fixed.unwrap_or_else(|| timing_of(TIMINGS[(seed % TIMINGS.len() as u64) as usize]))
+}
+
+/// Runs `seeds` seeds from `first` on every core; returns (violating seeds, stats).
+fn sweep(c: &Config, timing_text: &Option<String>) -> (Vec<u64>, Stats) {
+    let next = AtomicU64::new(0);
+    let failed = Mutex::new(Vec::new());
+    let stats = Mutex::new(Stats::default());
+    let printed = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= c.seeds {
+                    return;
+                }
+                let seed = c.first.wrapping_add(i);
+                let o = scenario::run(seed, timing_for(seed, &c.timing), false, c.seconds);
+                stats.lock().unwrap_or_else(|p| p.into_inner()).add(&o);
+                if !o.violations.is_empty() {
+                    if printed.fetch_add(1, Ordering::Relaxed) < 5 {
+                        eprintln!("seed {seed}: {}", o.violations.join("; "));
+                        eprintln!("  replay: {}", replay_command(seed, timing_text));
+                    }
+                    failed.lock().unwrap_or_else(|p| p.into_inner()).push(seed);
+                }
+            });
+        }
+    });
+    let mut failed = failed.into_inner().unwrap_or_default();
+    failed.sort();
+    (failed, stats.into_inner().unwrap_or_default())
+}
+
+#[derive(Default)]
+struct Stats {
+    leaderships: u64,
+    faults: u64,
+    token_restarts: u64,
+    max_rate: u32,
+}
+
+impl Stats {
+    fn add(&mut self, o: &scenario::Outcome) {
+        self.leaderships += o.leaderships as u64;
+        self.faults += u64::from(o.faults);
+        self.token_restarts += u64::from(o.token_restarts);
+        self.max_rate = self.max_rate.max(o.max_rate);
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("simulation: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let timing_text = std::env::var("LEADERRUN_SIM_TIMING").ok();
+    let timing = timing_text.as_deref().map(parse_timing).transpose()?;
+    let seconds = env_u64("LEADERRUN_SIM_SECONDS")?.unwrap_or(60);
+    if let Some(seed) = env_u64("LEADERRUN_SIM_SEED")? {
+        let o = scenario::run(seed, timing_for(seed, &timing), true, seconds);
+        for line in &o.trace {
+            println!("{line}");
+        }
+        for v in &o.violations {
+            println!("VIOLATION: {v}");
+        }
+        println!("simulation: 1 seeds, {} violations", o.violations.len());
+        return if o.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("seed {seed} violates the invariants"))
+        };
+    }
+    // The same seed twice: the same trace, event for event.
+    let probe = 0x1eade2;
+    let a = scenario::run(probe, timing_for(probe, &timing), true, seconds);
+    let b = scenario::run(probe, timing_for(probe, &timing), true, seconds);
+    if a.trace != b.trace || a.trace.len() < 100 {
+        let at = a.trace.iter().zip(&b.trace).position(|(x, y)| x != y);
+        return Err(format!(
+            "seed {probe} did not replay exactly: {} and {} trace lines, first difference at line {at:?}",
+            a.trace.len(),
+            b.trace.len()
+        ));
+    }
+    println!(
+        "replay: seed {probe} gave the same {} trace lines twice",
+        a.trace.len()
+    );
+    for &seed in REGRESSIONS {
+        let o = scenario::run(seed, timing_for(seed, &timing), false, seconds);
+        if !o.violations.is_empty() {
+            return Err(format!(
+                "regression seed {seed}: {}\n  replay: {}",
+                o.violations.join("; "),
+                replay_command(seed, &timing_text)
+            ));
+        }
+    }
+    println!("regressions: {} kept seeds pass", REGRESSIONS.len());
+    let seeds = env_u64("LEADERRUN_SIM_SEEDS")?.unwrap_or(10_000);
+    let first = env_u64("LEADERRUN_SIM_FIRST")?.unwrap_or_else(rand::random);
+    let c = Config {
+        seeds,
+        first,
+        timing,
+        seconds,
+    };
+    let started = std::time::Instant::now();
+    let (failed, stats) = sweep(&c, &timing_text);
+    println!(
+        "seeds {first}..{} of {seconds} simulated seconds in {:.1}s: {} leaderships, {} faults, {} token restarts after deletions, at most {} requests per process per second",
+        first.wrapping_add(seeds),
+        started.elapsed().as_secs_f64(),
+        stats.leaderships,
+        stats.faults,
+        stats.token_restarts,
+        stats.max_rate
+    );
+    println!("simulation: {seeds} seeds, {} violations", failed.len());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("violating seeds: {failed:?}"))
+    }
+}

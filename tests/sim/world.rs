@@ -1,0 +1,744 @@
+//! The simulated API server: one store of lock objects (one per slot) with a global
+//! resourceVersion, compare-and-swap updates, uids, deletion, watches replayed from a
+//! bounded history (410 beyond it), and a network between each process and the server with
+//! latency, cut-offs, lost and late answers. Answers follow the real server's (tests/run.rs
+//! and the emulator's differential test say what those are): 409 Conflict on a stale
+//! version, 409 AlreadyExists on a create, 404 on an update of a missing object, and a write
+//! that changes nothing keeps the version and sends no event.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use leaderrun::lock::{Change, Lock, LockError, Observed};
+use leaderrun::record::LeaderRecord;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// The object as the election sees it: the record lives in `Observed`; this is the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimObject {
+    /// Writes to other fields (labels, data) by other clients.
+    pub others: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    record: LeaderRecord,
+    rv: u64,
+    uid: String,
+    step_down: Option<String>,
+    others: u32,
+}
+
+impl Stored {
+    fn observed(&self) -> Observed<SimObject> {
+        Observed {
+            record: self.record.clone(),
+            resource_version: self.rv.to_string(),
+            uid: self.uid.clone(),
+            step_down: self.step_down.clone(),
+            object: SimObject {
+                others: self.others,
+            },
+        }
+    }
+}
+
+type Sender = mpsc::UnboundedSender<Result<Change<SimObject>, LockError>>;
+
+struct Watcher {
+    process: usize,
+    slot: usize,
+    tx: Sender,
+    /// Deliveries are in order: each one no earlier than the one before.
+    last_at: Instant,
+    /// A half-open connection: nothing more arrives, and nothing says so.
+    stalled: bool,
+}
+
+/// What happens on the way of one request.
+enum Path {
+    /// Never reaches the server: the client hears nothing until its timeout, or (a refused
+    /// connection) an error after `Duration`.
+    Cut(Option<Duration>),
+    Through {
+        to_server: Duration,
+        back: Duration,
+        /// 5xx or 429 instead of an answer (`applied`: a 504 after the write landed).
+        error: Option<(u16, bool)>,
+        /// The write lands; the answer never arrives.
+        lost: bool,
+    },
+}
+
+/// Per-process network state.
+#[derive(Default, Clone)]
+pub struct Net {
+    pub cut_until: Option<Instant>,
+    /// Answers take up to this long each way until then (later than the client's timeout).
+    pub slow_until: Option<Instant>,
+    /// RBAC without `watch` for this process: every watch is refused (403).
+    pub watch_forbidden: bool,
+    /// The slots of which the process has received an answer or event carrying the object
+    /// (the deletion rule).
+    pub seen: std::collections::BTreeSet<usize>,
+    /// Requests sent, by simulated second.
+    pub sent: BTreeMap<u64, u32>,
+}
+
+pub struct World {
+    pub start: Instant,
+    pub rng: StdRng,
+    objects: BTreeMap<usize, Stored>,
+    rv: u64,
+    uids: u64,
+    /// (rv, slot, the object after the change or None for a deletion).
+    history: Vec<(u64, usize, Option<Stored>)>,
+    /// Watches from a version older than the oldest kept event get 410.
+    keep_events: usize,
+    watchers: Vec<Watcher>,
+    pub net: Vec<Net>,
+    /// Faults the driver has armed: the next N requests (any process) fail with 5xx/429;
+    /// the next N writes land with their answers lost; the next N watches get 410.
+    pub errors_left: u32,
+    pub lost_left: u32,
+    pub expire_left: u32,
+    pub trace: Option<Vec<String>>,
+}
+
+pub type Shared = Rc<RefCell<World>>;
+
+impl World {
+    pub fn new(seed: u64, processes: usize, trace: bool) -> Shared {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5157_4f52_4c44);
+        let keep_events = rng.random_range(2..60);
+        Rc::new(RefCell::new(World {
+            start: Instant::now(),
+            rng,
+            objects: BTreeMap::new(),
+            rv: 100,
+            uids: 0,
+            history: Vec::new(),
+            keep_events,
+            watchers: Vec::new(),
+            net: vec![Net::default(); processes],
+            errors_left: 0,
+            lost_left: 0,
+            expire_left: 0,
+            trace: trace.then(Vec::new),
+        }))
+    }
+
+    /// Simulated seconds since the start.
+    pub fn secs(&self) -> f64 {
+        (Instant::now() - self.start).as_secs_f64()
+    }
+
+    pub fn log(&mut self, line: impl FnOnce() -> String) {
+        if self.trace.is_some() {
+            let at = self.secs();
+            let l = line();
+            if let Some(t) = self.trace.as_mut() {
+                t.push(format!("{at:>10.6}s {l}"));
+            }
+        }
+    }
+
+    pub fn add_process(&mut self) -> usize {
+        self.net.push(Net::default());
+        self.net.len() - 1
+    }
+
+    pub fn record(&self, slot: usize) -> Option<LeaderRecord> {
+        self.objects.get(&slot).map(|s| s.record.clone())
+    }
+
+    /// A change to `slot` at the server: the version moves, the history keeps it, and every
+    /// watcher of the slot gets it after its delivery delay.
+    fn commit(&mut self, me: &Shared, slot: usize, after: Option<Stored>) {
+        self.history.push((self.rv, slot, after.clone()));
+        if self.history.len() > self.keep_events {
+            self.history.remove(0);
+        }
+        let now = Instant::now();
+        for i in 0..self.watchers.len() {
+            if self.watchers[i].slot != slot {
+                continue;
+            }
+            let delay = self.delivery_delay();
+            let w = &mut self.watchers[i];
+            let at = (now + delay).max(w.last_at + Duration::from_micros(1));
+            w.last_at = at;
+            let event = match &after {
+                Some(s) => Change::Changed(s.observed()),
+                None => Change::Deleted,
+            };
+            deliver(me.clone(), w.tx.clone(), w.process, at, event);
+        }
+    }
+
+    fn delivery_delay(&mut self) -> Duration {
+        if self.rng.random_bool(0.05) {
+            Duration::from_millis(self.rng.random_range(50..1500))
+        } else {
+            Duration::from_micros(self.rng.random_range(200..20_000))
+        }
+    }
+
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    // ----- what other clients do, at the server (no network) -----
+
+    /// Another client writes the record (a hostile holder, a force-release).
+    pub fn external_write(&mut self, me: &Shared, slot: usize, record: LeaderRecord) {
+        let rv = self.next_rv();
+        let Some(s) = self.objects.get_mut(&slot) else {
+            return;
+        };
+        // A change of holder clears a step-down request, as leaderrun's own writes do.
+        if s.record.holder_identity != record.holder_identity {
+            s.step_down = None;
+        }
+        s.record = record;
+        s.rv = rv;
+        let after = s.clone();
+        self.commit(me, slot, Some(after));
+    }
+
+    /// Another client writes another field (a label, ConfigMap data).
+    pub fn benign_write(&mut self, me: &Shared, slot: usize) {
+        let rv = self.next_rv();
+        let Some(s) = self.objects.get_mut(&slot) else {
+            return;
+        };
+        s.others += 1;
+        s.rv = rv;
+        let after = s.clone();
+        self.commit(me, slot, Some(after));
+    }
+
+    /// `leaderrun step-down`: the annotation naming the holder, the record unchanged.
+    pub fn step_down(&mut self, me: &Shared, slot: usize) -> Option<String> {
+        let rv = self.next_rv();
+        let s = self.objects.get_mut(&slot)?;
+        if !s.record.is_held() {
+            return None;
+        }
+        s.step_down = Some(s.record.holder_identity.clone());
+        s.rv = rv;
+        let after = s.clone();
+        let holder = after.record.holder_identity.clone();
+        self.commit(me, slot, Some(after));
+        Some(holder)
+    }
+
+    /// `kubectl delete`.
+    pub fn delete(&mut self, me: &Shared, slot: usize) -> bool {
+        if self.objects.remove(&slot).is_none() {
+            return false;
+        }
+        self.next_rv();
+        self.commit(me, slot, None);
+        true
+    }
+
+    /// Breaks every watch of `process` (a cut): each stalls (half-open) or ends in an error.
+    pub fn break_watches(&mut self, process: Option<usize>, stall_chance: f64) {
+        let mut kept = Vec::new();
+        for mut w in std::mem::take(&mut self.watchers) {
+            if process.is_some_and(|p| p != w.process) {
+                kept.push(w);
+                continue;
+            }
+            if self.rng.random_bool(stall_chance) {
+                w.stalled = true;
+                kept.push(w);
+            } else {
+                let _ =
+                    w.tx.send(Err(transport("watch", "the watch connection broke")));
+            }
+        }
+        self.watchers = kept;
+    }
+
+    /// Closes every watch cleanly (the server's timeout, an API server restart).
+    pub fn close_watches(&mut self) {
+        self.watchers.clear();
+    }
+
+    /// Forgets every event but the last `keep`: watches from older versions get 410.
+    pub fn compact(&mut self, keep: usize) {
+        let n = self.history.len().saturating_sub(keep);
+        self.history.drain(..n);
+    }
+
+    // ----- the requests -----
+
+    fn path(&mut self, process: usize, write: bool) -> Path {
+        let now = Instant::now();
+        let net = &self.net[process];
+        if net.cut_until.is_some_and(|u| now < u) {
+            let refused = self.rng.random_bool(0.3);
+            return Path::Cut(refused.then(|| Duration::from_millis(self.rng.random_range(1..50))));
+        }
+        let slow = net.slow_until.is_some_and(|u| now < u);
+        let leg = |rng: &mut StdRng| {
+            if slow && rng.random_bool(0.7) {
+                Duration::from_millis(rng.random_range(100..4000))
+            } else {
+                Duration::from_micros(rng.random_range(300..15_000))
+            }
+        };
+        let to_server = leg(&mut self.rng);
+        let back = leg(&mut self.rng);
+        let error = if self.errors_left > 0 {
+            self.errors_left -= 1;
+            let code = [500, 503, 504, 429][self.rng.random_range(0..4)];
+            Some((code, write && code == 504 && self.rng.random_bool(0.5)))
+        } else {
+            None
+        };
+        let lost = write && error.is_none() && self.lost_left > 0 && {
+            self.lost_left -= 1;
+            true
+        };
+        Path::Through {
+            to_server,
+            back,
+            error,
+            lost,
+        }
+    }
+
+    fn count(&mut self, process: usize) {
+        let second = (Instant::now() - self.start).as_secs();
+        *self.net[process].sent.entry(second).or_default() += 1;
+    }
+
+    /// Applies one request at the server.
+    fn apply(&mut self, me: &Shared, slot: usize, req: &Req) -> Result<Answer, LockError> {
+        let what = || format!("lock {slot}");
+        match req {
+            Req::Get => Ok(Answer::Object(
+                self.objects.get(&slot).map(Stored::observed),
+            )),
+            Req::Create(record) => {
+                if self.objects.contains_key(&slot) {
+                    return Err(LockError::AlreadyExists(what()));
+                }
+                self.uids += 1;
+                let s = Stored {
+                    record: record.clone(),
+                    rv: self.next_rv(),
+                    uid: format!("uid-{}", self.uids),
+                    step_down: None,
+                    others: 0,
+                };
+                self.objects.insert(slot, s.clone());
+                let o = s.observed();
+                self.commit(me, slot, Some(s));
+                Ok(Answer::Object(Some(o)))
+            }
+            Req::Update {
+                rv,
+                uid,
+                record,
+                step_down,
+            } => {
+                let Some(cur) = self.objects.get(&slot) else {
+                    return Err(LockError::NotFound(what()));
+                };
+                if cur.rv.to_string() != *rv || cur.uid != *uid {
+                    return Err(LockError::Conflict(what()));
+                }
+                let mut next = cur.clone();
+                next.record = record.clone();
+                next.step_down = step_down.clone();
+                if next.record == cur.record && next.step_down == cur.step_down {
+                    // A write that changes nothing: the same version, no event.
+                    return Ok(Answer::Object(Some(cur.observed())));
+                }
+                next.rv = self.next_rv();
+                self.objects.insert(slot, next.clone());
+                let o = next.observed();
+                self.commit(me, slot, Some(next));
+                Ok(Answer::Object(Some(o)))
+            }
+        }
+    }
+}
+
+pub fn transport(verb: &'static str, message: &str) -> LockError {
+    LockError::Transport {
+        verb,
+        object: "lock".into(),
+        message: message.into(),
+    }
+}
+
+/// Sends `event` to a watcher at `at`, unless the watch has stalled or the process is cut
+/// off by then.
+fn deliver(world: Shared, tx: Sender, process: usize, at: Instant, event: Change<SimObject>) {
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep_until(at).await;
+        let mut w = world.borrow_mut();
+        let live = w
+            .watchers
+            .iter()
+            .any(|x| x.tx.same_channel(&tx) && !x.stalled);
+        if !live || w.net[process].cut_until.is_some_and(|u| at < u) {
+            return;
+        }
+        let text = describe_change(&event);
+        w.log(|| format!("p{process} ⇐ event {text}"));
+        if let Change::Changed(_) = event {
+            let slot = w
+                .watchers
+                .iter()
+                .find(|x| x.tx.same_channel(&tx))
+                .map(|x| x.slot);
+            w.net[process].seen.extend(slot);
+        }
+        let _ = tx.send(Ok(event));
+    });
+}
+
+fn describe_change(c: &Change<SimObject>) -> String {
+    match c {
+        Change::Changed(o) => describe(o),
+        Change::Deleted => "deleted".into(),
+        Change::Expired => "410 Gone".into(),
+    }
+}
+
+pub fn describe(o: &Observed<SimObject>) -> String {
+    format!(
+        "rv={} {} {}{}",
+        o.resource_version,
+        o.uid,
+        record_text(&o.record),
+        o.step_down
+            .as_ref()
+            .map(|h| format!(" step-down={h}"))
+            .unwrap_or_default()
+    )
+}
+
+pub fn record_text(r: &LeaderRecord) -> String {
+    format!(
+        "[holder={:?} lease={} renew={} transitions={}]",
+        r.holder_identity,
+        r.lease_duration_seconds,
+        r.renew_time
+            .map(|t| t.format("%H:%M:%S%.6f").to_string())
+            .unwrap_or_default(),
+        r.leader_transitions
+    )
+}
+
+enum Req {
+    Get,
+    Create(LeaderRecord),
+    Update {
+        rv: String,
+        uid: String,
+        record: LeaderRecord,
+        step_down: Option<String>,
+    },
+}
+
+impl Req {
+    fn text(&self) -> String {
+        match self {
+            Req::Get => "get".into(),
+            Req::Create(r) => format!("create {}", record_text(r)),
+            Req::Update { rv, record, .. } => format!("update rv={rv} {}", record_text(record)),
+        }
+    }
+}
+
+enum Answer {
+    Object(Option<Observed<SimObject>>),
+}
+
+/// One process's view of one slot's lock.
+pub struct SimLock {
+    pub world: Shared,
+    pub slot: usize,
+    pub process: usize,
+    pub resolution: Duration,
+}
+
+impl SimLock {
+    async fn request(&self, req: Req, timeout: Duration) -> Result<Answer, LockError> {
+        let started = Instant::now();
+        let write = !matches!(req, Req::Get);
+        let path = {
+            let mut w = self.world.borrow_mut();
+            w.count(self.process);
+            let p = self.process;
+            let slot = self.slot;
+            let text = req.text();
+            w.log(|| format!("p{p} → slot{slot} {text}"));
+            w.path(self.process, write)
+        };
+        let (to_server, back, error, lost) = match path {
+            Path::Cut(refused) => {
+                self.world
+                    .borrow_mut()
+                    .log(|| format!("p{} ✗ cut off", self.process));
+                return match refused {
+                    Some(after) if after < timeout => {
+                        tokio::time::sleep(after).await;
+                        Err(transport("request", "connection refused"))
+                    }
+                    _ => {
+                        tokio::time::sleep(timeout).await;
+                        Err(LockError::Timeout(timeout))
+                    }
+                };
+            }
+            Path::Through {
+                to_server,
+                back,
+                error,
+                lost,
+            } => (to_server, back, error, lost),
+        };
+        let (tx, rx) = oneshot::channel();
+        let world = self.world.clone();
+        let (slot, process) = (self.slot, self.process);
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(to_server).await;
+            let result = {
+                let mut w = world.borrow_mut();
+                let result = match error {
+                    Some((code, false)) => Err(api_error(code)),
+                    Some((code, true)) => {
+                        let _ = w.apply(&world, slot, &req);
+                        Err(api_error(code))
+                    }
+                    None => w.apply(&world, slot, &req),
+                };
+                let text = match &result {
+                    Ok(Answer::Object(Some(o))) => describe(o),
+                    Ok(Answer::Object(None)) => "not found".into(),
+                    Err(e) => e.to_string(),
+                };
+                let fate = if lost { " (answer lost)" } else { "" };
+                w.log(|| format!("p{process} ⇐ server: {text}{fate}"));
+                result
+            };
+            if lost {
+                // The client hears nothing; its timeout ends the call.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(back).await;
+            let _ = tx.send(result);
+        });
+        let deadline = started + timeout;
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => {
+                let mut w = self.world.borrow_mut();
+                if matches!(result, Ok(Answer::Object(Some(_)))) {
+                    w.net[process].seen.insert(slot);
+                }
+                result
+            }
+            Ok(Err(_)) | Err(_) => {
+                tokio::time::sleep_until(deadline).await;
+                self.world
+                    .borrow_mut()
+                    .log(|| format!("p{process} ✗ no answer within {timeout:?}"));
+                Err(LockError::Timeout(timeout))
+            }
+        }
+    }
+
+    async fn open_watch(
+        &self,
+        from: &str,
+        timeout: Duration,
+    ) -> Result<BoxStream<'static, Result<Change<SimObject>, LockError>>, LockError> {
+        let path = {
+            let mut w = self.world.borrow_mut();
+            w.count(self.process);
+            let p = self.process;
+            let slot = self.slot;
+            w.log(|| format!("p{p} → slot{slot} watch from {from:?}"));
+            w.path(self.process, false)
+        };
+        let (to_server, back, error) = match path {
+            Path::Cut(_) => {
+                tokio::time::sleep(timeout).await;
+                return Err(LockError::Timeout(timeout));
+            }
+            Path::Through {
+                to_server,
+                back,
+                error,
+                ..
+            } => (to_server, back, error),
+        };
+        tokio::time::sleep(to_server).await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut w = self.world.borrow_mut();
+            if let Some((code, _)) = error {
+                return Err(api_error(code));
+            }
+            if w.net[self.process].watch_forbidden {
+                return Err(LockError::Refused {
+                    verb: "watch",
+                    object: "lock".into(),
+                    code: 403,
+                    reason: "Forbidden".into(),
+                    message: "watch is not allowed".into(),
+                    hint: String::new(),
+                });
+            }
+            let now = Instant::now();
+            let first_at = now + back;
+            let oldest = w.history.first().map(|h| h.0);
+            let expire = w.expire_left > 0 && {
+                w.expire_left -= 1;
+                true
+            };
+            let mut replay: Vec<Change<SimObject>> = Vec::new();
+            if from.is_empty() {
+                // From now: the object as it is first (as good as a read).
+                if let Some(s) = w.objects.get(&self.slot) {
+                    replay.push(Change::Changed(s.observed()));
+                }
+            } else {
+                let from: u64 = from.parse().unwrap_or(0);
+                // Events after `from` are kept only if `from` is not older than the oldest kept
+                // change (the real server's watch cache, or etcd's compaction).
+                if expire || oldest.is_some_and(|o| from + 1 < o) {
+                    replay.push(Change::Expired);
+                } else {
+                    for (rv, slot, after) in &w.history {
+                        if *rv > from && *slot == self.slot {
+                            replay.push(match after {
+                                Some(s) => Change::Changed(s.observed()),
+                                None => Change::Deleted,
+                            });
+                        }
+                    }
+                }
+            }
+            let mut last_at = first_at;
+            for ev in replay {
+                deliver(self.world.clone(), tx.clone(), self.process, last_at, ev);
+                last_at += Duration::from_micros(1);
+            }
+            w.watchers.push(Watcher {
+                process: self.process,
+                slot: self.slot,
+                tx,
+                last_at,
+                stalled: false,
+            });
+        }
+        tokio::time::sleep(back).await;
+        let stream =
+            futures::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
+            );
+        Ok(stream.boxed())
+    }
+}
+
+fn api_error(code: u16) -> LockError {
+    LockError::Api {
+        verb: "request",
+        object: "lock".into(),
+        code,
+        message: "simulated server error".into(),
+    }
+}
+
+impl Lock for SimLock {
+    type Object = SimObject;
+
+    fn describe(&self) -> String {
+        format!("sim lock {}", self.slot)
+    }
+
+    fn resolution(&self) -> Duration {
+        self.resolution
+    }
+
+    async fn get(&self, timeout: Duration) -> Result<Option<Observed<SimObject>>, LockError> {
+        let Answer::Object(o) = self.request(Req::Get, timeout).await?;
+        Ok(o)
+    }
+
+    async fn create(
+        &self,
+        record: &LeaderRecord,
+        timeout: Duration,
+    ) -> Result<Observed<SimObject>, LockError> {
+        match self.request(Req::Create(record.clone()), timeout).await? {
+            Answer::Object(Some(o)) => Ok(o),
+            Answer::Object(None) => Err(LockError::NotFound(self.describe())),
+        }
+    }
+
+    async fn update(
+        &self,
+        prev: &Observed<SimObject>,
+        record: &LeaderRecord,
+        timeout: Duration,
+    ) -> Result<Observed<SimObject>, LockError> {
+        // As KubeLock: a step-down request is cleared by a write that makes another the holder.
+        let keep =
+            prev.step_down.as_deref() == Some(record.holder_identity.as_str()) && record.is_held();
+        let req = Req::Update {
+            rv: prev.resource_version.clone(),
+            uid: prev.uid.clone(),
+            record: record.clone(),
+            step_down: prev.step_down.clone().filter(|_| keep),
+        };
+        match self.request(req, timeout).await? {
+            Answer::Object(Some(o)) => Ok(o),
+            Answer::Object(None) => Err(LockError::NotFound(self.describe())),
+        }
+    }
+
+    async fn request_step_down(
+        &self,
+        prev: &Observed<SimObject>,
+        holder: &str,
+        timeout: Duration,
+    ) -> Result<Observed<SimObject>, LockError> {
+        let req = Req::Update {
+            rv: prev.resource_version.clone(),
+            uid: prev.uid.clone(),
+            record: prev.record.clone(),
+            step_down: Some(holder.to_string()),
+        };
+        match self.request(req, timeout).await? {
+            Answer::Object(Some(o)) => Ok(o),
+            Answer::Object(None) => Err(LockError::NotFound(self.describe())),
+        }
+    }
+
+    async fn watch(
+        &self,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<BoxStream<'static, Result<Change<SimObject>, LockError>>, LockError> {
+        self.open_watch(resource_version, timeout).await
+    }
+}

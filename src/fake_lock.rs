@@ -50,6 +50,8 @@ struct State {
     /// The record's time resolution (zero: a microsecond, as a Lease).
     resolution: Duration,
     step_down: Option<String>,
+    /// The object's writer mark (the `leaderrun.io/writer` annotation).
+    writer: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -120,6 +122,8 @@ impl FakeLock {
             }
         };
         s.object = Some((record, rv, uid));
+        // Another process: not our mark.
+        s.writer = None;
         Self::notify(&mut s);
     }
 
@@ -144,6 +148,7 @@ impl FakeLock {
             resource_version: rv.to_string(),
             uid: uid.clone(),
             step_down: s.step_down.clone(),
+            writer: s.writer.clone(),
             object: (),
         })
     }
@@ -180,6 +185,7 @@ impl Lock for FakeLock {
     async fn create(
         &self,
         record: &LeaderRecord,
+        writer: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<()>, LockError> {
         let slow = match self.enter(Op::Create) {
@@ -196,6 +202,7 @@ impl Lock for FakeLock {
                 s.uids += 1;
                 let (rv, uid) = (s.rv, format!("uid-{}", s.uids));
                 s.object = Some((record.clone(), rv, uid));
+                s.writer = writer.map(String::from);
                 Self::notify(&mut s);
                 Ok(Self::observed(&s).unwrap_or_else(|| unreachable!("just created")))
             }
@@ -214,6 +221,7 @@ impl Lock for FakeLock {
         &self,
         prev: &Observed<()>,
         record: &LeaderRecord,
+        writer: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<()>, LockError> {
         let slow = match self.enter(Op::Update) {
@@ -233,7 +241,7 @@ impl Lock for FakeLock {
                 Some((_, rv, _)) if rv.to_string() != prev.resource_version => {
                     Err(LockError::Conflict(self.describe()))
                 }
-                Some((current, _, _)) if current == record => {
+                Some((current, _, _)) if current == record && s.writer.as_deref() == writer => {
                     // A write that changes nothing keeps the version (the API server's no-op).
                     Ok(Self::observed(&s).unwrap_or_else(|| unreachable!("checked above")))
                 }
@@ -247,6 +255,7 @@ impl Lock for FakeLock {
                     s.rv += 1;
                     let rv = s.rv;
                     s.object = Some((record.clone(), rv, uid));
+                    s.writer = writer.map(String::from);
                     Self::notify(&mut s);
                     Ok(Self::observed(&s).unwrap_or_else(|| unreachable!("just written")))
                 }

@@ -351,7 +351,8 @@ impl WithLock for ForceRelease<'_> {
         }
         // The version we read: if the holder renewed or someone else wrote since, this fails.
         let released = prev.released(record::now_at(lock.resolution()));
-        match lock.update(&seen, &released, CALL_TIMEOUT).await {
+        // Unmarked: the release is no leaderrun run's write.
+        match lock.update(&seen, &released, None, CALL_TIMEOUT).await {
             Ok(_) => {
                 println!(
                     "released {} (previous holder {:?}, transitions {})",

@@ -24,7 +24,7 @@ use crate::reaper::Strays;
 use crate::report::Reporter;
 use crate::settings::{self, Timing};
 use crate::signals::is_terminal_stop;
-use crate::supervisor::{self, ChildExit, GuardLine, Job, JobEvent, JobSpec, Signals};
+use crate::supervisor::{self, ChildExit, GuardLine, Job, JobEvent, JobSpec, Signals, SpawnError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -283,7 +283,20 @@ impl Context<'_> {
             .await
         {
             Ok(job) => job,
-            Err(code) => return Phase::Releasing(l, AfterExit::Release, code),
+            Err(SpawnError::DeadlinePassed) => {
+                // Too late to start: the lock may be another's by now. Nothing ran.
+                self.reporter.lost(&Lost::Deadline {
+                    deadline: self.run.timing.renew_deadline,
+                    last_error: "the deadline passed before the child could start".into(),
+                });
+                self.reporter.ended();
+                return if self.run.args.rejoin {
+                    Phase::Waiting
+                } else {
+                    Phase::Done(exit::LEADERSHIP_LOST)
+                };
+            }
+            Err(e) => return Phase::Releasing(l, AfterExit::Release, e.exit_code()),
         };
         let (anchor_tx, mut anchor_rx) = watch::channel(l.last_renew_sent);
         let observer = LeaderObserver {
@@ -330,14 +343,13 @@ impl Context<'_> {
         }
     }
 
-    /// Starts the child behind its guard, with the guard's first deadline; on failure,
-    /// the exit code (126, 127).
+    /// Starts the child behind its guard, with the guard's first deadline.
     async fn start_child(
         &mut self,
         deadline: Instant,
         fencing_token: i32,
         slot: Option<usize>,
-    ) -> Result<Job, u8> {
+    ) -> Result<Job, SpawnError> {
         let mut env = self.child_env(fencing_token);
         if let Some(k) = slot {
             env.push(("LEADERRUN_SLOT".into(), k.to_string()));
@@ -359,7 +371,7 @@ impl Context<'_> {
             }
             Err(e) => {
                 self.reporter.spawn_failed(&e);
-                Err(e.exit_code())
+                Err(e)
             }
         }
     }

@@ -112,7 +112,15 @@ pub fn follower_jitter() -> f64 {
     })
 }
 
-/// Makes `follower_jitter` on this thread follow `seed` (None: random again). For the
+/// A random number for a process's marks (election/writes.rs), from the same source.
+pub fn random_u64() -> u64 {
+    JITTER.with(|j| match j.borrow_mut().as_mut() {
+        Some(rng) => rng.random(),
+        None => rand::rng().random(),
+    })
+}
+
+/// Makes `follower_jitter` and `random_u64` on this thread follow `seed` (None: random again). For the
 /// deterministic simulation, where one thread runs a whole simulated world.
 pub fn seed_follower_jitter(seed: Option<u64>) {
     use rand::SeedableRng;

@@ -57,12 +57,17 @@ pub enum SpawnError {
     Other(String, std::io::Error),
     #[error("cannot start the guard process: {0}")]
     Guard(std::io::Error),
+    /// The leadership's deadline passed before the job could start (leaderrun was stopped
+    /// or stalled after winning the lock): the guard did not start it.
+    #[error("the leadership's renew deadline passed before the child could start")]
+    DeadlinePassed,
 }
 
 impl SpawnError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SpawnError::NotFound(_) => crate::exit::NOT_FOUND,
+            SpawnError::DeadlinePassed => crate::exit::LEADERSHIP_LOST,
             _ => crate::exit::NOT_EXECUTABLE,
         }
     }
@@ -286,6 +291,10 @@ impl Job {
             Some(Report::Started(pid)) => {
                 job.pid = Pid::from_raw(pid);
                 Ok(job)
+            }
+            Some(Report::DeadlinePassed) => {
+                job.wait_guard().await;
+                Err(SpawnError::DeadlinePassed)
             }
             Some(Report::SpawnFailed(errno)) => {
                 job.wait_guard().await;

@@ -28,13 +28,35 @@ impl<L: Lock> Election<L> {
     ) -> Result<Leadership<L::Object>, AcquireError> {
         self.writes.new_round();
         let start = Instant::now();
+        // What an earlier round saw (--rejoin) is known still: a lock seen then and gone now
+        // was deleted after we saw it.
+        let mut views: Vec<View<L::Object>> = (0..self.locks.len())
+            .map(|i| self.recall(i, start))
+            .collect();
+        let result = self.wait_and_take(opts, stop, observer, &mut views).await;
+        for (slot, v) in views.iter().enumerate() {
+            self.remember(slot, v);
+        }
+        if let Ok(l) = &result {
+            self.remember_held(l.slot, &l.held);
+        }
+        result
+    }
+
+    async fn wait_and_take(
+        &self,
+        opts: WaitOptions,
+        stop: &mut watch::Receiver<Option<i32>>,
+        observer: &dyn Observer,
+        views: &mut [View<L::Object>],
+    ) -> Result<Leadership<L::Object>, AcquireError> {
+        let start = Instant::now();
         let wait_deadline = opts.wait_timeout.map(|d| start + d);
         let mut follows: Vec<Follow<L>> = self
             .locks
             .iter()
             .map(|l| Follow::new(l, self.timing.retry_period, self.call_timeout()))
             .collect();
-        let mut views: Vec<View<L::Object>> = self.locks.iter().map(|_| View::new(start)).collect();
         let mut waiting_for: Option<String> = None;
         // --no-wait: the first sight of each held slot, to tell whether it changes.
         let mut first_seen: Vec<Option<Instant>> = vec![None; self.locks.len()];
@@ -65,7 +87,7 @@ impl<L: Lock> Election<L> {
                     decide(
                         &self.identity,
                         v,
-                        |r| self.writes.ours(r),
+                        |o| self.writes.ours(o),
                         self.timing.lease_duration,
                         now,
                     )
@@ -76,7 +98,7 @@ impl<L: Lock> Election<L> {
                 .position(|d| !matches!(d, Decision::Wait { .. }))
             else {
                 wake = self.all_held(
-                    &views,
+                    views,
                     &decisions,
                     &mut first_seen,
                     opts,
@@ -92,8 +114,12 @@ impl<L: Lock> Election<L> {
             }
             match self.take(slot, &views[slot], decisions[slot].clone()).await {
                 Ok(leadership) => return self.keep_unless_stopped(leadership, stop).await,
-                Err(Taken::Again) => follows[slot].read_again(),
+                Err(Taken::Again) => {
+                    views[slot].unsure = true;
+                    follows[slot].read_again();
+                }
                 Err(Taken::Pause(error)) => {
+                    views[slot].unsure |= error.is_some();
                     self.pause_after(slot, error, stop).await;
                     follows[slot].read_again();
                 }
@@ -197,7 +223,7 @@ impl<L: Lock> Election<L> {
             // Our own acquiring write of this round, whose answer was lost: the same
             // leadership. Anything else naming us (another process, or a leadership of ours
             // that ended) is taken as a new leadership, with the next token.
-            (Decision::Take, Some(o)) if self.writes.resumable(&o.record) => {
+            (Decision::Take, Some(o)) if self.writes.resumable(o) => {
                 o.record
                     .renewed(self.lease_seconds(), now, lock.resolution())
             }
@@ -214,11 +240,14 @@ impl<L: Lock> Election<L> {
             // change nothing that followers count from. Look again in a moment.
             return Err(Taken::Pause(None));
         }
-        self.writes.sent(&next);
+        let mark = self.writes.mark(&next);
         let sent = Instant::now();
         let result = match current {
-            None => lock.create(&next, self.call_timeout()).await,
-            Some(prev) => lock.update(prev, &next, self.call_timeout()).await,
+            None => lock.create(&next, Some(&mark), self.call_timeout()).await,
+            Some(prev) => {
+                lock.update(prev, &next, Some(&mark), self.call_timeout())
+                    .await
+            }
         };
         match result {
             Ok(held) => Ok(Leadership {
@@ -228,7 +257,6 @@ impl<L: Lock> Election<L> {
                 last_renew_sent: sent,
             }),
             Err(LockError::Conflict(_) | LockError::AlreadyExists(_) | LockError::NotFound(_)) => {
-                self.writes.refused(&next);
                 debug!(lock = %lock.describe(), "another copy wrote first; reading again");
                 Err(Taken::Again)
             }

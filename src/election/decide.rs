@@ -6,7 +6,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::lock::Observed;
-use crate::record::LeaderRecord;
 
 /// What we know of the lock, and when its record last changed as far as we know.
 #[derive(Debug, Clone)]
@@ -21,6 +20,12 @@ pub struct View<O> {
     pub deleted_after_seen: bool,
     /// The highest transition count seen, so a re-created lock continues from it.
     pub transitions_seen: Option<i32>,
+    /// An acquiring write of ours did not take (a conflict, AlreadyExists, or no answer):
+    /// the lock existed or changed meanwhile, whether or not we saw it. The next observation
+    /// counts as a change, and no object then counts as a deletion after we saw it (found
+    /// by the simulation: a copy whose create went unanswered while another created the lock
+    /// and it was deleted, created it again at once).
+    pub unsure: bool,
 }
 
 impl<O> View<O> {
@@ -31,6 +36,7 @@ impl<O> View<O> {
             known: false,
             deleted_after_seen: false,
             transitions_seen: None,
+            unsure: false,
         }
     }
 
@@ -39,19 +45,22 @@ impl<O> View<O> {
     /// (labels, ConfigMap data) say nothing about the holder: counting them would let a
     /// busy ConfigMap postpone a takeover for ever.
     pub fn see(&mut self, seen: Option<Observed<O>>, now: Instant) {
-        let changed = match (&self.current, &seen) {
-            (Some(a), Some(b)) => a.record != b.record,
-            (None, None) => !self.known,
-            _ => true,
-        };
+        let changed = self.unsure
+            || match (&self.current, &seen) {
+                (Some(a), Some(b)) => a.record != b.record,
+                (None, None) => !self.known,
+                _ => true,
+            };
         if changed {
             self.observed_at = now;
         }
         match (&self.current, &seen) {
             (Some(_), None) => self.deleted_after_seen = true,
             (_, Some(_)) => self.deleted_after_seen = false,
+            (None, None) if self.unsure => self.deleted_after_seen = true,
             (None, None) => {}
         }
+        self.unsure = false;
         if let Some(o) = &seen {
             let t = o.record.leader_transitions;
             self.transitions_seen = Some(self.transitions_seen.map_or(t, |s| s.max(t)));
@@ -80,7 +89,7 @@ pub enum Decision {
 pub fn decide<O>(
     me: &str,
     view: &View<O>,
-    ours: impl Fn(&LeaderRecord) -> bool,
+    ours: impl Fn(&Observed<O>) -> bool,
     lease_duration: Duration,
     now: Instant,
 ) -> Decision {
@@ -113,7 +122,7 @@ pub fn decide<O>(
         return Decision::Take;
     }
     let impostor = r.holder_identity == me;
-    if impostor && ours(r) {
+    if impostor && ours(o) {
         return Decision::Take;
     }
     // The holder promised to stop within the duration it wrote; honour that, but
@@ -126,6 +135,7 @@ pub fn decide<O>(
 mod tests {
     use super::*;
     use crate::record;
+    use crate::record::LeaderRecord;
 
     fn held_by(h: &str, secs: i32) -> LeaderRecord {
         LeaderRecord {
@@ -141,6 +151,7 @@ mod tests {
             resource_version: rv.into(),
             uid: "u".into(),
             step_down: None,
+            writer: None,
             object: (),
         }
     }

@@ -12,6 +12,8 @@ impl<L: Lock> Election<L> {
         l: Leadership<L::Object>,
         after: AfterExit,
     ) -> Result<(), LockError> {
+        // A later round (--rejoin) knows the lock as we leave it.
+        self.remember_held(l.slot, &l.held);
         if after == AfterExit::Leave {
             return Ok(());
         }
@@ -19,10 +21,17 @@ impl<L: Lock> Election<L> {
         let mut held = l.held;
         for _ in 0..2 {
             let record = held.record.released(self.record_now());
-            match lock.update(&held, &record, self.call_timeout()).await {
-                Ok(_) => return Ok(()),
+            let mark = self.writes.mark(&record);
+            match lock
+                .update(&held, &record, Some(&mark), self.call_timeout())
+                .await
+            {
+                Ok(released) => {
+                    self.remember_held(l.slot, &released);
+                    return Ok(());
+                }
                 Err(LockError::Conflict(_)) => match lock.get(self.call_timeout()).await? {
-                    Some(o) if o.uid == held.uid && self.writes.ours(&o.record) => held = o,
+                    Some(o) if o.uid == held.uid && self.writes.ours(&o) => held = o,
                     // Not ours any more: nothing to release.
                     _ => return Ok(()),
                 },

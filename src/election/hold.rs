@@ -25,6 +25,17 @@ impl<L: Lock> Election<L> {
         observer: &dyn Observer,
         nudge: &tokio::sync::Notify,
     ) -> Lost {
+        let lost = self.renew_until_lost(l, observer, nudge).await;
+        self.remember_held(l.slot, &l.held);
+        lost
+    }
+
+    async fn renew_until_lost(
+        &self,
+        l: &mut Leadership<L::Object>,
+        observer: &dyn Observer,
+        nudge: &tokio::sync::Notify,
+    ) -> Lost {
         let mut next = l.last_renew_sent + self.timing.retry_period;
         let mut renewing = Renewing {
             failures: 0,
@@ -104,8 +115,10 @@ impl<L: Lock> Election<L> {
             // and count for nothing. Try again in a moment.
             return Ok(sent + self.timing.retry_period.min(Duration::from_millis(250)));
         }
-        self.writes.sent(&record);
-        let result = lock.update(&l.held, &record, deadline - sent).await;
+        let mark = self.writes.mark(&record);
+        let result = lock
+            .update(&l.held, &record, Some(&mark), deadline - sent)
+            .await;
         let latency = sent.elapsed();
         let retry_soon = || Instant::now() + self.timing.retry_period / 2;
         match result {
@@ -120,7 +133,6 @@ impl<L: Lock> Election<L> {
                 Ok(sent + self.timing.retry_period)
             }
             Err(LockError::Conflict(_)) => {
-                self.writes.refused(&record);
                 observer.renew_failed(latency, &LockError::Conflict(lock.describe()));
                 r.failures += 1;
                 r.last_error = format!(
@@ -163,7 +175,9 @@ impl<L: Lock> Election<L> {
         if names_us && o.step_down.as_deref() == Some(self.identity.as_str()) {
             return Err(Lost::SteppedDown);
         }
-        if o.record == l.held.record || self.writes.ours(&o.record) {
+        // Ours by our mark and record, never by the record alone: a twin can write the very
+        // record we hold (the same holder, in the same second of a ConfigMap record).
+        if self.writes.ours(&o) {
             return Ok(o);
         }
         Err(if !o.record.is_held() {

@@ -131,6 +131,10 @@ pub struct Election<L: Lock> {
     wall: WallClock,
     /// Cleared once the API server refused a watch: a leader then does not try again.
     watch_allowed: std::sync::atomic::AtomicBool,
+    /// What this process last saw of each slot, kept from one acquiring round to the next
+    /// (`--rejoin`), so that a lock seen before and gone now counts as deleted after it was
+    /// seen, as it would within one round (found by the simulation, tests/sim).
+    memory: std::sync::Mutex<Vec<Option<View<L::Object>>>>,
 }
 
 impl<L: Lock> Election<L> {
@@ -151,7 +155,44 @@ impl<L: Lock> Election<L> {
             writes: Writes::default(),
             wall: std::sync::Arc::new(record::now),
             watch_allowed: std::sync::atomic::AtomicBool::new(true),
+            memory: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Vec<Option<View<L::Object>>>> {
+        self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A view of `slot` for a new round starting at `now`: what was last seen of it, if
+    /// anything, not yet confirmed by this round (`known` is false until it reads).
+    fn recall(&self, slot: usize, now: Instant) -> View<L::Object> {
+        match self.memory().get(slot).cloned().flatten() {
+            Some(v) => View {
+                observed_at: now,
+                known: false,
+                ..v
+            },
+            None => View::new(now),
+        }
+    }
+
+    /// Keeps what `view` knows of `slot` for later rounds.
+    fn remember(&self, slot: usize, view: &View<L::Object>) {
+        if !view.known {
+            return;
+        }
+        let mut m = self.memory();
+        if m.len() <= slot {
+            m.resize(slot + 1, None);
+        }
+        m[slot] = Some(view.clone());
+    }
+
+    /// Keeps the lock as this process last held it (or released it).
+    fn remember_held(&self, slot: usize, held: &Observed<L::Object>) {
+        let mut view = View::new(Instant::now());
+        view.see(Some(held.clone()), Instant::now());
+        self.remember(slot, &view);
     }
 
     /// The lock of `slot`.

@@ -1,69 +1,86 @@
-//! Which records this process wrote: a record naming our identity that is not among them was
-//! written by another process (docs/DESIGN.md §3).
+//! Which records this process wrote: each write carries the process's mark (the
+//! `leaderrun.io/writer` annotation, `NONCE.SEQ`), and a record is ours only when the object
+//! carries one of our marks *and* the record we sent with it. A record naming our identity
+//! that is not ours was written by another process (docs/DESIGN.md §3): never a guess from
+//! the holder and the time, which a twin with our identity can write too.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use crate::record::{self, LeaderRecord};
+use crate::lock::Observed;
+use crate::record::LeaderRecord;
 
-/// The records this process wrote, known by holder and renew time: a record naming our
-/// identity that is not among them was written by another process. Each acquiring round
-/// starts a new round of writes: only a write of the current round (an acquiring write
-/// whose answer was lost) is resumed with its token; an older one ended with its leadership.
-#[derive(Debug, Default)]
-pub struct Writes(Mutex<SentWrites>);
+/// The writes this process sent, by mark. Each acquiring round starts a new round of
+/// writes: only a write of the current round (an acquiring write whose answer was lost) is
+/// resumed with its token; an older one ended with its leadership.
+#[derive(Debug)]
+pub struct Writes {
+    nonce: String,
+    inner: Mutex<SentWrites>,
+}
 
 #[derive(Debug, Default)]
 struct SentWrites {
-    sent: Vec<(String, Option<record::Time>, u32)>,
+    /// (number, record, round), the latest last.
+    sent: VecDeque<(u64, LeaderRecord, u32)>,
+    next: u64,
     round: u32,
 }
 
+impl Default for Writes {
+    fn default() -> Self {
+        Writes {
+            nonce: format!("{:016x}", crate::settings::random_u64()),
+            inner: Mutex::default(),
+        }
+    }
+}
+
 impl Writes {
+    /// Enough for any write whose answer may still be outstanding: a renew deadline holds a
+    /// handful of writes.
     const KEPT: usize = 32;
 
     fn inner(&self) -> std::sync::MutexGuard<'_, SentWrites> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn sent(&self, r: &LeaderRecord) {
+    /// Notes that `r` is about to be written, and returns the mark to write with it.
+    pub fn mark(&self, r: &LeaderRecord) -> String {
         let mut w = self.inner();
         if w.sent.len() >= Self::KEPT {
-            w.sent.remove(0);
+            w.sent.pop_front();
         }
-        let round = w.round;
-        w.sent
-            .push((r.holder_identity.clone(), r.renew_time, round));
+        let (n, round) = (w.next, w.round);
+        w.next += 1;
+        w.sent.push_back((n, r.clone(), round));
+        format!("{}.{n}", self.nonce)
     }
 
     /// Written by this process, in any round.
-    pub fn ours(&self, r: &LeaderRecord) -> bool {
-        self.written(r, false)
+    pub fn ours<O>(&self, o: &Observed<O>) -> bool {
+        self.written(o, false)
     }
 
     /// Written by this process in the current round: the same leadership.
-    pub fn resumable(&self, r: &LeaderRecord) -> bool {
-        self.written(r, true)
+    pub fn resumable<O>(&self, o: &Observed<O>) -> bool {
+        self.written(o, true)
     }
 
-    fn written(&self, r: &LeaderRecord, this_round: bool) -> bool {
+    fn written<O>(&self, o: &Observed<O>, this_round: bool) -> bool {
+        let Some(n) = o
+            .writer
+            .as_deref()
+            .and_then(|m| m.strip_prefix(self.nonce.as_str()))
+            .and_then(|m| m.strip_prefix('.'))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return false;
+        };
         let w = self.inner();
-        w.sent.iter().any(|(h, t, round)| {
-            *h == r.holder_identity && *t == r.renew_time && (!this_round || *round == w.round)
+        w.sent.iter().any(|(sent, r, round)| {
+            *sent == n && *r == o.record && (!this_round || *round == w.round)
         })
-    }
-
-    /// The server refused `r` (409, or 404 for an update): it did not land, so a record equal
-    /// to it is another process's (a twin's write in the same second of a ConfigMap record).
-    pub fn refused(&self, r: &LeaderRecord) {
-        let mut w = self.inner();
-        let round = w.round;
-        if let Some(i) = w
-            .sent
-            .iter()
-            .rposition(|(h, t, n)| *h == r.holder_identity && *t == r.renew_time && *n == round)
-        {
-            w.sent.remove(i);
-        }
     }
 
     /// A new acquiring round: what was written before belongs to an ended leadership.
@@ -76,18 +93,42 @@ impl Writes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record;
+
+    fn observed(r: &LeaderRecord, writer: Option<String>) -> Observed<()> {
+        Observed {
+            record: r.clone(),
+            resource_version: "1".into(),
+            uid: "u".into(),
+            step_down: None,
+            writer,
+            object: (),
+        }
+    }
 
     #[test]
-    fn our_writes_are_known_by_renew_time() {
+    fn our_writes_are_known_by_mark_and_record() {
         let w = Writes::default();
         let r = LeaderRecord::taken(None, None, "me", 15, record::now());
-        assert!(!w.ours(&r));
-        w.sent(&r);
-        assert!(w.ours(&r));
+        assert!(!w.ours(&observed(&r, None)));
+        let mark = w.mark(&r);
+        assert!(w.ours(&observed(&r, Some(mark.clone()))));
+        // The same record without our mark, or with a twin's: not ours.
+        assert!(!w.ours(&observed(&r, None)));
+        let twin = Writes::default();
+        let twins_mark = twin.mark(&r);
+        assert_ne!(mark, twins_mark);
+        assert!(!w.ours(&observed(&r, Some(twins_mark))));
+        // Our mark kept by another client that changed the record: not ours.
         let other = LeaderRecord {
-            renew_time: None,
-            ..r
+            holder_identity: "other".into(),
+            ..r.clone()
         };
-        assert!(!w.ours(&other));
+        assert!(!w.ours(&observed(&other, Some(mark.clone()))));
+        // A new round: ours still, but not to be resumed.
+        assert!(w.resumable(&observed(&r, Some(mark.clone()))));
+        w.new_round();
+        assert!(w.ours(&observed(&r, Some(mark.clone()))));
+        assert!(!w.resumable(&observed(&r, Some(mark))));
     }
 }

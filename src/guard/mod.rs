@@ -75,6 +75,14 @@ pub fn kill_time<T: std::ops::Add<Duration, Output = T>>(stop_begun: T, grace: D
     stop_begun + grace
 }
 
+/// Whether the job may start at `now`: only before the leadership's deadline. A leaderrun
+/// stopped (SIGSTOP, a stall) between winning the lock and starting the job may go on after
+/// another copy took over; its job must not start then, even for the grace period (found by
+/// the simulation, tests/sim, which uses this rule for its jobs too).
+pub fn may_start<T: PartialOrd>(now: T, deadline: T) -> bool {
+    now < deadline
+}
+
 /// While stopping, how often the tree is swept for new processes and for being empty.
 const SWEEP: Duration = Duration::from_millis(20);
 
@@ -205,6 +213,10 @@ pub fn main(args: GuardArgs) -> i32 {
     let Some((signals, timer)) = configure(&commands, &reports) else {
         return crate::exit::GUARD_FAILED;
     };
+    if !may_start(boottime_now(), Duration::from_nanos(args.deadline)) {
+        let _ = nix::unistd::write(&reports, &Report::DeadlinePassed.encode());
+        return 0;
+    }
     let job = match spawn_job(&args) {
         Ok(pid) => pid,
         Err(e) => {

@@ -135,6 +135,8 @@ pub struct Observed<O> {
     pub uid: String,
     /// The holder a `step-down` asked to let go (the `STEP_DOWN` annotation), if any.
     pub step_down: Option<String>,
+    /// The mark of the leaderrun process that wrote the record (the `WRITER` annotation).
+    pub writer: Option<String>,
     pub object: O,
 }
 
@@ -142,6 +144,14 @@ pub struct Observed<O> {
 /// and release. Followers ignore it (it is not the record); a write that changes the holder
 /// (a release, a takeover) removes it, so it cannot linger and hit the next leader.
 pub const STEP_DOWN: &str = "leaderrun.io/step-down";
+
+/// The annotation by which a leaderrun process marks each record it writes: its own random
+/// nonce and the write's number (`NONCE.SEQ`). A process knows its writes by this mark and
+/// the record it sent with it, never by the record alone: a twin (another process given the
+/// same `--identity`) writing the same holder in the same second carries another nonce. Other
+/// clients ignore it; one that keeps it while changing the record does not make the record
+/// ours (the record must match too); one that drops it only makes the record not ours.
+pub const WRITER: &str = "leaderrun.io/writer";
 
 /// One change seen by a watch.
 #[derive(Debug)]
@@ -257,16 +267,20 @@ pub trait Lock {
         None
     }
     async fn get(&self, timeout: Duration) -> Result<Option<Observed<Self::Object>>, LockError>;
+    /// Creates the object holding `record`, marked with `writer` (the `WRITER` annotation).
     async fn create(
         &self,
         record: &LeaderRecord,
+        writer: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<Self::Object>, LockError>;
-    /// Writes `record` over `prev`, failing with `Conflict` if the object changed since.
+    /// Writes `record` over `prev`, marked with `writer` (None: unmarked), failing with
+    /// `Conflict` if the object changed since.
     async fn update(
         &self,
         prev: &Observed<Self::Object>,
         record: &LeaderRecord,
+        writer: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<Self::Object>, LockError>;
     /// Asks `holder` to step down: the object written back with the `STEP_DOWN` annotation
@@ -381,6 +395,11 @@ fn observe<K: LockObject>(object: K, describe: &str) -> Result<Observed<K>, Lock
             .as_ref()
             .and_then(|a| a.get(STEP_DOWN))
             .cloned(),
+        writer: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(WRITER))
+            .cloned(),
         object,
     })
 }
@@ -482,10 +501,12 @@ impl<K: LockObject> Lock for KubeLock<K> {
     async fn create(
         &self,
         record: &LeaderRecord,
+        writer: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<K>, LockError> {
         within(timeout, async {
-            let obj = K::new_with_record(&self.name, record);
+            let mut obj = K::new_with_record(&self.name, record);
+            set_annotation(&mut obj, WRITER, writer);
             let created = self
                 .api
                 .create(&PostParams::default(), &obj)
@@ -500,9 +521,11 @@ impl<K: LockObject> Lock for KubeLock<K> {
         &self,
         prev: &Observed<K>,
         record: &LeaderRecord,
+        writer: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<K>, LockError> {
         let mut obj = prev.object.with_record(record);
+        set_annotation(&mut obj, WRITER, writer);
         // A step-down request is for the holder it names: a write that makes someone else
         // the holder (a release, a takeover) clears it.
         if prev.step_down.as_deref() != Some(record.holder_identity.as_str()) || !record.is_held() {

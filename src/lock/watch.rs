@@ -10,6 +10,8 @@
 //!   watch anew: a half-open connection never says it died, and a live holder's renews
 //!   reach a healthy watch every retry period.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
@@ -24,15 +26,26 @@ const SILENT_PERIODS: u32 = 3;
 
 type Stream<O> = BoxStream<'static, Result<Change<O>, LockError>>;
 
-enum Source<O> {
+/// A request in flight, kept in the state so that a `next` dropped meanwhile (the election
+/// waits on every slot's `next` at once, and takes the first) does not cancel it: the next
+/// call awaits the same request instead of sending it again (found by the simulation's
+/// request count: with `--slots 3`, each observation re-sent the other slots' reads).
+type InFlight<'a, T> = Pin<Box<dyn Future<Output = Result<T, LockError>> + 'a>>;
+
+enum Source<'a, O> {
     /// Read the object at this moment.
     Read {
         at: Instant,
+    },
+    Reading {
+        call: InFlight<'a, Option<Observed<O>>>,
+        polling: bool,
     },
     /// Open a watch from the last version at this moment.
     Watch {
         at: Instant,
     },
+    Opening(InFlight<'a, Stream<O>>),
     Watching(Stream<O>),
     /// Watching is forbidden: read at this moment, and every retry period after.
     Poll {
@@ -45,7 +58,7 @@ pub struct Follow<'a, L: Lock> {
     lock: &'a L,
     retry_period: Duration,
     call_timeout: Duration,
-    source: Source<L::Object>,
+    source: Source<'a, L::Object>,
     watch_allowed: bool,
     resource_version: String,
     /// When the last observation (a read or an event) arrived.
@@ -126,10 +139,12 @@ impl<'a, L: Lock> Follow<'a, L> {
                     let at = *at;
                     self.read(at, true).await
                 }
+                Source::Reading { .. } => self.finish_read().await,
                 Source::Watch { at } => {
                     let at = *at;
                     self.open_watch(at).await
                 }
+                Source::Opening(_) => self.finish_watch().await,
                 Source::Watching(_) => self.listen().await,
             };
             if let Some(result) = step {
@@ -145,7 +160,21 @@ impl<'a, L: Lock> Follow<'a, L> {
         polling: bool,
     ) -> Option<Result<Option<Observed<L::Object>>, LockError>> {
         tokio::time::sleep_until(at).await;
-        match self.lock.get(self.call_timeout).await {
+        let lock: &'a L = self.lock;
+        self.source = Source::Reading {
+            call: Box::pin(lock.get(self.call_timeout)),
+            polling,
+        };
+        self.finish_read().await
+    }
+
+    /// Awaits the read in flight, then goes on as its answer says.
+    async fn finish_read(&mut self) -> Option<Result<Option<Observed<L::Object>>, LockError>> {
+        let (result, polling) = match &mut self.source {
+            Source::Reading { call, polling } => (call.as_mut().await, *polling),
+            _ => return None,
+        };
+        match result {
             Ok(seen) => {
                 self.heard(&seen);
                 self.source = if polling || !self.watch_allowed {
@@ -167,22 +196,34 @@ impl<'a, L: Lock> Follow<'a, L> {
                 };
                 None
             }
-            Err(e) => Some(Err(e)),
+            Err(e) => {
+                // Not to be sent again: the caller stops here, or reads anew.
+                self.source = Source::Read { at: Instant::now() };
+                Some(Err(e))
+            }
         }
     }
 
-    /// Opens a watch from the last version seen at `at`; polls when watching is refused
-    /// (or, for a leader's own lock, returns the refusal).
+    /// Opens a watch from the last version seen at `at`.
     async fn open_watch(
         &mut self,
         at: Instant,
     ) -> Option<Result<Option<Observed<L::Object>>, LockError>> {
         tokio::time::sleep_until(at).await;
-        match self
-            .lock
-            .watch(&self.resource_version, self.call_timeout)
-            .await
-        {
+        let lock: &'a L = self.lock;
+        let (from, timeout) = (self.resource_version.clone(), self.call_timeout);
+        self.source = Source::Opening(Box::pin(async move { lock.watch(&from, timeout).await }));
+        self.finish_watch().await
+    }
+
+    /// Awaits the watch being opened; polls when watching is refused (or, for a leader's
+    /// own lock, returns the refusal).
+    async fn finish_watch(&mut self) -> Option<Result<Option<Observed<L::Object>>, LockError>> {
+        let result = match &mut self.source {
+            Source::Opening(call) => call.as_mut().await,
+            _ => return None,
+        };
+        match result {
             Ok(stream) => {
                 self.heard_at = Instant::now();
                 self.opened_at = self.heard_at;
@@ -190,6 +231,9 @@ impl<'a, L: Lock> Follow<'a, L> {
             }
             Err(e @ LockError::Refused { .. }) if !self.poll_when_refused => {
                 self.watch_allowed = false;
+                self.source = Source::Poll {
+                    at: Instant::now() + self.jittered_retry(),
+                };
                 return Some(Err(e));
             }
             Err(e @ LockError::Refused { .. }) => {

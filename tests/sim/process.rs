@@ -222,6 +222,13 @@ async fn lead(
         (spawn, runs_for, term_takes)
     };
     tokio::time::sleep(spawn).await;
+    if !leaderrun::guard::may_start(Instant::now(), deadline) {
+        // The guard does not start a job past its deadline (the loss path, without a job).
+        sim.log(|| format!("p{me}'s guard does not start the job: its deadline passed"));
+        let now = sim.secs();
+        sim.jobs.borrow_mut().leaderships[held_index].1 = Some(now);
+        return if opts.rejoin { None } else { Some(LOST) };
+    }
     let at = sim.secs();
     let job = sim.jobs.borrow_mut().start(
         acquired,

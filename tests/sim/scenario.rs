@@ -367,7 +367,7 @@ impl Driver {
                 let mut w = world.borrow_mut();
                 if let Some(r) = w.record(slot) {
                     let now = wall(&w);
-                    w.external_write(&world, slot, r.released(now));
+                    w.external_write(&world, slot, r.released(now), false);
                     w.log(|| format!("fault: slot {slot} force-released"));
                     sim.jobs.borrow_mut().force_released(slot);
                 }
@@ -382,7 +382,7 @@ impl Driver {
                         lease.as_secs() as i32,
                         wall(&w),
                     );
-                    w.external_write(&world, slot, hostile);
+                    w.external_write(&world, slot, hostile, true);
                     w.log(|| format!("fault: slot {slot} taken by another client (intruder)"));
                 }
             }

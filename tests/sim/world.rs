@@ -33,6 +33,8 @@ struct Stored {
     rv: u64,
     uid: String,
     step_down: Option<String>,
+    /// The `leaderrun.io/writer` mark.
+    writer: Option<String>,
     others: u32,
 }
 
@@ -43,6 +45,7 @@ impl Stored {
             resource_version: self.rv.to_string(),
             uid: self.uid.clone(),
             step_down: self.step_down.clone(),
+            writer: self.writer.clone(),
             object: SimObject {
                 others: self.others,
             },
@@ -198,8 +201,15 @@ impl World {
 
     // ----- what other clients do, at the server (no network) -----
 
-    /// Another client writes the record (a hostile holder, a force-release).
-    pub fn external_write(&mut self, me: &Shared, slot: usize, record: LeaderRecord) {
+    /// Another client writes the record: `keep_mark` as client-go does (it writes the object
+    /// it read, annotations and all), or unmarked as `leaderrun force-release` does.
+    pub fn external_write(
+        &mut self,
+        me: &Shared,
+        slot: usize,
+        record: LeaderRecord,
+        keep_mark: bool,
+    ) {
         let rv = self.next_rv();
         let Some(s) = self.objects.get_mut(&slot) else {
             return;
@@ -210,6 +220,9 @@ impl World {
         }
         s.record = record;
         s.rv = rv;
+        if !keep_mark {
+            s.writer = None;
+        }
         let after = s.clone();
         self.commit(me, slot, Some(after));
     }
@@ -245,6 +258,10 @@ impl World {
     pub fn delete(&mut self, me: &Shared, slot: usize) -> bool {
         if self.objects.remove(&slot).is_none() {
             return false;
+        }
+        // What was seen was the object now gone: the next one must be seen anew.
+        for n in &mut self.net {
+            n.seen.remove(&slot);
         }
         self.next_rv();
         self.commit(me, slot, None);
@@ -331,7 +348,7 @@ impl World {
             Req::Get => Ok(Answer::Object(
                 self.objects.get(&slot).map(Stored::observed),
             )),
-            Req::Create(record) => {
+            Req::Create(record, writer) => {
                 if self.objects.contains_key(&slot) {
                     return Err(LockError::AlreadyExists(what()));
                 }
@@ -341,6 +358,7 @@ impl World {
                     rv: self.next_rv(),
                     uid: format!("uid-{}", self.uids),
                     step_down: None,
+                    writer: writer.clone(),
                     others: 0,
                 };
                 self.objects.insert(slot, s.clone());
@@ -353,6 +371,7 @@ impl World {
                 uid,
                 record,
                 step_down,
+                writer,
             } => {
                 let Some(cur) = self.objects.get(&slot) else {
                     return Err(LockError::NotFound(what()));
@@ -363,7 +382,13 @@ impl World {
                 let mut next = cur.clone();
                 next.record = record.clone();
                 next.step_down = step_down.clone();
-                if next.record == cur.record && next.step_down == cur.step_down {
+                if let Some(w) = writer {
+                    next.writer = w.clone();
+                }
+                if next.record == cur.record
+                    && next.step_down == cur.step_down
+                    && next.writer == cur.writer
+                {
                     // A write that changes nothing: the same version, no event.
                     return Ok(Answer::Object(Some(cur.observed())));
                 }
@@ -422,10 +447,11 @@ fn describe_change(c: &Change<SimObject>) -> String {
 
 pub fn describe(o: &Observed<SimObject>) -> String {
     format!(
-        "rv={} {} {}{}",
+        "rv={} {} {} by={}{}",
         o.resource_version,
         o.uid,
         record_text(&o.record),
+        o.writer.as_deref().unwrap_or("-"),
         o.step_down
             .as_ref()
             .map(|h| format!(" step-down={h}"))
@@ -447,12 +473,14 @@ pub fn record_text(r: &LeaderRecord) -> String {
 
 enum Req {
     Get,
-    Create(LeaderRecord),
+    Create(LeaderRecord, Option<String>),
     Update {
         rv: String,
         uid: String,
         record: LeaderRecord,
         step_down: Option<String>,
+        /// None: the mark is left as it is (a step-down request).
+        writer: Option<Option<String>>,
     },
 }
 
@@ -460,7 +488,7 @@ impl Req {
     fn text(&self) -> String {
         match self {
             Req::Get => "get".into(),
-            Req::Create(r) => format!("create {}", record_text(r)),
+            Req::Create(r, _) => format!("create {}", record_text(r)),
             Req::Update { rv, record, .. } => format!("update rv={rv} {}", record_text(record)),
         }
     }
@@ -687,9 +715,11 @@ impl Lock for SimLock {
     async fn create(
         &self,
         record: &LeaderRecord,
+        writer: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<SimObject>, LockError> {
-        match self.request(Req::Create(record.clone()), timeout).await? {
+        let req = Req::Create(record.clone(), writer.map(String::from));
+        match self.request(req, timeout).await? {
             Answer::Object(Some(o)) => Ok(o),
             Answer::Object(None) => Err(LockError::NotFound(self.describe())),
         }
@@ -699,6 +729,7 @@ impl Lock for SimLock {
         &self,
         prev: &Observed<SimObject>,
         record: &LeaderRecord,
+        writer: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<SimObject>, LockError> {
         // As KubeLock: a step-down request is cleared by a write that makes another the holder.
@@ -709,6 +740,7 @@ impl Lock for SimLock {
             uid: prev.uid.clone(),
             record: record.clone(),
             step_down: prev.step_down.clone().filter(|_| keep),
+            writer: Some(writer.map(String::from)),
         };
         match self.request(req, timeout).await? {
             Answer::Object(Some(o)) => Ok(o),
@@ -727,6 +759,7 @@ impl Lock for SimLock {
             uid: prev.uid.clone(),
             record: prev.record.clone(),
             step_down: Some(holder.to_string()),
+            writer: None,
         };
         match self.request(req, timeout).await? {
             Answer::Object(Some(o)) => Ok(o),

@@ -66,8 +66,9 @@ pub struct Jobs {
     last_token: Vec<Option<i32>>,
     pub violations: Vec<String>,
     pub token_restarts: u32,
-    /// Per slot: the last force-release.
+    /// Per slot: the last force-release, and the last deletion.
     force_released_at: Vec<Option<Instant>>,
+    deleted_at: Vec<Option<Instant>>,
     /// Leaderships held: (start, end) in seconds; None while held.
     pub leaderships: Vec<(f64, Option<f64>)>,
 }
@@ -79,6 +80,7 @@ impl Jobs {
         Jobs {
             last_token: vec![None; slots],
             force_released_at: vec![None; slots],
+            deleted_at: vec![None; slots],
             ..Default::default()
         }
     }
@@ -99,8 +101,9 @@ impl Jobs {
         at: f64,
     ) -> JobId {
         let now = Instant::now();
+        let overridden = self.force_released_at[slot].is_some_and(|f| f >= acquired);
         for (i, j) in self.list.iter().enumerate() {
-            if j.slot == slot && !j.overridden && j.alive_at(now) {
+            if j.slot == slot && !overridden && !j.overridden && j.alive_at(now) {
                 self.violations.push(format!(
                     "at {at:.6}s: job {} (p{}, slot {slot}, token {token}) started while job {i} (p{}, token {}) still runs (until {:.6}s after its start)",
                     self.list.len(),
@@ -111,14 +114,19 @@ impl Jobs {
                 ));
             }
         }
-        if let Some(last) = self.last_token[slot] {
-            if token <= last {
-                self.violations.push(format!(
-                    "at {at:.6}s: p{process} leads slot {slot} with fencing token {token}, not above the last one, {last}"
-                ));
+        // A leadership won before the last deletion carries the old object's count: tokens
+        // start again after a deletion (docs/RELIABILITY.md, known limits).
+        let before_deletion = self.deleted_at[slot].is_some_and(|d| acquired < d);
+        if !before_deletion && !overridden {
+            if let Some(last) = self.last_token[slot] {
+                if token <= last {
+                    self.violations.push(format!(
+                        "at {at:.6}s: p{process} leads slot {slot} with fencing token {token}, not above the last one, {last}"
+                    ));
+                }
             }
+            self.last_token[slot] = Some(token);
         }
-        self.last_token[slot] = Some(token);
         self.list.push(Job {
             slot,
             process,
@@ -129,7 +137,7 @@ impl Jobs {
             guard_deadline: deadline,
             stop_begun: None,
             grace,
-            overridden: self.force_released_at[slot].is_some_and(|f| f >= acquired),
+            overridden,
         });
         self.list.len() - 1
     }
@@ -183,5 +191,6 @@ impl Jobs {
             self.token_restarts += 1;
         }
         self.last_token[slot] = None;
+        self.deleted_at[slot] = Some(Instant::now());
     }
 }

@@ -200,7 +200,8 @@ async fn lead(
     let slot = l.slot;
     let token = l.fencing_token;
     let held_from = sim.secs();
-    let acquired = Instant::now();
+    // The acquiring write may have landed any time after it was sent.
+    let acquired = l.last_renew_sent;
     sim.jobs.borrow_mut().leaderships.push((held_from, None));
     let held_index = sim.jobs.borrow().leaderships.len() - 1;
     sim.log(|| format!("p{me} leads slot {slot} with token {token}"));

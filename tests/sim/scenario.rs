@@ -354,9 +354,15 @@ impl Driver {
             (71..=73, _) => {
                 // Only once every running copy has seen the lock, and no copy starts for a
                 // lease after it (docs/RELIABILITY.md, known limits).
+                let uid = world.borrow().uid(slot).unwrap_or_default();
                 let all_saw = live
                     .iter()
-                    .all(|(p, ..)| world.borrow().net[*p].seen.contains(&slot));
+                    .all(|(p, ..)| world.borrow().net[*p].has_seen(slot, &uid))
+                    && world
+                        .borrow()
+                        .creates_in_flight
+                        .get(&slot)
+                        .is_none_or(|n| *n == 0);
                 if all_saw && world.borrow_mut().delete(&world, slot) {
                     sim.jobs.borrow_mut().deleted(slot);
                     self.no_start_before = Instant::now() + lease;

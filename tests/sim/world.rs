@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::BoxStream;
@@ -81,16 +82,17 @@ enum Path {
 }
 
 /// Per-process network state.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct Net {
     pub cut_until: Option<Instant>,
     /// Answers take up to this long each way until then (later than the client's timeout).
     pub slow_until: Option<Instant>,
     /// RBAC without `watch` for this process: every watch is refused (403).
     pub watch_forbidden: bool,
-    /// The slots of which the process has received an answer or event carrying the object
-    /// (the deletion rule).
-    pub seen: std::collections::BTreeSet<usize>,
+    /// The slots whose current object the process has taken in: a read's answer, or a watch
+    /// event its election has read from the stream (not one merely delivered into the
+    /// stream's buffer). The deletion rule.
+    pub seen: Arc<Mutex<std::collections::BTreeSet<(usize, String)>>>,
     /// Requests sent, by simulated second.
     pub sent: BTreeMap<u64, u32>,
 }
@@ -113,9 +115,28 @@ pub struct World {
     pub lost_left: u32,
     pub expire_left: u32,
     pub trace: Option<Vec<String>>,
+    /// Creates sent and not yet answered (or timed out), per slot: a create sent before its
+    /// process saw the current object would land after a deletion as if the lock were new
+    /// (the documented limit), so the driver deletes only when there is none.
+    pub creates_in_flight: BTreeMap<usize, u32>,
 }
 
 pub type Shared = Rc<RefCell<World>>;
+
+impl Net {
+    /// The process took in the object `uid` of `slot`.
+    pub fn saw(&self, slot: usize, uid: &str) {
+        let mut s = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        s.insert((slot, uid.to_string()));
+    }
+
+    pub fn has_seen(&self, slot: usize, uid: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(slot, uid.to_string()))
+    }
+}
 
 impl World {
     pub fn new(seed: u64, processes: usize, trace: bool) -> Shared {
@@ -130,11 +151,12 @@ impl World {
             history: Vec::new(),
             keep_events,
             watchers: Vec::new(),
-            net: vec![Net::default(); processes],
+            net: (0..processes).map(|_| Net::default()).collect(),
             errors_left: 0,
             lost_left: 0,
             expire_left: 0,
             trace: trace.then(Vec::new),
+            creates_in_flight: BTreeMap::new(),
         }))
     }
 
@@ -156,6 +178,10 @@ impl World {
     pub fn add_process(&mut self) -> usize {
         self.net.push(Net::default());
         self.net.len() - 1
+    }
+
+    pub fn uid(&self, slot: usize) -> Option<String> {
+        self.objects.get(&slot).map(|s| s.uid.clone())
     }
 
     pub fn record(&self, slot: usize) -> Option<LeaderRecord> {
@@ -258,10 +284,6 @@ impl World {
     pub fn delete(&mut self, me: &Shared, slot: usize) -> bool {
         if self.objects.remove(&slot).is_none() {
             return false;
-        }
-        // What was seen was the object now gone: the next one must be seen anew.
-        for n in &mut self.net {
-            n.seen.remove(&slot);
         }
         self.next_rv();
         self.commit(me, slot, None);
@@ -425,14 +447,6 @@ fn deliver(world: Shared, tx: Sender, process: usize, at: Instant, event: Change
         }
         let text = describe_change(&event);
         w.log(|| format!("p{process} ⇐ event {text}"));
-        if let Change::Changed(_) = event {
-            let slot = w
-                .watchers
-                .iter()
-                .find(|x| x.tx.same_channel(&tx))
-                .map(|x| x.slot);
-            w.net[process].seen.extend(slot);
-        }
         let _ = tx.send(Ok(event));
     });
 }
@@ -508,6 +522,29 @@ pub struct SimLock {
 
 impl SimLock {
     async fn request(&self, req: Req, timeout: Duration) -> Result<Answer, LockError> {
+        // Counted until answered, timed out, or dropped (a killed process).
+        struct Creating<'a>(&'a SimLock);
+        impl Drop for Creating<'_> {
+            fn drop(&mut self) {
+                let mut w = self.0.world.borrow_mut();
+                if let Some(n) = w.creates_in_flight.get_mut(&self.0.slot) {
+                    *n -= 1;
+                }
+            }
+        }
+        let _creating = matches!(req, Req::Create(..)).then(|| {
+            *self
+                .world
+                .borrow_mut()
+                .creates_in_flight
+                .entry(self.slot)
+                .or_default() += 1;
+            Creating(self)
+        });
+        self.call(req, timeout).await
+    }
+
+    async fn call(&self, req: Req, timeout: Duration) -> Result<Answer, LockError> {
         let started = Instant::now();
         let write = !matches!(req, Req::Get);
         let path = {
@@ -576,9 +613,9 @@ impl SimLock {
         let deadline = started + timeout;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => {
-                let mut w = self.world.borrow_mut();
-                if matches!(result, Ok(Answer::Object(Some(_)))) {
-                    w.net[process].seen.insert(slot);
+                let w = self.world.borrow_mut();
+                if let Ok(Answer::Object(Some(o))) = &result {
+                    w.net[process].saw(slot, &o.uid);
                 }
                 result
             }
@@ -678,11 +715,22 @@ impl SimLock {
             });
         }
         tokio::time::sleep(back).await;
-        let stream =
-            futures::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
-            );
+        let (seen, slot) = (
+            self.world.borrow().net[self.process].seen.clone(),
+            self.slot,
+        );
+        let stream = futures::stream::unfold(rx, move |mut rx| {
+            let seen = seen.clone();
+            async move {
+                let ev = rx.recv().await?;
+                if let Ok(Change::Changed(o)) = &ev {
+                    seen.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert((slot, o.uid.clone()));
+                }
+                Some((ev, rx))
+            }
+        });
         Ok(stream.boxed())
     }
 }

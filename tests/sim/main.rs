@@ -198,6 +198,9 @@ fn run() -> Result<(), String> {
         }
     }
     println!("regressions: {} kept seeds pass", REGRESSIONS.len());
+    if timing.is_none() {
+        teeth(seconds)?;
+    }
     let seeds = env_u64("LEADERRUN_SIM_SEEDS")?.unwrap_or(10_000);
     let first = env_u64("LEADERRUN_SIM_FIRST")?.unwrap_or_else(rand::random);
     let c = Config {
@@ -217,10 +220,48 @@ fn run() -> Result<(), String> {
         stats.token_restarts,
         stats.max_rate
     );
+    if !failed.is_empty() {
+        println!("violating seeds: {failed:?}");
+    }
     println!("simulation: {seeds} seeds, {} violations", failed.len());
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(format!("violating seeds: {failed:?}"))
+        Err(format!("{} seeds violate the invariants", failed.len()))
     }
+}
+
+/// Timings the CLI refuses must be caught: the simulation takes them as given. Each must
+/// show a violation within `WITHIN` seeds (docs/RELIABILITY.md gives the figures).
+fn teeth(seconds: u64) -> Result<(), String> {
+    const WITHIN: u64 = 300;
+    for (what, t) in [
+        (
+            "a kill grace longer than the gap between renew deadline and lease",
+            (4000, 3000, 500, 1500),
+        ),
+        (
+            "a renew deadline leaving less than the kill grace",
+            (4000, 3500, 500, 1000),
+        ),
+    ] {
+        let timing = timing_of(t);
+        let found = (0..WITHIN).find(|&seed| {
+            !scenario::run(seed, timing, false, seconds)
+                .violations
+                .is_empty()
+        });
+        match found {
+            Some(seed) => println!(
+                "unsafe timings caught: {what} ({timing:?}) at seed {seed}, after {} seeds",
+                seed + 1
+            ),
+            None => {
+                return Err(format!(
+                    "the simulation found no overlap within {WITHIN} seeds with unsafe timings: {what} ({timing:?})"
+                ))
+            }
+        }
+    }
+    Ok(())
 }

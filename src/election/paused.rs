@@ -505,3 +505,52 @@ async fn a_nudge_renews_at_once() {
     }
     assert_eq!(lock.calls(Op::Update), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_twins_write_of_the_very_record_we_hold_ends_our_leadership() {
+    // The twin writes our holder with our renew time (a ConfigMap's whole seconds): the
+    // record is the same, the mark is not ours. Two processes must never both lead on it.
+    let lock = FakeLock::with_seconds();
+    let e = election(&lock, "me");
+    let mut l = acquire(&e).await.unwrap();
+    let twin = lock.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let same = twin.record().expect("the lock exists");
+        twin.write(same);
+    });
+    let t0 = Instant::now();
+    let lost = e
+        .hold(&mut l, &Unobserved, &tokio::sync::Notify::new())
+        .await;
+    assert!(matches!(lost, Lost::Impostor(_)), "{lost}");
+    assert!(
+        close(t0.elapsed(), Duration::from_millis(100)),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_seen_in_an_earlier_round_and_deleted_since_is_waited_out() {
+    // --rejoin: the copy saw the lock held while it waited before; in its next round the
+    // lock is gone. It may be a deletion under a live holder: wait a lease, as within one
+    // round, and continue the token (found by the simulation: it created the lock at once).
+    let lock = FakeLock::default();
+    lock.write(held("other"));
+    let before = lock.record().unwrap().leader_transitions;
+    let e = election(&lock, "me");
+    let opts = WaitOptions {
+        no_wait: false,
+        wait_timeout: Some(Duration::from_millis(100)),
+    };
+    assert!(matches!(
+        acquire_with(&e, opts).await,
+        Err(AcquireError::WaitTimeout)
+    ));
+    lock.delete();
+    let t0 = Instant::now();
+    let l = acquire(&e).await.unwrap();
+    assert!(close(t0.elapsed(), LEASE), "{:?}", t0.elapsed());
+    assert_eq!(l.fencing_token, before + 1);
+}

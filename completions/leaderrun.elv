@@ -43,6 +43,7 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
             cand --conflict-exit-code 'Exit code for --no-wait when the lock is held'
             cand --wait-timeout 'Give up waiting for the lock after this long (exit 124)'
             cand --keep-after-exit 'When the child ends, keep holding (and renewing) the lock for this long, then release and exit (for cron: a copy that fires a little late on another host does not run the job again)'
+            cand --once-per 'Run the job at most once per period D: a copy that becomes leader reads the lock''s last run, and if a run succeeded (exit 0) and ended less than D ago, releases at once and exits 0 without running the job (a failed run does not count). Per slot with --slots. Needs the release''s record of the run, so not with --no-release'
             cand --stop-signal 'The signal that starts a stop of the child (lost leadership, step-down, leftovers): a name with or without SIG (TERM, SIGINT, QUIT) or a number. KILL follows after --kill-grace. Signals leaderrun receives are forwarded as they are'
             cand --slots 'At most N copies run the command at once: N locks NAME-0 to NAME-(N-1), of which a copy holds one (the child gets LEADERRUN_SLOT). With 1, the lock is NAME itself'
             cand --health-addr 'Serve /healthz, /readyz (200 only while leader) and /metrics on this address'

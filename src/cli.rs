@@ -184,6 +184,13 @@ pub struct RunArgs {
     /// does not run the job again).
     #[arg(long, value_parser = parse_duration, env = "LEADERRUN_KEEP_AFTER_EXIT")]
     pub keep_after_exit: Option<Duration>,
+
+    /// Run the job at most once per period D: a copy that becomes leader reads the lock's
+    /// last run, and if a run succeeded (exit 0) and ended less than D ago, releases at once
+    /// and exits 0 without running the job (a failed run does not count). Per slot with
+    /// --slots. Needs the release's record of the run, so not with --no-release.
+    #[arg(long, value_name = "D", value_parser = parse_duration, conflicts_with = "no_release", env = "LEADERRUN_ONCE_PER")]
+    pub once_per: Option<Duration>,
     /// The signal that starts a stop of the child (lost leadership, step-down, leftovers):
     /// a name with or without SIG (TERM, SIGINT, QUIT) or a number. KILL follows after
     /// --kill-grace. Signals leaderrun receives are forwarded as they are.

@@ -149,6 +149,7 @@ impl FakeLock {
             uid: uid.clone(),
             step_down: s.step_down.clone(),
             writer: s.writer.clone(),
+            last_run: None,
             object: (),
         })
     }
@@ -222,6 +223,7 @@ impl Lock for FakeLock {
         prev: &Observed<()>,
         record: &LeaderRecord,
         writer: Option<&str>,
+        _last_run: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<()>, LockError> {
         let slow = match self.enter(Op::Update) {

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::cli::{ForceReleaseArgs, InspectArgs, OutputFormat};
 use crate::client::{connect_to_lock, SetupError, Target};
 use crate::exit;
+use crate::lastrun::LastRun;
 use crate::lock::watch::Follow;
 use crate::lock::{self, Kind, Lock, LockError, Observed, WithLock, WithLocks};
 use crate::record::{self, LeaderRecord, State, Time};
@@ -63,11 +64,29 @@ struct Subject<'a> {
     name: &'a str,
 }
 
+/// What `inspect` shows of one object: its record, version and last run.
+struct Shown<'a> {
+    record: &'a LeaderRecord,
+    resource_version: &'a str,
+    last_run: Option<LastRun>,
+}
+
+impl<'a> Shown<'a> {
+    fn of<O>(o: &'a Observed<O>) -> Shown<'a> {
+        Shown {
+            record: &o.record,
+            resource_version: &o.resource_version,
+            last_run: o.last_run.as_deref().and_then(LastRun::parse),
+        }
+    }
+}
+
 /// The stable JSON schema of `inspect -o json` (documented in the README).
-fn to_json(s: &Subject, seen: Option<(&LeaderRecord, &str)>, now: Time) -> Value {
-    let Some((r, resource_version)) = seen else {
+fn to_json(s: &Subject, seen: Option<&Shown>, now: Time) -> Value {
+    let Some(shown) = seen else {
         return json!({"kind": s.kind.as_str(), "namespace": s.namespace, "name": s.name, "exists": false, "state": "missing"});
     };
+    let (r, resource_version) = (shown.record, shown.resource_version);
     let ago = |t: Option<Time>| t.map(|t| record::seconds_between(t, now));
     json!({
         "kind": s.kind.as_str(),
@@ -84,10 +103,12 @@ fn to_json(s: &Subject, seen: Option<(&LeaderRecord, &str)>, now: Time) -> Value
         "timeLeftSeconds": r.seconds_left(now),
         "leaderTransitions": r.leader_transitions,
         "resourceVersion": resource_version,
+        "lastRun": shown.last_run,
     })
 }
 
-fn to_text(describe: &str, r: &LeaderRecord, now: Time) -> String {
+fn to_text(describe: &str, shown: &Shown, now: Time) -> String {
+    let r = shown.record;
     let when = |t: Option<Time>| {
         t.map_or("-".to_string(), |t| {
             format!(
@@ -102,8 +123,12 @@ fn to_text(describe: &str, r: &LeaderRecord, now: Time) -> String {
         Some(left) => format!("none, expired {} (by the record's clock)", human(-left as i64)),
         None => "-".to_string(),
     };
+    let last = shown
+        .last_run
+        .as_ref()
+        .map_or("(none recorded)".to_string(), |run| run.summary(now));
     format!(
-        "lock:         {describe}\nstate:        {}\nholder:       {}\nacquired:     {}\nrenewed:      {}\nduration:     {}s\ntime left:    {left}\ntransitions:  {}\n",
+        "lock:         {describe}\nstate:        {}\nholder:       {}\nacquired:     {}\nrenewed:      {}\nduration:     {}s\ntime left:    {left}\ntransitions:  {}\nlast run:     {last}\n",
         r.state(now).as_str(),
         if r.is_held() { r.holder_identity.as_str() } else { "(none)" },
         when(r.acquire_time),
@@ -122,7 +147,14 @@ fn watch_line(
     now: Time,
 ) -> String {
     match (args.output, seen) {
-        (OutputFormat::Json, _) => to_json(s, seen.map(|r| (r, rv)), now).to_string(),
+        (OutputFormat::Json, _) => {
+            let shown = seen.map(|r| Shown {
+                record: r,
+                resource_version: rv,
+                last_run: None,
+            });
+            to_json(s, shown.as_ref(), now).to_string()
+        }
         (OutputFormat::Text, None) => format!("{} deleted", record::format_seconds(now)),
         (OutputFormat::Text, Some(r)) => format!(
             "{} holder={} renewed={} transitions={} state={}",
@@ -184,19 +216,14 @@ impl WithLock for Inspect<'_> {
         match args.output {
             OutputFormat::Json => println!(
                 "{}",
-                to_json(
-                    &subject,
-                    seen.as_ref()
-                        .map(|o| (&o.record, o.resource_version.as_str())),
-                    now
-                )
+                to_json(&subject, seen.as_ref().map(Shown::of).as_ref(), now)
             ),
             OutputFormat::Text => match &seen {
                 None => println!(
                     "lock:         {}\nstate:        missing (no such object)",
                     lock.describe()
                 ),
-                Some(o) => print!("{}", to_text(&lock.describe(), &o.record, now)),
+                Some(o) => print!("{}", to_text(&lock.describe(), &Shown::of(o), now)),
             },
         }
         if args.watch {
@@ -234,8 +261,7 @@ impl WithLocks for InspectSlots<'_> {
             match self.args.output {
                 OutputFormat::Json => slots.push(to_json(
                     &subject,
-                    seen.as_ref()
-                        .map(|o| (&o.record, o.resource_version.as_str())),
+                    seen.as_ref().map(Shown::of).as_ref(),
                     now,
                 )),
                 OutputFormat::Text => match &seen {
@@ -243,7 +269,7 @@ impl WithLocks for InspectSlots<'_> {
                         "lock:         {}\nstate:        missing (no such object)\n",
                         lock.describe()
                     ),
-                    Some(o) => println!("{}", to_text(&lock.describe(), &o.record, now)),
+                    Some(o) => println!("{}", to_text(&lock.describe(), &Shown::of(o), now)),
                 },
             }
         }
@@ -352,7 +378,10 @@ impl WithLock for ForceRelease<'_> {
         // The version we read: if the holder renewed or someone else wrote since, this fails.
         let released = prev.released(record::now_at(lock.resolution()));
         // Unmarked: the release is no leaderrun run's write.
-        match lock.update(&seen, &released, None, CALL_TIMEOUT).await {
+        match lock
+            .update(&seen, &released, None, None, CALL_TIMEOUT)
+            .await
+        {
             Ok(_) => {
                 println!(
                     "released {} (previous holder {:?}, transitions {})",
@@ -395,9 +424,14 @@ mod tests {
             name: "x",
         };
         let now = record::now();
-        assert!(to_text("x", &r, now).contains("state:        held"));
+        let shown = Shown {
+            record: &r,
+            resource_version: "1",
+            last_run: None,
+        };
+        assert!(to_text("x", &shown, now).contains("state:        held"));
         assert_eq!(
-            to_json(&s, Some((&r, "1")), now)["timeLeftSeconds"],
+            to_json(&s, Some(&shown), now)["timeLeftSeconds"],
             serde_json::Value::Null
         );
     }

@@ -12,6 +12,7 @@ mod fake_lock;
 pub mod guard;
 pub mod health;
 pub mod inspect;
+pub mod lastrun;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

@@ -32,6 +32,8 @@ pub struct Metrics {
     child_starts: AtomicU64,
     rejoins: AtomicU64,
     child_exits: Mutex<BTreeMap<u8, u64>>,
+    /// The last run this process led: its outcome, whether it succeeded, its end (Unix time).
+    last_run: Mutex<Option<(&'static str, bool, f64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -99,6 +101,25 @@ impl Metrics {
         *lock(&self.child_exits).entry(code).or_default() += 1;
     }
 
+    /// A run this process led ended (as recorded on the lock).
+    pub fn last_run(&self, run: &crate::lastrun::LastRun) {
+        use crate::lastrun::Outcome;
+        let outcome = match run.outcome {
+            Outcome::Exited { .. } => "exited",
+            Outcome::Signaled { .. } => "signaled",
+            Outcome::SteppedDown => "stepped-down",
+            Outcome::NoWord { .. } => "no-word",
+            Outcome::Skipped { .. } => "skipped",
+        };
+        let ended = run
+            .ended
+            .as_deref()
+            .and_then(crate::record::parse_time)
+            .map_or(f64::NAN, |t| t.timestamp_micros() as f64 / 1e6);
+        let success = matches!(run.outcome, Outcome::Exited { exit_code: 0 });
+        *lock(&self.last_run) = Some((outcome, success, ended));
+    }
+
     pub fn is_leader(&self) -> bool {
         self.is_leader.load(Ordering::Relaxed)
     }
@@ -119,7 +140,11 @@ impl Metrics {
             .iter()
             .map(|(c, k)| (format!("{{code=\"{c}\"}}"), k.to_string()))
             .collect();
-        let metrics: [(&str, &str, &str, Samples); 10] = [
+        let last = *lock(&self.last_run);
+        let last_success = last.map(|(_, ok, _)| (String::new(), (ok as u8).to_string()));
+        let last_end = last
+            .map(|(outcome, _, end)| (format!("{{outcome=\"{outcome}\"}}"), format!("{end:.6}")));
+        let metrics: [(&str, &str, &str, Samples); 12] = [
             ("leaderrun_is_leader", "gauge", "1 while this process holds the lock.", one((self.is_leader() as u8).to_string())),
             ("leaderrun_leader_transitions", "gauge", "The lock's leaderTransitions when this process last acquired it.", one(self.transitions.load(Ordering::Relaxed).to_string())),
             ("leaderrun_acquisitions_total", "counter", "Times this process became leader.", one(n(&self.acquisitions))),
@@ -130,6 +155,8 @@ impl Metrics {
             ("leaderrun_child_starts_total", "counter", "Children started.", one(n(&self.child_starts))),
             ("leaderrun_rejoins_total", "counter", "Times this process became a standby again after lost leadership (--rejoin).", one(n(&self.rejoins))),
             ("leaderrun_child_exits_total", "counter", "Children that ended, by exit code (128+N for signal N).", exits),
+            ("leaderrun_last_run_success", "gauge", "1 if the last run this process led succeeded (exit 0), else 0; absent before its first.", last_success.into_iter().collect()),
+            ("leaderrun_last_run_end_timestamp_seconds", "gauge", "When the last run this process led ended (Unix time), by how it ended.", last_end.into_iter().collect()),
         ];
         let mut s = String::new();
         for (name, kind, help, samples) in metrics {
@@ -180,6 +207,14 @@ mod tests {
         m.renew_failed(Duration::from_millis(300));
         m.child_started();
         m.child_exited(3);
+        let r = crate::record::LeaderRecord::taken(None, None, "me", 15, crate::record::now());
+        let run = crate::lastrun::LastRun::ours(
+            &r,
+            None,
+            crate::lastrun::Outcome::Exited { exit_code: 3 },
+            crate::record::now(),
+        );
+        m.last_run(&run);
         let text = m.render(t0);
         for line in [
             "leaderrun_is_leader 1",
@@ -190,6 +225,8 @@ mod tests {
             "leaderrun_renew_duration_seconds_bucket{le=\"0.5\"} 2",
             "leaderrun_renew_duration_seconds_count 2",
             "leaderrun_child_exits_total{code=\"3\"} 1",
+            "leaderrun_last_run_success 0",
+            "leaderrun_last_run_end_timestamp_seconds{outcome=\"exited\"} 1",
             "# TYPE leaderrun_renew_duration_seconds histogram",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");

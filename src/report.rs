@@ -115,6 +115,12 @@ impl Reporter {
         self.event(false, format!("{} stopped leading", self.identity));
     }
 
+    /// The run of this leadership ended, as the lock will record it.
+    pub fn last_run(&self, run: &crate::lastrun::LastRun) {
+        self.metrics.last_run(run);
+        info!(lock = %self.lock(), run = %run.to_json(), "recording the run on the lock");
+    }
+
     /// Leadership was lost. Called after the stop went to the guard, never before.
     pub fn lost(&self, reason: &Lost) {
         error!(lock = %self.lock(), identity = %self.identity, reason = %reason, "lost leadership; stopping the child");

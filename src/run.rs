@@ -18,9 +18,11 @@ use crate::client::{connect_to_lock, SetupError, Target};
 use crate::election::{AcquireError, AfterExit, Election, Leadership, Lost, Observer, WaitOptions};
 use crate::events::Recorder;
 use crate::exit;
+use crate::lastrun::{self, LastRun, Outcome};
 use crate::lock::{self, Kind, Lock, LockError, WithLocks};
 use crate::metrics::Metrics;
 use crate::reaper::Strays;
+use crate::record;
 use crate::report::Reporter;
 use crate::settings::{self, Timing};
 use crate::signals::is_terminal_stop;
@@ -115,7 +117,7 @@ enum Phase<O> {
     /// until nothing is left. After a step-down, the lock is still ours: release it then.
     Stopping(Box<Job>, Lost, Option<Leadership<O>>),
     /// The child is done: release (or leave) the lock, then exit with `code`.
-    Releasing(Leadership<O>, AfterExit, u8),
+    Releasing(Leadership<O>, AfterExit, u8, Option<Outcome>),
     Done(u8),
 }
 
@@ -170,7 +172,9 @@ impl WithLocks for Opened<'_> {
                 Phase::Waiting => cx.wait_for_lock(&election).await?,
                 Phase::Leading(l) => cx.lead(&election, l).await,
                 Phase::Stopping(job, lost, held) => cx.stop(&election, *job, lost, held).await,
-                Phase::Releasing(l, after, code) => cx.release(&election, l, after, code).await,
+                Phase::Releasing(l, after, code, outcome) => {
+                    cx.release(&election, l, after, code, outcome).await
+                }
                 Phase::Done(code) => break code,
             };
         };
@@ -278,6 +282,9 @@ impl Context<'_> {
             election.lock(l.slot).reference(&l.held),
         );
         let slot = (election.locks.len() > 1).then_some(l.slot);
+        if let Some(skip) = self.ran_recently(&l) {
+            return Phase::Releasing(l, AfterExit::Release, 0, Some(skip));
+        }
         let mut job = match self
             .start_child(election.deadline(&l), l.fencing_token, slot)
             .await
@@ -296,7 +303,13 @@ impl Context<'_> {
                     Phase::Done(exit::LEADERSHIP_LOST)
                 };
             }
-            Err(e) => return Phase::Releasing(l, AfterExit::Release, e.exit_code()),
+            Err(e) => {
+                let code = e.exit_code();
+                let outcome = Outcome::Exited {
+                    exit_code: i32::from(code),
+                };
+                return Phase::Releasing(l, AfterExit::Release, code, Some(outcome));
+            }
         };
         let (anchor_tx, mut anchor_rx) = watch::channel(l.last_renew_sent);
         let observer = LeaderObserver {
@@ -336,7 +349,7 @@ impl Context<'_> {
                 } else {
                     AfterExit::Release
                 };
-                Phase::Releasing(l, after, code)
+                Phase::Releasing(l, after, code, Some(outcome_of(status)))
             }
             End::Lost(lost @ Lost::SteppedDown) => Phase::Stopping(Box::new(job), lost, Some(l)),
             End::Lost(lost) => Phase::Stopping(Box::new(job), lost, None),
@@ -402,7 +415,8 @@ impl Context<'_> {
         if let Some(l) = held {
             // A step-down: nothing of the job runs any more; let the lock go now.
             self.reporter.stopped_leading(true);
-            if let Err(e) = election.finish(l, AfterExit::Release).await {
+            let run = self.last_run(&l, Outcome::SteppedDown);
+            if let Err(e) = election.finish(l, AfterExit::Release, Some(&run)).await {
                 self.reporter.release_failed(&e);
             }
         }
@@ -422,13 +436,56 @@ impl Context<'_> {
         l: Leadership<L::Object>,
         after: AfterExit,
         code: u8,
+        outcome: Option<Outcome>,
     ) -> Phase<L::Object> {
         self.reporter.stopped_leading(after == AfterExit::Release);
-        if let Err(e) = election.finish(l, after).await {
+        let run = outcome.map(|o| self.last_run(&l, o));
+        if let Err(e) = election.finish(l, after, run.as_ref()).await {
             self.reporter.release_failed(&e);
         }
         self.reporter.ended();
         Phase::Done(code)
+    }
+}
+
+/// How the child's exit reads in the last run's record.
+fn outcome_of(status: Option<ChildExit>) -> Outcome {
+    match status {
+        Some(ChildExit::Code(c)) => Outcome::Exited { exit_code: c },
+        Some(ChildExit::Signal(s)) => Outcome::Signaled { signal: s },
+        None => Outcome::Signaled {
+            signal: Signal::SIGKILL as i32,
+        },
+    }
+}
+
+impl Context<'_> {
+    /// This leadership's run, ended now, for the lock's record.
+    fn last_run<O>(&self, l: &Leadership<O>, outcome: Outcome) -> LastRun {
+        let run = LastRun::ours(&l.held.record, lastrun::host(), outcome, record::now());
+        self.reporter.last_run(&run);
+        run
+    }
+
+    /// `--once-per D`: the skip, when the lock's last run succeeded less than D ago.
+    fn ran_recently<O>(&self, l: &Leadership<O>) -> Option<Outcome> {
+        let period = self.run.args.once_per?;
+        let last = l.held.last_run.as_deref().and_then(LastRun::parse)?;
+        let ended = last.succeeded_at()?;
+        let ago = record::seconds_between(ended, record::now());
+        if ago >= period.as_secs_f64() {
+            return None;
+        }
+        info!(
+            last_holder = %last.holder,
+            host = last.host.as_deref().unwrap_or("-"),
+            ended = %record::format_micros(ended),
+            ago_seconds = ago as i64,
+            "a run succeeded within --once-per; not running the job, releasing"
+        );
+        Some(Outcome::Skipped {
+            because_of: Box::new(last),
+        })
     }
 }
 

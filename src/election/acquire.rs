@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 use super::{
     decide, AcquireError, AfterExit, Decision, Election, Leadership, Observer, View, WaitOptions,
 };
+use crate::lastrun::LastRun;
 use crate::lock::watch::Follow;
 use crate::lock::{Lock, LockError, Observed};
 use crate::record::LeaderRecord;
@@ -188,7 +189,7 @@ impl<L: Lock> Election<L> {
         let stopped = *stop.borrow();
         match stopped {
             Some(sig) => {
-                self.finish(leadership, AfterExit::Release).await.ok();
+                self.finish(leadership, AfterExit::Release, None).await.ok();
                 Err(AcquireError::Stopped(sig))
             }
             None => Ok(leadership),
@@ -245,12 +246,19 @@ impl<L: Lock> Election<L> {
             return Err(Taken::Pause(None));
         }
         let mark = self.writes.mark(&next);
+        let note = current.and_then(|p| untold(p, &next)).map(|r| r.to_json());
         let sent = Instant::now();
         let result = match current {
             None => lock.create(&next, Some(&mark), self.call_timeout()).await,
             Some(prev) => {
-                lock.update(prev, &next, Some(&mark), self.call_timeout())
-                    .await
+                lock.update(
+                    prev,
+                    &next,
+                    Some(&mark),
+                    note.as_deref(),
+                    self.call_timeout(),
+                )
+                .await
             }
         };
         match result {
@@ -268,6 +276,19 @@ impl<L: Lock> Election<L> {
             Err(e) => Err(Taken::Fail(e)),
         }
     }
+}
+
+/// A takeover of a leadership that ended without a word (its holder killed, stopped, or run
+/// with `--no-release`): the note that says so, unless its run is recorded already.
+fn untold<O>(prev: &Observed<O>, next: &LeaderRecord) -> Option<LastRun> {
+    let r = &prev.record;
+    let taken_over = r.is_held() && next.leader_transitions != r.leader_transitions;
+    let recorded = prev
+        .last_run
+        .as_deref()
+        .and_then(LastRun::parse)
+        .is_some_and(|run| run.is_of(r));
+    (taken_over && !recorded).then(|| LastRun::silent(r))
 }
 
 /// Why an acquiring write did not take the lock.

@@ -152,6 +152,7 @@ mod tests {
             uid: "u".into(),
             step_down: None,
             writer: None,
+            last_run: None,
             object: (),
         }
     }

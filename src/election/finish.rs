@@ -2,15 +2,18 @@
 //! it to expire.
 
 use super::{AfterExit, Election, Leadership};
+use crate::lastrun::LastRun;
 use crate::lock::{Lock, LockError};
 
 impl<L: Lock> Election<L> {
     /// After the child ended: release (empty holder, duration 1s, transitions kept, as
-    /// client-go's ReleaseOnCancel), or leave the lock to expire.
+    /// client-go's ReleaseOnCancel) with what the run did (`run`, in the same write), or
+    /// leave the lock to expire (the next leader then notes the run ended without a word).
     pub async fn finish(
         &self,
         l: Leadership<L::Object>,
         after: AfterExit,
+        run: Option<&LastRun>,
     ) -> Result<(), LockError> {
         // A later round (--rejoin) knows the lock as we leave it.
         self.remember_held(l.slot, &l.held);
@@ -19,11 +22,18 @@ impl<L: Lock> Election<L> {
         }
         let lock = self.lock(l.slot);
         let mut held = l.held;
+        let note = run.map(LastRun::to_json);
         for _ in 0..2 {
             let record = held.record.released(self.record_now());
             let mark = self.writes.mark(&record);
             match lock
-                .update(&held, &record, Some(&mark), self.call_timeout())
+                .update(
+                    &held,
+                    &record,
+                    Some(&mark),
+                    note.as_deref(),
+                    self.call_timeout(),
+                )
                 .await
             {
                 Ok(released) => {

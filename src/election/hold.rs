@@ -117,7 +117,7 @@ impl<L: Lock> Election<L> {
         }
         let mark = self.writes.mark(&record);
         let result = lock
-            .update(&l.held, &record, Some(&mark), deadline - sent)
+            .update(&l.held, &record, Some(&mark), None, deadline - sent)
             .await;
         let latency = sent.elapsed();
         let retry_soon = || Instant::now() + self.timing.retry_period / 2;

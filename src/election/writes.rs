@@ -102,6 +102,7 @@ mod tests {
             uid: "u".into(),
             step_down: None,
             writer,
+            last_run: None,
             object: (),
         }
     }

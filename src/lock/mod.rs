@@ -137,6 +137,8 @@ pub struct Observed<O> {
     pub step_down: Option<String>,
     /// The mark of the leaderrun process that wrote the record (the `WRITER` annotation).
     pub writer: Option<String>,
+    /// What the last leadership did (the `lastrun::LAST_RUN` annotation, JSON), if recorded.
+    pub last_run: Option<String>,
     pub object: O,
 }
 
@@ -274,13 +276,15 @@ pub trait Lock {
         writer: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<Self::Object>, LockError>;
-    /// Writes `record` over `prev`, marked with `writer` (None: unmarked), failing with
+    /// Writes `record` over `prev`, marked with `writer` (None: unmarked), with `last_run`
+    /// as the last run's note when given (else the note is left as it is), failing with
     /// `Conflict` if the object changed since.
     async fn update(
         &self,
         prev: &Observed<Self::Object>,
         record: &LeaderRecord,
         writer: Option<&str>,
+        last_run: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<Self::Object>, LockError>;
     /// Asks `holder` to step down: the object written back with the `STEP_DOWN` annotation
@@ -399,6 +403,11 @@ fn observe<K: LockObject>(object: K, describe: &str) -> Result<Observed<K>, Lock
             .annotations
             .as_ref()
             .and_then(|a| a.get(WRITER))
+            .cloned(),
+        last_run: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::lastrun::LAST_RUN))
             .cloned(),
         object,
     })
@@ -522,10 +531,14 @@ impl<K: LockObject> Lock for KubeLock<K> {
         prev: &Observed<K>,
         record: &LeaderRecord,
         writer: Option<&str>,
+        last_run: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<K>, LockError> {
         let mut obj = prev.object.with_record(record);
         set_annotation(&mut obj, WRITER, writer);
+        if last_run.is_some() {
+            set_annotation(&mut obj, crate::lastrun::LAST_RUN, last_run);
+        }
         // A step-down request is for the holder it names: a write that makes someone else
         // the holder (a release, a takeover) clears it.
         if prev.step_down.as_deref() != Some(record.holder_identity.as_str()) || !record.is_held() {

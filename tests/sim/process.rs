@@ -291,7 +291,7 @@ async fn lead(
             } else {
                 AfterExit::Release
             };
-            if let Err(e) = election.finish(l, after).await {
+            if let Err(e) = election.finish(l, after, None).await {
                 sim.log(|| format!("p{me} release failed: {e}"));
             }
             ctl.job.set(None);
@@ -304,7 +304,7 @@ async fn lead(
             ctl.job.set(None);
             sim.log(|| format!("p{me} job {job} is gone"));
             if matches!(lost, Lost::SteppedDown) {
-                if let Err(e) = election.finish(l, AfterExit::Release).await {
+                if let Err(e) = election.finish(l, AfterExit::Release, None).await {
                     sim.log(|| format!("p{me} release failed: {e}"));
                 }
             }

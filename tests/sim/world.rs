@@ -47,6 +47,7 @@ impl Stored {
             uid: self.uid.clone(),
             step_down: self.step_down.clone(),
             writer: self.writer.clone(),
+            last_run: None,
             object: SimObject {
                 others: self.others,
             },
@@ -778,6 +779,7 @@ impl Lock for SimLock {
         prev: &Observed<SimObject>,
         record: &LeaderRecord,
         writer: Option<&str>,
+        _last_run: Option<&str>,
         timeout: Duration,
     ) -> Result<Observed<SimObject>, LockError> {
         // As KubeLock: a step-down request is cleared by a write that makes another the holder.

@@ -554,3 +554,19 @@ async fn a_lock_seen_in_an_earlier_round_and_deleted_since_is_waited_out() {
     assert!(close(t0.elapsed(), LEASE), "{:?}", t0.elapsed());
     assert_eq!(l.fencing_token, before + 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_another_created_meanwhile_and_gone_by_our_read_is_waited_out() {
+    // Our create met AlreadyExists: somebody created the lock, and may lead. Our read then
+    // finds no object: it was deleted after that, perhaps under its live holder. We never
+    // saw it, but we know it existed: wait a lease as after a deletion we saw.
+    let lock = FakeLock::default();
+    lock.fault(
+        Op::Create,
+        Fault::Fail(|w| LockError::AlreadyExists(w.to_string())),
+    );
+    let t0 = Instant::now();
+    let l = acquire(&election(&lock, "me")).await.unwrap();
+    assert!(close(t0.elapsed(), LEASE), "{:?}", t0.elapsed());
+    assert_eq!(l.fencing_token, 0);
+}

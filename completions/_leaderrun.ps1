@@ -34,7 +34,7 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
         }
         'leaderrun;run' {
             [CompletionResult]::new('--lock', '--lock', [CompletionResultType]::ParameterName, 'Kind of lock object')
-            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]')
@@ -66,7 +66,7 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
         }
         'leaderrun;inspect' {
             [CompletionResult]::new('--lock', '--lock', [CompletionResultType]::ParameterName, 'Kind of lock object')
-            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]')
@@ -77,6 +77,8 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format on stderr')
             [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Print a line each time the holder or renew time changes, until interrupted')
             [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Print a line each time the holder or renew time changes, until interrupted')
+            [CompletionResult]::new('-A', '-A ', [CompletionResultType]::ParameterName, 'Without --name: the locks leaderrun manages in every namespace (where RBAC allows listing them), not only in --namespace')
+            [CompletionResult]::new('--all-namespaces', '--all-namespaces', [CompletionResultType]::ParameterName, 'Without --name: the locks leaderrun manages in every namespace (where RBAC allows listing them), not only in --namespace')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (repeat for more)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (repeat for more)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (repeat for less)')
@@ -87,7 +89,7 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
         }
         'leaderrun;force-release' {
             [CompletionResult]::new('--lock', '--lock', [CompletionResultType]::ParameterName, 'Kind of lock object')
-            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]')
@@ -106,7 +108,7 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
         }
         'leaderrun;step-down' {
             [CompletionResult]::new('--lock', '--lock', [CompletionResultType]::ParameterName, 'Kind of lock object')
-            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]')

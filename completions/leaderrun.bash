@@ -201,7 +201,7 @@ _leaderrun() {
             return 0
             ;;
         leaderrun__subcmd__inspect)
-            opts="-n -o -w -v -q -h --lock --name --namespace --kubeconfig --context --output --watch --slots --log-format --verbose --quiet --help"
+            opts="-n -o -w -A -v -q -h --lock --name --namespace --kubeconfig --context --output --watch --all-namespaces --slots --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -30,7 +30,7 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
         }
         &'leaderrun;run'= {
             cand --lock 'Kind of lock object'
-            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)'
+            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages'
             cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
             cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
             cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
@@ -61,7 +61,7 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
         }
         &'leaderrun;inspect'= {
             cand --lock 'Kind of lock object'
-            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)'
+            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages'
             cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
             cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
             cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
@@ -72,6 +72,8 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
             cand --log-format 'Log format on stderr'
             cand -w 'Print a line each time the holder or renew time changes, until interrupted'
             cand --watch 'Print a line each time the holder or renew time changes, until interrupted'
+            cand -A 'Without --name: the locks leaderrun manages in every namespace (where RBAC allows listing them), not only in --namespace'
+            cand --all-namespaces 'Without --name: the locks leaderrun manages in every namespace (where RBAC allows listing them), not only in --namespace'
             cand -v 'More log output (repeat for more)'
             cand --verbose 'More log output (repeat for more)'
             cand -q 'Less log output (repeat for less)'
@@ -81,7 +83,7 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
         }
         &'leaderrun;force-release'= {
             cand --lock 'Kind of lock object'
-            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)'
+            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages'
             cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
             cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
             cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
@@ -99,7 +101,7 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
         }
         &'leaderrun;step-down'= {
             cand --lock 'Kind of lock object'
-            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)'
+            cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages'
             cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
             cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
             cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'

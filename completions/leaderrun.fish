@@ -33,7 +33,7 @@ complete -c leaderrun -n "__fish_leaderrun_needs_command" -f -a "step-down" -d '
 complete -c leaderrun -n "__fish_leaderrun_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l lock -d 'Kind of lock object' -r -f -a "lease\t'A coordination.k8s.io/v1 Lease'
 configmap\t'A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation'"
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l context -d 'Kubeconfig context to use [default: the current context]' -r
@@ -60,7 +60,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s q -l quiet -
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l lock -d 'Kind of lock object' -r -f -a "lease\t'A coordination.k8s.io/v1 Lease'
 configmap\t'A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation'"
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l context -d 'Kubeconfig context to use [default: the current context]' -r
@@ -70,12 +70,13 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l slots -d
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s w -l watch -d 'Print a line each time the holder or renew time changes, until interrupted'
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s A -l all-namespaces -d 'Without --name: the locks leaderrun manages in every namespace (where RBAC allows listing them), not only in --namespace'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s v -l verbose -d 'More log output (repeat for more)'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s q -l quiet -d 'Less log output (repeat for less)'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l lock -d 'Kind of lock object' -r -f -a "lease\t'A coordination.k8s.io/v1 Lease'
 configmap\t'A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation'"
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l context -d 'Kubeconfig context to use [default: the current context]' -r
@@ -89,7 +90,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -s q 
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l lock -d 'Kind of lock object' -r -f -a "lease\t'A coordination.k8s.io/v1 Lease'
 configmap\t'A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation'"
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain)' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l context -d 'Kubeconfig context to use [default: the current context]' -r

@@ -63,9 +63,10 @@ pub struct LockArgs {
     /// Kind of lock object.
     #[arg(long, value_enum, default_value = "lease", env = "LEADERRUN_LOCK")]
     pub lock: Kind,
-    /// Name of the Lease or ConfigMap (a DNS-1123 subdomain).
+    /// Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`,
+    /// which without it lists the locks leaderrun manages.
     #[arg(long, env = "LEADERRUN_NAME")]
-    pub name: String,
+    pub name: Option<String>,
     /// Namespace [default: the in-cluster namespace, else the kubeconfig context's, else "default"].
     #[arg(short = 'n', long, env = "LEADERRUN_NAMESPACE")]
     pub namespace: Option<String>,
@@ -236,6 +237,10 @@ pub struct InspectArgs {
     /// Print a line each time the holder or renew time changes, until interrupted.
     #[arg(short, long, conflicts_with = "slots")]
     pub watch: bool,
+    /// Without --name: the locks leaderrun manages in every namespace (where RBAC allows
+    /// listing them), not only in --namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
     /// Show every slot of a lock run with --slots N (NAME-0 to NAME-(N-1)).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000), env = "LEADERRUN_SLOTS")]
     pub slots: u32,
@@ -310,9 +315,14 @@ impl LockArgs {
     /// The object name: NAME, or NAME-K for `--slot K`.
     pub fn object_name(&self, slot: Option<u32>) -> String {
         match slot {
-            Some(k) => format!("{}-{k}", self.name),
-            None => self.name.clone(),
+            Some(k) => format!("{}-{k}", self.name()),
+            None => self.name().to_string(),
         }
+    }
+
+    /// The lock's name (`parse` makes sure every subcommand but `inspect` has one).
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
     }
 }
 
@@ -333,8 +343,24 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     if as_plugin {
         command = command.bin_name("kubectl leaderrun");
     }
-    let matches = command.try_get_matches_from(with_default_subcommand(args))?;
-    Cli::from_arg_matches(&matches)
+    let matches = command
+        .clone()
+        .try_get_matches_from(with_default_subcommand(args))?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    // --name is optional for `inspect` only (it lists the managed locks without it).
+    let lock = match &cli.command {
+        Command::Run(a) => Some(&a.lock),
+        Command::ForceRelease(a) => Some(&a.lock),
+        Command::StepDown(a) => Some(&a.lock),
+        _ => None,
+    };
+    if lock.is_some_and(|l| l.name.is_none()) {
+        return Err(command.error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "the following required argument was not provided: --name <NAME> (or LEADERRUN_NAME)",
+        ));
+    }
+    Ok(cli)
 }
 
 pub fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
@@ -382,7 +408,7 @@ mod tests {
         let cli = Cli::try_parse_from(args).unwrap();
         match cli.command {
             Command::Run(r) => {
-                assert_eq!(r.lock.name, "x");
+                assert_eq!(r.lock.name(), "x");
                 assert_eq!(r.command, vec![OsString::from("true")]);
                 assert_eq!(r.timing.lease_duration, Duration::from_secs(15));
             }

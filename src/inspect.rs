@@ -172,8 +172,11 @@ fn watch_line(
 }
 
 pub async fn inspect(args: InspectArgs) -> Result<u8, InspectError> {
+    if args.lock.name.is_none() {
+        return list(&args).await;
+    }
     if args.slots > 1 {
-        let names = lock::slot_names(&args.lock.name, args.slots);
+        let names = lock::slot_names(args.lock.name(), args.slots);
         let longest = names.last().cloned().unwrap_or_default();
         let (client, ns) = connect_to_lock(&Target::from(&args.lock), &longest).await?;
         let work = InspectSlots {
@@ -183,12 +186,12 @@ pub async fn inspect(args: InspectArgs) -> Result<u8, InspectError> {
         };
         return lock::open_all(args.lock.lock, client, &ns, &names, work).await;
     }
-    let (client, ns) = connect_to_lock(&Target::from(&args.lock), &args.lock.name).await?;
+    let (client, ns) = connect_to_lock(&Target::from(&args.lock), args.lock.name()).await?;
     let work = Inspect {
         args: &args,
         namespace: &ns,
     };
-    lock::open(args.lock.lock, client, &ns, &args.lock.name, work).await
+    lock::open(args.lock.lock, client, &ns, args.lock.name(), work).await
 }
 
 struct Inspect<'a> {
@@ -204,7 +207,7 @@ impl WithLock for Inspect<'_> {
         let subject = Subject {
             kind: args.lock.lock,
             namespace: self.namespace,
-            name: &args.lock.name,
+            name: args.lock.name(),
         };
         let seen = lock.get(CALL_TIMEOUT).await?;
         let now = record::now();
@@ -276,7 +279,7 @@ impl WithLocks for InspectSlots<'_> {
         if self.args.output == OutputFormat::Json {
             println!(
                 "{}",
-                json!({"kind": self.args.lock.lock.as_str(), "namespace": self.namespace, "name": self.args.lock.name, "slots": slots})
+                json!({"kind": self.args.lock.lock.as_str(), "namespace": self.namespace, "name": self.args.lock.name(), "slots": slots})
             );
         }
         // Held: every slot is taken; free: at least one can be taken; missing: none exists.
@@ -288,6 +291,151 @@ impl WithLocks for InspectSlots<'_> {
             exit::INSPECT_FREE
         })
     }
+}
+
+/// `inspect` without --name: every lock leaderrun manages (the objects it created carry the
+/// managed-by label) in the namespace, or with -A in every namespace, both kinds. A kind that
+/// cannot be listed is named on stderr; the others are still shown.
+async fn list(args: &InspectArgs) -> Result<u8, InspectError> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let target = Target::from(&args.lock);
+    if let Some(ns) = &target.namespace {
+        crate::settings::validate_namespace(ns).map_err(SetupError::from)?;
+    }
+    let (client, ns) = crate::client::connect(&target)
+        .await
+        .map_err(SetupError::from)?;
+    let scope = (!args.all_namespaces).then_some(ns.as_str());
+    let now = record::now();
+    let mut rows: Vec<(Kind, String, String, Result<Shown2, String>)> = Vec::new();
+    let mut failures = Vec::new();
+    match lock::list_managed::<Lease>(client.clone(), scope).await {
+        Ok(found) => rows.extend(found.into_iter().map(|l| row(Kind::Lease, l))),
+        Err(e) => failures.push(e),
+    }
+    match lock::list_managed::<ConfigMap>(client, scope).await {
+        Ok(found) => rows.extend(found.into_iter().map(|l| row(Kind::Configmap, l))),
+        Err(e) => failures.push(e),
+    }
+    for e in &failures {
+        eprintln!("leaderrun: {e}");
+    }
+    if failures.len() == 2 {
+        return Err(InspectError::Lock(failures.remove(0)));
+    }
+    rows.sort_by(|a, b| (&a.1, &a.2, a.0.as_str()).cmp(&(&b.1, &b.2, b.0.as_str())));
+    match args.output {
+        OutputFormat::Json => {
+            let locks: Vec<Value> = rows
+                .iter()
+                .map(|(kind, namespace, name, seen)| {
+                    let subject = Subject {
+                        kind: *kind,
+                        namespace,
+                        name,
+                    };
+                    match seen {
+                        Ok(s) => to_json(&subject, Some(&s.shown()), now),
+                        Err(e) => json!({"kind": kind.as_str(), "namespace": namespace, "name": name, "exists": true, "state": "unreadable", "error": e}),
+                    }
+                })
+                .collect();
+            println!("{}", json!({ "locks": locks }));
+        }
+        OutputFormat::Text => print!("{}", table(&rows, now)),
+    }
+    Ok(0)
+}
+
+/// An observed record, owned (the listing keeps them all).
+struct Shown2 {
+    record: LeaderRecord,
+    resource_version: String,
+    last_run: Option<LastRun>,
+}
+
+impl Shown2 {
+    fn shown(&self) -> Shown<'_> {
+        Shown {
+            record: &self.record,
+            resource_version: &self.resource_version,
+            last_run: self.last_run.clone(),
+        }
+    }
+}
+
+fn row<K>(kind: Kind, l: lock::Listed<K>) -> (Kind, String, String, Result<Shown2, String>) {
+    let seen = l.seen.map_err(|e| e.to_string()).map(|o| Shown2 {
+        last_run: o.last_run.as_deref().and_then(LastRun::parse),
+        record: o.record,
+        resource_version: o.resource_version,
+    });
+    (kind, l.namespace, l.name, seen)
+}
+
+/// The listing as a table, for people.
+fn table(rows: &[(Kind, String, String, Result<Shown2, String>)], now: Time) -> String {
+    if rows.is_empty() {
+        return "no locks managed by leaderrun here (objects labelled app.kubernetes.io/managed-by=leaderrun)
+".into();
+    }
+    let mut lines = vec![[
+        "KIND".to_string(),
+        "NAMESPACE".into(),
+        "NAME".into(),
+        "STATE".into(),
+        "HOLDER".into(),
+        "TIME LEFT".into(),
+        "LAST RUN".into(),
+    ]];
+    for (kind, ns, name, seen) in rows {
+        let cells = match seen {
+            Err(e) => ["unreadable".to_string(), "-".into(), "-".into(), e.clone()],
+            Ok(s) => {
+                let r = &s.record;
+                let left = r
+                    .seconds_left(now)
+                    .filter(|l| *l > 0.0)
+                    .map_or("-".into(), |l| format!("{}s", l as i64));
+                let last = s.last_run.as_ref().map_or("-".into(), |run| run.brief(now));
+                let holder = if r.is_held() {
+                    r.holder_identity.clone()
+                } else {
+                    "-".into()
+                };
+                [r.state(now).as_str().to_string(), holder, left, last]
+            }
+        };
+        let [state, holder, left, last] = cells;
+        lines.push([
+            kind.as_str().into(),
+            ns.clone(),
+            name.clone(),
+            state,
+            holder,
+            left,
+            last,
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for l in &lines {
+        for (i, w) in widths.iter().enumerate() {
+            out.push_str(&format!("{:<w$}  ", l[i], w = *w));
+        }
+        out.push_str(&l[6]);
+        out.push('\n');
+    }
+    out
 }
 
 /// Prints a line each time the holder or the renew time changes, until Ctrl-C or TERM.

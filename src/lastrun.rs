@@ -104,6 +104,28 @@ impl LastRun {
         }
     }
 
+    /// A few words for a table: the outcome, who, and how long ago it ended.
+    pub fn brief(&self, now: Time) -> String {
+        let outcome = match &self.outcome {
+            Outcome::Exited { exit_code } => format!("exited {exit_code}"),
+            Outcome::Signaled { signal } => format!("signal {signal}"),
+            Outcome::SteppedDown => "stepped down".into(),
+            Outcome::NoWord { .. } => "no word (killed?)".into(),
+            Outcome::Skipped { .. } => "skipped (--once-per)".into(),
+        };
+        let when = self
+            .ended
+            .as_deref()
+            .or(match &self.outcome {
+                Outcome::NoWord { last_renewed } => last_renewed.as_deref(),
+                _ => None,
+            })
+            .and_then(record::parse_time)
+            .map(|t| crate::inspect::human(record::seconds_between(t, now) as i64))
+            .unwrap_or_else(|| "-".into());
+        format!("{outcome}, {}, {when}", self.holder)
+    }
+
     /// One line for people.
     pub fn summary(&self, now: Time) -> String {
         let ago = |t: &Option<String>| {

@@ -69,7 +69,7 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
     if let Some(id) = &args.identity {
         settings::validate_identity(id)?;
     }
-    let names = lock::slot_names(&args.lock.name, args.slots);
+    let names = lock::slot_names(args.lock.name(), args.slots);
     let longest = names.last().cloned().unwrap_or_default();
     let (client, namespace) = connect_to_lock(&Target::from(&args.lock), &longest).await?;
     let identity = args
@@ -262,7 +262,10 @@ impl Context<'_> {
                 self.run.args.lock.lock.as_str().to_string(),
             ),
             ("LEADERRUN_NAMESPACE".into(), self.run.namespace.clone()),
-            ("LEADERRUN_NAME".into(), self.run.args.lock.name.clone()),
+            (
+                "LEADERRUN_NAME".into(),
+                self.run.args.lock.name().to_string(),
+            ),
             ("LEADERRUN_FENCING_TOKEN".into(), fencing_token.to_string()),
         ]
     }

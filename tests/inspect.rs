@@ -435,3 +435,87 @@ async fn inspect_watch_prints_a_line_per_change_until_interrupted() {
         "the exit status of the first look (free)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inspect_without_a_name_lists_the_locks_leaderrun_manages() {
+    let api = Api::start().await;
+    let fast = [
+        "--lease-duration",
+        "4s",
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "500ms",
+        "--kill-grace",
+        "1s",
+    ];
+    let ok = api.lock_name("listed-ok");
+    let failed = api.lock_name("listed-failed");
+    let foreign = api.lock_name("listed-foreign");
+    let c = candidate(&api, "lease", &ok, "lister-a", &fast, &["true"]);
+    assert_eq!(exit_of(c, LONG).await.0, 0);
+    let c = candidate(
+        &api,
+        "configmap",
+        &failed,
+        "lister-b",
+        &fast,
+        &["sh", "-c", "exit 2"],
+    );
+    assert_eq!(exit_of(c, LONG).await.0, 2);
+    // Written by another client: not leaderrun's, not listed.
+    put_record(&api, "lease", &foreign, &held("someone", 0, 1)).await;
+
+    let (code, out, err) = tool(&api, &["inspect", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    let locks = v["locks"].as_array().expect("a list of locks");
+    let find = |name: &str| locks.iter().find(|l| l["name"] == name).cloned();
+    let a = find(&ok).unwrap_or_else(|| panic!("{ok} not listed: {out}"));
+    assert_eq!(a["kind"], "lease");
+    assert_eq!(a["state"], "free");
+    assert_eq!(a["lastRun"]["exitCode"], 0, "{a}");
+    let b = find(&failed).unwrap_or_else(|| panic!("{failed} not listed: {out}"));
+    assert_eq!(b["kind"], "configmap");
+    assert_eq!(b["lastRun"]["exitCode"], 2, "{b}");
+    assert!(
+        find(&foreign).is_none(),
+        "an object leaderrun did not create is listed: {out}"
+    );
+
+    let (code, text, err) = tool(&api, &["inspect"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("LAST RUN"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(&failed))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("configmap") && line.contains("exited 2, lister-b"),
+        "{line}"
+    );
+    assert!(!text.contains(&foreign), "{text}");
+
+    // -A: every namespace the identity may list.
+    let (code, out, err) = tool(&api, &["inspect", "-A", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&ok) && out.contains(&failed), "{out}");
+}
+
+#[tokio::test]
+async fn every_subcommand_but_inspect_needs_a_name() {
+    for sub in [
+        vec!["run", "--", "true"],
+        vec!["force-release", "--yes"],
+        vec!["step-down"],
+    ] {
+        let out = leaderrun()
+            .args(&sub)
+            .output()
+            .await
+            .expect("run leaderrun");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{sub:?}: {err}");
+        assert!(err.contains("--name"), "{sub:?}: {err}");
+    }
+}

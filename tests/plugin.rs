@@ -86,7 +86,7 @@ async fn kubectl_leaderrun_inspects_a_lock_with_kubectls_flags() {
     // Help and errors name it as kubectl does.
     let (_, help, _) = run(&["leaderrun", "--help"]);
     assert!(help.contains("Usage: kubectl leaderrun"), "{help}");
-    let (code, _, err) = run(&["leaderrun", "inspect"]);
+    let (code, _, err) = run(&["leaderrun", "inspect", "--no-such-flag"]);
     assert_eq!(code, i32::from(leaderrun::exit::USAGE), "{err}");
     assert!(err.contains("kubectl leaderrun inspect"), "{err}");
 

@@ -22,8 +22,57 @@ use std::time::Duration;
 
 use leaderrun::settings::{parse_duration, Timing};
 
-/// Seeds that found bugs, kept: each must pass (docs/RELIABILITY.md says what each found).
-const REGRESSIONS: &[u64] = &[];
+/// Seeds that each fail without one fix or rule of the election (found by reverting it on a
+/// scratch branch; docs/RELIABILITY.md, "Teeth"), kept: each must pass. The timing, when given,
+/// replaces the seed's own (lease, renew deadline, retry period, kill grace in ms).
+const REGRESSIONS: &[(u64, Option<(u64, u64, u64, u64)>, &str)] = &[
+    (
+        43,
+        None,
+        "a deletion after a free view is waited out (394428b)",
+    ),
+    (
+        5,
+        None,
+        "a takeover of a dead twin's lease gets the next token (265d570)",
+    ),
+    (
+        7,
+        None,
+        "our writes known by our mark, not by their record (issue 19, point 6)",
+    ),
+    (
+        824,
+        Some((4000, 2000, 900, 1500)),
+        "a renew that changes nothing does not move the deadline (0e52031)",
+    ),
+    (123, None, "what a rejoining copy saw is kept across rounds"),
+    (
+        854,
+        None,
+        "a read in flight is not re-sent when another slot answers first",
+    ),
+    (
+        1892,
+        None,
+        "the guard does not start a job past its deadline",
+    ),
+    (
+        982,
+        None,
+        "no decision on a slot's stale view after a write that did not take",
+    ),
+    (
+        201,
+        None,
+        "the deadline anchored at the renew's send, not its answer",
+    ),
+    (
+        0,
+        None,
+        "a lock deleted after it was seen is waited out a lease",
+    ),
+];
 
 /// The default timings, one per seed in turn: valid by the CLI's rule, short enough that a
 /// minute of simulated time holds many leaderships.
@@ -189,13 +238,16 @@ fn run() -> Result<(), String> {
         "replay: seed {probe} gave the same {} trace lines twice",
         a.trace.len()
     );
-    for &seed in REGRESSIONS {
-        let o = scenario::run(seed, timing_for(seed, &timing), false, seconds);
+    for &(seed, fixed, what) in REGRESSIONS {
+        let t = fixed.map(timing_of).or(timing);
+        let o = scenario::run(seed, timing_for(seed, &t), false, seconds);
         if !o.violations.is_empty() {
+            let text = fixed
+                .map(|(l, r, p, g)| format!("lease={l}ms,renew={r}ms,retry={p}ms,grace={g}ms"));
             return Err(format!(
-                "regression seed {seed}: {}\n  replay: {}",
+                "regression seed {seed} ({what}): {}\n  replay: {}",
                 o.violations.join("; "),
-                replay_command(seed, &timing_text)
+                replay_command(seed, &text.or(timing_text.clone()))
             ));
         }
     }

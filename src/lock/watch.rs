@@ -118,9 +118,14 @@ impl<'a, L: Lock> Follow<'a, L> {
 
     fn heard(&mut self, seen: &Option<Observed<L::Object>>) {
         self.heard_at = Instant::now();
-        if let Some(o) = seen {
-            self.resource_version = o.resource_version.clone();
-        }
+        // No object: the next watch starts from now (its first event is the object, if one
+        // appears), not from the version of one since deleted, whose replayed history would
+        // show stale states one by one (found by the simulation: a burst of writes meeting
+        // 404 after a deletion, one per replayed event).
+        self.resource_version = seen
+            .as_ref()
+            .map(|o| o.resource_version.clone())
+            .unwrap_or_default();
     }
 
     /// The next observation: the object as it is, or None when it does not exist. Only a

@@ -25,7 +25,13 @@ use leaderrun::settings::{parse_duration, Timing};
 /// Seeds that each fail without one fix or rule of the election (found by reverting it on a
 /// scratch branch; docs/RELIABILITY.md, "Teeth"), kept: each must pass. The timing, when given,
 /// replaces the seed's own (lease, renew deadline, retry period, kill grace in ms).
-const REGRESSIONS: &[(u64, Option<(u64, u64, u64, u64)>, &str)] = &[
+/// Lease, renew deadline, retry period, kill grace, in milliseconds.
+type Millis = (u64, u64, u64, u64);
+
+/// A kept seed: the seed, its timing if not its own, and what it guards.
+type Regression = (u64, Option<Millis>, &'static str);
+
+const REGRESSIONS: &[Regression] = &[
     (
         43,
         None,
@@ -39,7 +45,7 @@ const REGRESSIONS: &[(u64, Option<(u64, u64, u64, u64)>, &str)] = &[
     (
         7,
         None,
-        "our writes known by our mark, not by their record (issue 19, point 6)",
+        "our writes known by our mark, not by their record (point 6)",
     ),
     (
         824,
@@ -72,11 +78,16 @@ const REGRESSIONS: &[(u64, Option<(u64, u64, u64, u64)>, &str)] = &[
         None,
         "a lock deleted after it was seen is waited out a lease",
     ),
+    (
+        927106840080831194,
+        None,
+        "after no object is found, the next watch starts from now",
+    ),
 ];
 
 /// The default timings, one per seed in turn: valid by the CLI's rule, short enough that a
 /// minute of simulated time holds many leaderships.
-const TIMINGS: &[(u64, u64, u64, u64)] = &[
+const TIMINGS: &[Millis] = &[
     // lease, renew deadline, retry period, kill grace (ms)
     (4000, 2500, 500, 1000),
     (4000, 3000, 1000, 500),
@@ -85,7 +96,7 @@ const TIMINGS: &[(u64, u64, u64, u64)] = &[
     (4000, 2000, 900, 1500),
 ];
 
-fn timing_of(t: (u64, u64, u64, u64)) -> Timing {
+fn timing_of(t: Millis) -> Timing {
     Timing {
         lease_duration: Duration::from_millis(t.0),
         renew_deadline: Duration::from_millis(t.1),

@@ -59,7 +59,7 @@ const REGRESSIONS: &[Regression] = &[
         "a read in flight is not re-sent when another slot answers first",
     ),
     (
-        1892,
+        147,
         None,
         "the guard does not start a job past its deadline",
     ),

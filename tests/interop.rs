@@ -134,22 +134,14 @@ async fn python_and_leaderrun_share_a_lock() {
             "{kind}: Python did not crash on leaderrun's record: see py-2.stderr"
         );
         // 4. leaderrun stops (TERM): its child ends, it releases, Python takes over.
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(l1.id().unwrap() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        term(&l1);
         let (code, stderr) = exit_of(l1, LONG).await;
         assert_eq!(code, 143, "{kind}: {stderr}");
         let lines = wait_log(&api.log_path(), LONG, |l| {
             l.iter().any(|x| x.id == "py-2" && x.what == "start")
         })
         .await;
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p2.id().unwrap() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        term(&p2);
         let _ = tokio::time::timeout(LONG, p2.wait()).await;
         let mut lines = lines;
         // py-1 was SIGKILLed: its job ended with it.

@@ -439,27 +439,17 @@ async fn inspect_watch_prints_a_line_per_change_until_interrupted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn inspect_without_a_name_lists_the_locks_leaderrun_manages() {
     let api = Api::start().await;
-    let fast = [
-        "--lease-duration",
-        "4s",
-        "--renew-deadline",
-        "2s",
-        "--retry-period",
-        "500ms",
-        "--kill-grace",
-        "1s",
-    ];
     let ok = api.lock_name("listed-ok");
     let failed = api.lock_name("listed-failed");
     let foreign = api.lock_name("listed-foreign");
-    let c = candidate(&api, "lease", &ok, "lister-a", &fast, &["true"]);
+    let c = candidate(&api, "lease", &ok, "lister-a", &FAST, &["true"]);
     assert_eq!(exit_of(c, LONG).await.0, 0);
     let c = candidate(
         &api,
         "configmap",
         &failed,
         "lister-b",
-        &fast,
+        &FAST,
         &["sh", "-c", "exit 2"],
     );
     assert_eq!(exit_of(c, LONG).await.0, 2);

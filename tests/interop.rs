@@ -39,11 +39,17 @@ fn python() -> Option<PathBuf> {
     })
 }
 
-fn py_candidate(py: &Path, api: &Api, kind: &str, name: &str, id: &str) -> tokio::process::Child {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py_candidate.py");
+/// Another client's candidate: `program` run with KUBECONFIG KIND NAME ID LOG 6 4 1 (both
+/// candidates take these arguments), its stderr in ID.stderr.
+fn client_candidate(
+    mut program: tokio::process::Command,
+    api: &Api,
+    kind: &str,
+    name: &str,
+    id: &str,
+) -> tokio::process::Child {
     let err = std::fs::File::create(api.dir.path().join(format!("{id}.stderr"))).unwrap();
-    tokio::process::Command::new(py)
-        .arg(script)
+    program
         .arg(api.kubeconfig(id))
         .args([kind, name, id])
         .arg(api.log_path())
@@ -53,7 +59,14 @@ fn py_candidate(py: &Path, api: &Api, kind: &str, name: &str, id: &str) -> tokio
         .stderr(err)
         .kill_on_drop(true)
         .spawn()
-        .expect("start the Python candidate")
+        .expect("start the other client's candidate")
+}
+
+fn py_candidate(py: &Path, api: &Api, kind: &str, name: &str, id: &str) -> tokio::process::Child {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py_candidate.py");
+    let mut c = tokio::process::Command::new(py);
+    c.arg(script);
+    client_candidate(c, api, kind, name, id)
 }
 
 async fn inspect_json(api: &Api, kind: &str, name: &str) -> serde_json::Value {
@@ -197,18 +210,7 @@ fn client_go() -> Option<PathBuf> {
 }
 
 fn go_candidate(bin: &Path, api: &Api, kind: &str, name: &str, id: &str) -> tokio::process::Child {
-    let err = std::fs::File::create(api.dir.path().join(format!("{id}.stderr"))).unwrap();
-    tokio::process::Command::new(bin)
-        .arg(api.kubeconfig(id))
-        .args([kind, name, id])
-        .arg(api.log_path())
-        .args(["6", "4", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the client-go candidate")
+    client_candidate(tokio::process::Command::new(bin), api, kind, name, id)
 }
 
 fn term(child: &tokio::process::Child) {

@@ -8,17 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-const FAST: &[&str] = &[
-    "--lease-duration",
-    "4s",
-    "--renew-deadline",
-    "2s",
-    "--retry-period",
-    "500ms",
-    "--kill-grace",
-    "1s",
-];
-
 async fn last_run(api: &Api, kind: &str, name: &str) -> Value {
     let (_, out, err) = tool(
         api,

@@ -181,18 +181,6 @@ fn human_span(secs: f64) -> String {
         .to_string()
 }
 
-/// This machine's name for the record: $POD_NAME, else the host name.
-pub fn host() -> Option<String> {
-    std::env::var("POD_NAME")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

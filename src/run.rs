@@ -18,7 +18,7 @@ use crate::client::{connect_to_lock, SetupError, Target};
 use crate::election::{AcquireError, AfterExit, Election, Leadership, Lost, Observer, WaitOptions};
 use crate::events::Recorder;
 use crate::exit;
-use crate::lastrun::{self, LastRun, Outcome};
+use crate::lastrun::{LastRun, Outcome};
 use crate::lock::{self, Kind, Lock, LockError, WithLocks};
 use crate::metrics::Metrics;
 use crate::reaper::Strays;
@@ -465,7 +465,8 @@ fn outcome_of(status: Option<ChildExit>) -> Outcome {
 impl Context<'_> {
     /// This leadership's run, ended now, for the lock's record.
     fn last_run<O>(&self, l: &Leadership<O>, outcome: Outcome) -> LastRun {
-        let run = LastRun::ours(&l.held.record, lastrun::host(), outcome, record::now());
+        let host = settings::host_name();
+        let run = LastRun::ours(&l.held.record, host, outcome, record::now());
         self.reporter.last_run(&run);
         run
     }

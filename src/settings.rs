@@ -226,10 +226,9 @@ pub fn validate_identity(id: &str) -> Result<(), SettingsError> {
     Ok(())
 }
 
-/// `POD_NAME`, else the host name, plus a random suffix so that two copies on
-/// one host never share an identity.
-pub fn default_identity() -> String {
-    let base = std::env::var("POD_NAME")
+/// Where this copy runs: `POD_NAME`, else the host name.
+pub fn host_name() -> Option<String> {
+    std::env::var("POD_NAME")
         .ok()
         .filter(|s| !s.is_empty())
         .or_else(|| {
@@ -237,7 +236,12 @@ pub fn default_identity() -> String {
                 .ok()
                 .and_then(|h| h.into_string().ok())
         })
-        .unwrap_or_else(|| "leaderrun".to_string());
+}
+
+/// `POD_NAME`, else the host name, plus a random suffix so that two copies on
+/// one host never share an identity.
+pub fn default_identity() -> String {
+    let base = host_name().unwrap_or_else(|| "leaderrun".to_string());
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
     let suffix: String = (0..5)

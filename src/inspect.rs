@@ -308,7 +308,7 @@ async fn list(args: &InspectArgs) -> Result<u8, InspectError> {
         .map_err(SetupError::from)?;
     let scope = (!args.all_namespaces).then_some(ns.as_str());
     let now = record::now();
-    let mut rows: Vec<(Kind, String, String, Result<Shown2, String>)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     let mut failures = Vec::new();
     match lock::list_managed::<Lease>(client.clone(), scope).await {
         Ok(found) => rows.extend(found.into_iter().map(|l| row(Kind::Lease, l))),
@@ -348,14 +348,17 @@ async fn list(args: &InspectArgs) -> Result<u8, InspectError> {
     Ok(0)
 }
 
+/// One line of the listing: kind, namespace, name, and the record (or why it cannot be read).
+type Row = (Kind, String, String, Result<ListedRecord, String>);
+
 /// An observed record, owned (the listing keeps them all).
-struct Shown2 {
+struct ListedRecord {
     record: LeaderRecord,
     resource_version: String,
     last_run: Option<LastRun>,
 }
 
-impl Shown2 {
+impl ListedRecord {
     fn shown(&self) -> Shown<'_> {
         Shown {
             record: &self.record,
@@ -365,8 +368,8 @@ impl Shown2 {
     }
 }
 
-fn row<K>(kind: Kind, l: lock::Listed<K>) -> (Kind, String, String, Result<Shown2, String>) {
-    let seen = l.seen.map_err(|e| e.to_string()).map(|o| Shown2 {
+fn row<K>(kind: Kind, l: lock::Listed<K>) -> Row {
+    let seen = l.seen.map_err(|e| e.to_string()).map(|o| ListedRecord {
         last_run: o.last_run.as_deref().and_then(LastRun::parse),
         record: o.record,
         resource_version: o.resource_version,
@@ -375,7 +378,7 @@ fn row<K>(kind: Kind, l: lock::Listed<K>) -> (Kind, String, String, Result<Shown
 }
 
 /// The listing as a table, for people.
-fn table(rows: &[(Kind, String, String, Result<Shown2, String>)], now: Time) -> String {
+fn table(rows: &[Row], now: Time) -> String {
     if rows.is_empty() {
         return "no locks managed by leaderrun here (objects labelled app.kubernetes.io/managed-by=leaderrun)
 ".into();

@@ -368,9 +368,7 @@ impl World {
     fn apply(&mut self, me: &Shared, slot: usize, req: &Req) -> Result<Answer, LockError> {
         let what = || format!("lock {slot}");
         match req {
-            Req::Get => Ok(Answer::Object(
-                self.objects.get(&slot).map(Stored::observed),
-            )),
+            Req::Get => Ok(self.objects.get(&slot).map(Stored::observed)),
             Req::Create(record, writer) => {
                 if self.objects.contains_key(&slot) {
                     return Err(LockError::AlreadyExists(what()));
@@ -387,7 +385,7 @@ impl World {
                 self.objects.insert(slot, s.clone());
                 let o = s.observed();
                 self.commit(me, slot, Some(s));
-                Ok(Answer::Object(Some(o)))
+                Ok(Some(o))
             }
             Req::Update {
                 rv,
@@ -413,13 +411,13 @@ impl World {
                     && next.writer == cur.writer
                 {
                     // A write that changes nothing: the same version, no event.
-                    return Ok(Answer::Object(Some(cur.observed())));
+                    return Ok(Some(cur.observed()));
                 }
                 next.rv = self.next_rv();
                 self.objects.insert(slot, next.clone());
                 let o = next.observed();
                 self.commit(me, slot, Some(next));
-                Ok(Answer::Object(Some(o)))
+                Ok(Some(o))
             }
         }
     }
@@ -509,9 +507,8 @@ impl Req {
     }
 }
 
-enum Answer {
-    Object(Option<Observed<SimObject>>),
-}
+/// What the server answers: the object after the request, or None (a get of nothing).
+type Answer = Option<Observed<SimObject>>;
 
 /// One process's view of one slot's lock.
 pub struct SimLock {
@@ -596,8 +593,8 @@ impl SimLock {
                     None => w.apply(&world, slot, &req),
                 };
                 let text = match &result {
-                    Ok(Answer::Object(Some(o))) => describe(o),
-                    Ok(Answer::Object(None)) => "not found".into(),
+                    Ok(Some(o)) => describe(o),
+                    Ok(None) => "not found".into(),
                     Err(e) => e.to_string(),
                 };
                 let fate = if lost { " (answer lost)" } else { "" };
@@ -615,7 +612,7 @@ impl SimLock {
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => {
                 let w = self.world.borrow_mut();
-                if let Ok(Answer::Object(Some(o))) = &result {
+                if let Ok(Some(o)) = &result {
                     w.net[process].saw(slot, &o.uid);
                 }
                 result
@@ -745,6 +742,15 @@ fn api_error(code: u16) -> LockError {
     }
 }
 
+impl SimLock {
+    /// A write's answer: the object as written (a write never answers "nothing").
+    async fn write(&self, req: Req, timeout: Duration) -> Result<Observed<SimObject>, LockError> {
+        self.request(req, timeout)
+            .await?
+            .ok_or_else(|| LockError::NotFound(self.describe()))
+    }
+}
+
 impl Lock for SimLock {
     type Object = SimObject;
 
@@ -757,8 +763,7 @@ impl Lock for SimLock {
     }
 
     async fn get(&self, timeout: Duration) -> Result<Option<Observed<SimObject>>, LockError> {
-        let Answer::Object(o) = self.request(Req::Get, timeout).await?;
-        Ok(o)
+        self.request(Req::Get, timeout).await
     }
 
     async fn create(
@@ -768,10 +773,7 @@ impl Lock for SimLock {
         timeout: Duration,
     ) -> Result<Observed<SimObject>, LockError> {
         let req = Req::Create(record.clone(), writer.map(String::from));
-        match self.request(req, timeout).await? {
-            Answer::Object(Some(o)) => Ok(o),
-            Answer::Object(None) => Err(LockError::NotFound(self.describe())),
-        }
+        self.write(req, timeout).await
     }
 
     async fn update(
@@ -792,10 +794,7 @@ impl Lock for SimLock {
             step_down: prev.step_down.clone().filter(|_| keep),
             writer: Some(writer.map(String::from)),
         };
-        match self.request(req, timeout).await? {
-            Answer::Object(Some(o)) => Ok(o),
-            Answer::Object(None) => Err(LockError::NotFound(self.describe())),
-        }
+        self.write(req, timeout).await
     }
 
     async fn request_step_down(
@@ -811,10 +810,7 @@ impl Lock for SimLock {
             step_down: Some(holder.to_string()),
             writer: None,
         };
-        match self.request(req, timeout).await? {
-            Answer::Object(Some(o)) => Ok(o),
-            Answer::Object(None) => Err(LockError::NotFound(self.describe())),
-        }
+        self.write(req, timeout).await
     }
 
     async fn watch(

@@ -293,19 +293,7 @@ impl Context<'_> {
             .await
         {
             Ok(job) => job,
-            Err(SpawnError::DeadlinePassed) => {
-                // Too late to start: the lock may be another's by now. Nothing ran.
-                self.reporter.lost(&Lost::Deadline {
-                    deadline: self.run.timing.renew_deadline,
-                    last_error: "the deadline passed before the child could start".into(),
-                });
-                self.reporter.ended();
-                return if self.run.args.rejoin {
-                    Phase::Waiting
-                } else {
-                    Phase::Done(exit::LEADERSHIP_LOST)
-                };
-            }
+            Err(SpawnError::DeadlinePassed) => return self.too_late_to_start(),
             Err(e) => {
                 let code = e.exit_code();
                 let outcome = Outcome::Exited {
@@ -356,6 +344,21 @@ impl Context<'_> {
             }
             End::Lost(lost @ Lost::SteppedDown) => Phase::Stopping(Box::new(job), lost, Some(l)),
             End::Lost(lost) => Phase::Stopping(Box::new(job), lost, None),
+        }
+    }
+
+    /// The guard would not start the child: the leadership's deadline had passed (leaderrun
+    /// was stopped after winning the lock), so the lock may be another's by now. Nothing ran.
+    fn too_late_to_start<O>(&mut self) -> Phase<O> {
+        self.reporter.lost(&Lost::Deadline {
+            deadline: self.run.timing.renew_deadline,
+            last_error: "the deadline passed before the child could start".into(),
+        });
+        self.reporter.ended();
+        if self.run.args.rejoin {
+            Phase::Waiting
+        } else {
+            Phase::Done(exit::LEADERSHIP_LOST)
         }
     }
 

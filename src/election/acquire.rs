@@ -115,16 +115,12 @@ impl<L: Lock> Election<L> {
             }
             match self.take(slot, &views[slot], decisions[slot].clone()).await {
                 Ok(leadership) => return self.keep_unless_stopped(leadership, stop).await,
-                // Until the slot is read again its view is stale: no decision is made on it
-                // (another slot's news must not send the same write again).
                 Err(Taken::Again) => {
-                    views[slot].unsure = true;
-                    views[slot].known = false;
+                    views[slot].write_did_not_take(true);
                     follows[slot].read_again();
                 }
                 Err(Taken::Pause(error)) => {
-                    views[slot].unsure |= error.is_some();
-                    views[slot].known = false;
+                    views[slot].write_did_not_take(error.is_some());
                     self.pause_after(slot, error, stop).await;
                     follows[slot].read_again();
                 }

@@ -70,6 +70,17 @@ impl<O> View<O> {
     }
 }
 
+impl<O> View<O> {
+    /// An acquiring write of ours did not take. Until the slot is read again its view is
+    /// stale: no decision is made on it (another slot's news must not send the same write
+    /// again). `changed`: the lock existed or changed meanwhile (a conflict, AlreadyExists,
+    /// no answer), so the next observation counts as a change.
+    pub fn write_did_not_take(&mut self, changed: bool) {
+        self.unsure |= changed;
+        self.known = false;
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// No object: create it, holding the lock.

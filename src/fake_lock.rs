@@ -30,6 +30,9 @@ pub enum Fault {
     Fail(fn(&str) -> LockError),
     /// Apply the call, but answer only after this long.
     Slow(Duration),
+    /// For a create: the request reaches the server only after this long, past the
+    /// caller's timeout (which it meets), and lands then if it still can.
+    Late(Duration),
     /// For a watch: open it, but never send anything.
     Stall,
     /// For an update: another client writes the very record the caller sent, first (a
@@ -154,6 +157,24 @@ impl FakeLock {
         })
     }
 
+    fn apply_create(
+        &self,
+        record: &LeaderRecord,
+        writer: Option<&str>,
+    ) -> Result<Observed<()>, LockError> {
+        let mut s = self.state();
+        if s.object.is_some() {
+            return Err(LockError::AlreadyExists(self.describe()));
+        }
+        s.rv += 1;
+        s.uids += 1;
+        let (rv, uid) = (s.rv, format!("uid-{}", s.uids));
+        s.object = Some((record.clone(), rv, uid));
+        s.writer = writer.map(String::from);
+        Self::notify(&mut s);
+        Ok(Self::observed(&s).unwrap_or_else(|| unreachable!("just created")))
+    }
+
     /// Records the call and takes its fault, if one is queued for it.
     fn enter(&self, op: Op) -> Option<Fault> {
         let mut s = self.state();
@@ -192,22 +213,19 @@ impl Lock for FakeLock {
         let slow = match self.enter(Op::Create) {
             Some(Fault::Fail(e)) => return Err(e(&self.describe())),
             Some(Fault::Slow(d)) => Some(d),
+            Some(Fault::Late(d)) => {
+                let (lock, record, writer) =
+                    (self.clone(), record.clone(), writer.map(String::from));
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    let _ = lock.apply_create(&record, writer.as_deref());
+                });
+                tokio::time::sleep(timeout.min(d)).await;
+                return Err(LockError::Timeout(timeout));
+            }
             _ => None,
         };
-        let result = {
-            let mut s = self.state();
-            if s.object.is_some() {
-                Err(LockError::AlreadyExists(self.describe()))
-            } else {
-                s.rv += 1;
-                s.uids += 1;
-                let (rv, uid) = (s.rv, format!("uid-{}", s.uids));
-                s.object = Some((record.clone(), rv, uid));
-                s.writer = writer.map(String::from);
-                Self::notify(&mut s);
-                Ok(Self::observed(&s).unwrap_or_else(|| unreachable!("just created")))
-            }
-        };
+        let result = self.apply_create(record, writer);
         if let Some(d) = slow {
             // The write landed; the answer is late (past the caller's timeout, it is lost).
             tokio::time::sleep(d).await;

@@ -97,8 +97,9 @@ impl LeaderRecord {
 
     /// The record that takes the lock for `me`: a new acquire time, and one more transition
     /// than the record taken over (the fencing token). `prev` is None when the object does
-    /// not exist; `seen_transitions` is then the count last seen before it was deleted, if
-    /// any, so that tokens never go backwards across a re-creation.
+    /// not exist; `seen_transitions` is the highest count seen on the lock (before it was
+    /// deleted, too), if any, so that tokens never go backwards across a re-creation that
+    /// this process saw.
     pub fn taken(
         prev: Option<&LeaderRecord>,
         seen_transitions: Option<i32>,
@@ -106,9 +107,11 @@ impl LeaderRecord {
         lease_seconds: i32,
         now: Time,
     ) -> LeaderRecord {
-        let transitions = match (prev, seen_transitions) {
-            (Some(p), _) => p.leader_transitions.saturating_add(1),
-            (None, Some(seen)) => seen.saturating_add(1),
+        // Above both the record taken over and any count seen before (a re-created object
+        // may start lower than the one deleted).
+        let transitions = match (prev.map(|p| p.leader_transitions), seen_transitions) {
+            (Some(p), Some(seen)) => p.max(seen).saturating_add(1),
+            (Some(n), None) | (None, Some(n)) => n.saturating_add(1),
             (None, None) => 0,
         };
         LeaderRecord {
@@ -389,6 +392,26 @@ mod tests {
         assert_eq!(
             r.to_annotation(),
             r#"{"holderIdentity":"me","leaseDurationSeconds":15,"acquireTime":"2026-11-25T02:50:36Z","renewTime":"2026-11-25T02:50:40Z","leaderTransitions":2}"#
+        );
+    }
+
+    #[test]
+    fn a_takeover_counts_on_from_the_highest_count_seen() {
+        let t = parse_time("2026-11-28T10:00:05Z").unwrap();
+        let created = LeaderRecord::taken(None, None, "a", 15, t);
+        assert_eq!(created.leader_transitions, 0);
+        assert_eq!(
+            LeaderRecord::taken(Some(&created), None, "b", 15, t).leader_transitions,
+            1
+        );
+        // A re-created object starting at 0 after one at 5 was seen: 6, not 1.
+        assert_eq!(
+            LeaderRecord::taken(Some(&created), Some(5), "b", 15, t).leader_transitions,
+            6
+        );
+        assert_eq!(
+            LeaderRecord::taken(None, Some(5), "b", 15, t).leader_transitions,
+            6
         );
     }
 

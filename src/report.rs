@@ -184,7 +184,7 @@ impl Observer for Reporter {
         if impostor {
             warn!(lock = %self.lock(), identity = %self.identity, "the lock names this process's identity, but another process wrote it: two processes run with the same --identity. Waiting as for any other holder; give each copy its own identity");
         } else if holder.is_empty() {
-            info!(lock = %self.lock(), identity = %self.identity, "waiting: the lock was deleted under its holder; waiting a lease duration before creating it");
+            info!(lock = %self.lock(), identity = %self.identity, "waiting: the lock was deleted under its holder; waiting a lease duration from the deletion before taking it");
         } else {
             info!(lock = %self.lock(), holder = %holder, identity = %self.identity, "waiting: the lock is held by another");
         }

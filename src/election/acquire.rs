@@ -72,7 +72,15 @@ impl<L: Lock> Election<L> {
             tokio::select! {
                 biased;
                 sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
-                (slot, seen) = next_of(&mut follows) => views[slot].see(seen?, Instant::now()),
+                (slot, seen) = next_of(&mut follows) => {
+                    let deletions = views[slot].deleted_at;
+                    views[slot].see(seen?, Instant::now());
+                    if views[slot].deleted_at != deletions {
+                        // A write sent before a deletion we now see was meant for the old
+                        // object: landed late on a new one, taking it is a new leadership.
+                        self.writes.new_round();
+                    }
+                }
                 _ = sleep_until_opt(until) => {}
             }
             if wait_deadline.is_some_and(|d| Instant::now() >= d) {

@@ -15,9 +15,13 @@ pub struct View<O> {
     pub observed_at: Instant,
     /// At least one observation was made.
     pub known: bool,
-    /// The object was deleted after we saw it: whoever held it last (perhaps a holder our
-    /// view missed) may still run; wait a lease from the deletion.
-    pub deleted_after_seen: bool,
+    /// When we last saw the object we knew deleted: gone, or replaced by an object with
+    /// another uid (deleted and created again between two observations). Whoever held the
+    /// old one (perhaps a holder our view missed) may still run: nothing is taken or
+    /// created before a lease from then, not even a record of ours that landed late (a
+    /// create that reached the server after its timeout, and after the deletion: found by
+    /// the simulation in CI, seed 7353976515771255075).
+    pub deleted_at: Option<Instant>,
     /// The highest transition count seen, so a re-created lock continues from it.
     pub transitions_seen: Option<i32>,
     /// An acquiring write of ours did not take (a conflict, AlreadyExists, or no answer):
@@ -34,7 +38,7 @@ impl<O> View<O> {
             current: None,
             observed_at: now,
             known: false,
-            deleted_after_seen: false,
+            deleted_at: None,
             transitions_seen: None,
             unsure: false,
         }
@@ -45,7 +49,14 @@ impl<O> View<O> {
     /// (labels, ConfigMap data) say nothing about the holder: counting them would let a
     /// busy ConfigMap postpone a takeover for ever.
     pub fn see(&mut self, seen: Option<Observed<O>>, now: Instant) {
+        let deleted = match (&self.current, &seen) {
+            (Some(_), None) => true,
+            (Some(a), Some(b)) => a.uid != b.uid,
+            (None, None) => self.unsure,
+            (None, Some(_)) => false,
+        };
         let changed = self.unsure
+            || deleted
             || match (&self.current, &seen) {
                 (Some(a), Some(b)) => a.record != b.record,
                 (None, None) => !self.known,
@@ -54,11 +65,8 @@ impl<O> View<O> {
         if changed {
             self.observed_at = now;
         }
-        match (&self.current, &seen) {
-            (Some(_), None) => self.deleted_after_seen = true,
-            (_, Some(_)) => self.deleted_after_seen = false,
-            (None, None) if self.unsure => self.deleted_after_seen = true,
-            (None, None) => {}
+        if deleted {
+            self.deleted_at = Some(now);
         }
         self.unsure = false;
         if let Some(o) = &seen {
@@ -88,7 +96,8 @@ pub enum Decision {
     /// Free, expired, or our own record: write ourselves in.
     Take,
     /// Held by another; look again at `until` unless something changes first. `impostor`:
-    /// the holder has our identity but is not this process.
+    /// the holder has our identity but is not this process. No holder: a deletion is
+    /// being waited out.
     Wait {
         until: Instant,
         holder: String,
@@ -104,8 +113,11 @@ pub fn decide<O>(
     lease_duration: Duration,
     now: Instant,
 ) -> Decision {
+    // After a deletion, the old object's holder may run until a lease from when we saw it.
+    let not_before = view.deleted_at.map(|d| d + lease_duration);
     let wait = |promised: Duration, holder: &str, impostor: bool| {
         let until = view.observed_at + promised.max(lease_duration);
+        let until = not_before.map_or(until, |n| n.max(until));
         if now >= until {
             Decision::Take
         } else {
@@ -116,25 +128,26 @@ pub fn decide<O>(
             }
         }
     };
+    // Free or ours, but perhaps only since a deletion: take it once the deletion is
+    // waited out. A lock that never existed is created at once.
+    let after_deletion = |d: Decision| match not_before {
+        Some(until) if now < until => Decision::Wait {
+            until,
+            holder: String::new(),
+            impostor: false,
+        },
+        _ => d,
+    };
     let Some(o) = &view.current else {
-        // A lock deleted after we saw it: its last holder may still run until a lease
-        // from the deletion runs out. A lock that never existed is created at once.
-        return if view.deleted_after_seen {
-            match wait(lease_duration, "", false) {
-                Decision::Take => Decision::Create,
-                w => w,
-            }
-        } else {
-            Decision::Create
-        };
+        return after_deletion(Decision::Create);
     };
     let r = &o.record;
     if !r.is_held() {
-        return Decision::Take;
+        return after_deletion(Decision::Take);
     }
     let impostor = r.holder_identity == me;
     if impostor && ours(o) {
-        return Decision::Take;
+        return after_deletion(Decision::Take);
     }
     // The holder promised to stop within the duration it wrote; honour that, but
     // never wait less than our own setting would.
@@ -275,6 +288,42 @@ mod tests {
     }
 
     #[test]
+    fn an_object_replaced_between_two_looks_is_a_deletion_even_when_the_new_record_is_ours() {
+        let t0 = Instant::now();
+        let mut v = view_of(Some(held_by("other", 15)), t0);
+        let replaced = t0 + Duration::from_secs(2);
+        let ours = Observed {
+            uid: "u2".into(),
+            ..obs(held_by("me", 15), "9")
+        };
+        v.see(Some(ours), replaced);
+        assert_eq!(v.deleted_at, Some(replaced));
+        assert!(matches!(
+            decide("me", &v, |_| true, D, replaced),
+            Decision::Wait { until, ref holder, .. } if until == replaced + D && holder.is_empty()
+        ));
+        assert_eq!(decide("me", &v, |_| true, D, replaced + D), Decision::Take);
+        // A free record in the new object, too.
+        let mut free = view_of(Some(held_by("other", 15)), t0);
+        free.see(
+            Some(Observed {
+                uid: "u2".into(),
+                ..obs(held_by("", 1), "9")
+            }),
+            replaced,
+        );
+        assert!(matches!(
+            decide("me", &free, |_| false, D, replaced),
+            Decision::Wait { until, .. } if until == replaced + D
+        ));
+        // The same object, rewritten: no deletion.
+        let mut same = view_of(Some(held_by("other", 15)), t0);
+        same.see(Some(obs(held_by("", 1), "9")), replaced);
+        assert_eq!(same.deleted_at, None);
+        assert_eq!(decide("me", &same, |_| false, D, replaced), Decision::Take);
+    }
+
+    #[test]
     fn observation_time_moves_only_when_the_record_changes() {
         let t0 = Instant::now();
         let mut v: View<()> = View::new(t0);
@@ -291,7 +340,7 @@ mod tests {
         assert_eq!(v.observed_at, s(6));
         v.see(None, s(7));
         assert_eq!(v.observed_at, s(7));
-        assert!(v.deleted_after_seen);
+        assert_eq!(v.deleted_at, Some(s(7)));
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! - the leader's deadline is anchored at the *send* time of its last renew that changed
 //!   the record, which is before any follower could have observed that renew;
 //! - a deletion is a change of the record: a copy that saw the lock (held or free) and
-//!   then saw it deleted waits a lease duration from that moment before creating it (a
-//!   free record may be a stale view: another may have taken it while our watch was down);
+//!   then saw it deleted (gone, or another object in its place) waits a lease duration from
+//!   that moment before creating or taking it, even when the new object holds a record of
+//!   ours (a create that landed after its timeout); a free record may be a stale view:
+//!   another may have taken it while our watch was down;
 //! - a record that names our identity but was not written by this process is another
 //!   holder (two processes given one `--identity` never both lead);
 //! - a renewTime never goes backwards (`LeaderRecord::renewed`).
@@ -167,8 +169,10 @@ impl<L: Lock> Election<L> {
     /// anything, not yet confirmed by this round (`known` is false until it reads).
     fn recall(&self, slot: usize, now: Instant) -> View<L::Object> {
         match self.memory().get(slot).cloned().flatten() {
+            // Unwatched since: a deletion seen then is waited out from now, as is any change.
             Some(v) => View {
                 observed_at: now,
+                deleted_at: v.deleted_at.map(|_| now),
                 known: false,
                 ..v
             },

@@ -570,3 +570,42 @@ async fn a_lock_another_created_meanwhile_and_gone_by_our_read_is_waited_out() {
     assert!(close(t0.elapsed(), LEASE), "{:?}", t0.elapsed());
     assert_eq!(l.fencing_token, 0);
 }
+
+/// Our create reaches the server only after its timeout. Meanwhile another copy creates the
+/// lock and leads, we read its record, the lock is deleted at 2.6 s, and our create lands at
+/// 2.7 s on a new object: our record, our mark. The old holder may run until a lease after
+/// we saw the deletion; the late record is no leadership of ours to resume before that, and
+/// taking it is a new leadership, with a token above the old holder's (found by the
+/// simulation in CI, seed 7353976515771255075: two jobs at once with one token).
+async fn a_create_landing_after_a_deletion(watch: bool) {
+    let lock = FakeLock::default();
+    if !watch {
+        lock.fault(Op::Watch, Fault::Fail(fake_lock::refused));
+    }
+    lock.fault(Op::Create, Fault::Late(Duration::from_millis(2700)));
+    let l2 = lock.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        l2.write(held("other"));
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        l2.delete();
+    });
+    let t0 = Instant::now();
+    let l = acquire(&election(&lock, "me")).await.unwrap();
+    let deleted = Duration::from_millis(2600);
+    assert!(t0.elapsed() >= deleted + LEASE, "{:?}", t0.elapsed());
+    assert_eq!(lock.record().map(|r| r.holder_identity), Some("me".into()));
+    assert_eq!(l.fencing_token, 6, "the old holder's was 5");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_of_ours_landing_after_a_deletion_we_saw_waits_it_out() {
+    a_create_landing_after_a_deletion(true).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_of_ours_replacing_the_object_we_saw_waits_out_the_deletion() {
+    // Polling: no read falls between the deletion and our create's landing; the object's
+    // new uid is what tells of the deletion.
+    a_create_landing_after_a_deletion(false).await;
+}

@@ -83,6 +83,11 @@ const REGRESSIONS: &[Regression] = &[
         None,
         "after no object is found, the next watch starts from now",
     ),
+    (
+        7353976515771255075,
+        None,
+        "a create of ours landing after a deletion waits the deletion out (found in CI)",
+    ),
 ];
 
 /// The default timings, one per seed in turn: valid by the CLI's rule, short enough that a

@@ -118,7 +118,9 @@ pub struct World {
     pub trace: Option<Vec<String>>,
     /// Creates sent and not yet answered (or timed out), per slot: a create sent before its
     /// process saw the current object would land after a deletion as if the lock were new
-    /// (the documented limit), so the driver deletes only when there is none.
+    /// (the documented limit), so the driver deletes only when there is none. One that timed
+    /// out may still land after a deletion: its process has read the object since, and must
+    /// wait the deletion out (seed 7353976515771255075).
     pub creates_in_flight: BTreeMap<usize, u32>,
 }
 

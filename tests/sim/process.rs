@@ -157,6 +157,7 @@ async fn wait_for_lock(
         no_wait: opts.no_wait,
         wait_timeout: None,
     };
+    sim.world.borrow_mut().round_begun(me);
     let acquire = election.acquire(wait, &mut stop_rx, &observer);
     tokio::pin!(acquire);
     let result = loop {

@@ -96,6 +96,9 @@ pub struct Net {
     pub seen: Arc<Mutex<std::collections::BTreeSet<(usize, String)>>>,
     /// Requests sent, by simulated second.
     pub sent: BTreeMap<u64, u32>,
+    /// Acquiring rounds begun (a start, `--rejoin`), by simulated second: each reads every
+    /// slot and opens its watch afresh.
+    pub rounds: BTreeMap<u64, u32>,
 }
 
 pub struct World {
@@ -362,8 +365,17 @@ impl World {
     }
 
     fn count(&mut self, process: usize) {
-        let second = (Instant::now() - self.start).as_secs();
+        let second = self.second();
         *self.net[process].sent.entry(second).or_default() += 1;
+    }
+
+    pub fn round_begun(&mut self, process: usize) {
+        let second = self.second();
+        *self.net[process].rounds.entry(second).or_default() += 1;
+    }
+
+    fn second(&self) -> u64 {
+        (Instant::now() - self.start).as_secs()
     }
 
     /// Applies one request at the server.

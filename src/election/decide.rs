@@ -15,8 +15,8 @@ pub struct View<O> {
     pub observed_at: Instant,
     /// At least one observation was made.
     pub known: bool,
-    /// When we last saw the object we knew deleted: gone, or replaced by an object with
-    /// another uid (deleted and created again between two observations). Whoever held the
+    /// When we last learned that an object we had seen was deleted: it was gone, or another
+    /// object (another uid) stood in its place at our next look. Whoever held the
     /// old one (perhaps a holder our view missed) may still run: nothing is taken or
     /// created before a lease from then, not even a record of ours that landed late (a
     /// create that reached the server after its timeout, and after the deletion: found by

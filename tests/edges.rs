@@ -197,6 +197,68 @@ async fn a_twin_taking_over_a_dead_twins_lease_gets_the_next_token() {
 }
 
 #[tokio::test]
+async fn a_create_that_lands_after_a_deletion_is_not_led_before_the_deletion_is_waited_out() {
+    // A's create reaches the store only after A gave up on it. Meanwhile B creates the lock
+    // and leads, A reads B's record, and the lock is deleted under B; then A's create lands:
+    // A's own record, with A's mark, on a new object. B may still be stopping its job, so A
+    // waits a lease from the deletion like any copy that saw it, and leads with a token
+    // above B's (found by the simulation in CI, seed 7353976515771255075).
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("a create carried out after its client gave up") else {
+        return;
+    };
+    for kind in KINDS {
+        let name = api.lock_name("late-create");
+        let log = api.log_path();
+        let _ = std::fs::remove_file(&log);
+        let (a_id, b_id) = (format!("lc-a-{kind}"), format!("lc-b-{kind}"));
+        // A's call times out after the renew deadline (2 s); its create lands at 4 s.
+        emu.add_fault(
+            Fault::new(Action::LateRequest { ms: 4000 })
+                .for_client(&a_id)
+                .method("POST")
+                .times(1),
+        );
+        let a = job_candidate(&api, kind, &name, &a_id, &FAST, "0.5");
+        wait_request(emu, "A's first read", |e| {
+            e.client == a_id && e.verb == "get" && e.status == 404
+        })
+        .await;
+        let b = job_candidate(&api, kind, &name, &b_id, &FAST, "1000");
+        wait_log(&log, LONG, |l| l.len() == 1).await;
+        wait_request(emu, "A's read of B's record", |e| {
+            e.client == a_id && e.verb == "get" && e.status == 200
+        })
+        .await;
+        let deleted_at = now_nanos();
+        delete_lock(&api, kind, &name).await;
+        let (code, stderr) = exit_of(b, LONG).await;
+        assert_eq!(code, 121, "{kind}: B lost its lock: {stderr}");
+        let (code, stderr) = exit_of(a, LONG).await;
+        assert_eq!(code, 0, "{kind}: {stderr}");
+        let landed = emu
+            .request_log()
+            .into_iter()
+            .find(|e| e.client == a_id && e.method == "POST")
+            .map(|e| e.status);
+        assert_eq!(landed, Some(201), "{kind}: A's late create landed");
+        let lines = read_log(&log);
+        assert_eq!(lines.len(), 4, "{kind}: {lines:#?}");
+        assert_no_overlap(&lines);
+        assert_eq!(lines[2].id, a_id, "{kind}: {lines:#?}");
+        assert!(
+            lines[2].nanos >= deleted_at + 4_000_000_000,
+            "{kind}: A started {}ms after the deletion, within the 4s lease",
+            (lines[2].nanos - deleted_at) / 1_000_000
+        );
+        assert!(
+            lines[2].token > lines[0].token,
+            "{kind}: A's token is above B's: {lines:#?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn term_during_the_acquiring_write_releases_the_lock_it_landed() {
     let api = Api::start().await;
     let Some(emu) = api.emulator("late answer to the acquiring write") else {

@@ -68,12 +68,18 @@ pub enum Action {
     /// Carry the request out, then answer this much later (past the client's timeout,
     /// the write landed all the same).
     LateAnswer { ms: u64 },
+    /// Carry the request out only this much later, whether or not its client still waits:
+    /// a server whose storage is slow finishes a write whose client timed out and went on.
+    LateRequest { ms: u64 },
 }
 
 impl Action {
     /// Actions that let the request through and change only its answer.
     pub fn applies_request(&self) -> bool {
-        matches!(self, Action::LoseAnswer | Action::LateAnswer { .. })
+        matches!(
+            self,
+            Action::LoseAnswer | Action::LateAnswer { .. } | Action::LateRequest { .. }
+        )
     }
 }
 
@@ -208,7 +214,7 @@ pub(crate) async fn outcome(
         Action::Latency { .. } | Action::Stall => {
             unreachable!("latencies are summed and stalls apply to open watches; never chosen")
         }
-        Action::LoseAnswer | Action::LateAnswer { .. } => {
+        Action::LoseAnswer | Action::LateAnswer { .. } | Action::LateRequest { .. } => {
             unreachable!("the request is carried out first (routing::handle)")
         }
         Action::Drop | Action::Partition => Outcome::Drop,

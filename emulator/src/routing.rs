@@ -285,6 +285,24 @@ pub(crate) async fn handle(
     }
     entry.fault = decided.as_ref().map(|(id, _)| *id);
     let outcome = match decided {
+        Some((_, faults::Action::LateRequest { ms })) => {
+            // Read whole now, carried out later by a task of its own: the client may time
+            // out and close the stream meanwhile, and the write lands all the same.
+            let (parts, body) = req.into_parts();
+            let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+            let req = Request::from_parts(parts, http_body_util::Full::new(body));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let (resp, rv) = answer(&shared, req, target, &client).await;
+                entry.resource_version = rv;
+                entry.status = resp.status().as_u16();
+                finish(&shared, entry, arrived);
+                let _ = tx.send(resp);
+            });
+            return Ok(rx.await?);
+        }
         // The request is carried out; only its answer is lost or late.
         Some((_, action)) if action.applies_request() => {
             let (resp, rv) = answer(&shared, req, target, &client).await;
@@ -334,7 +352,7 @@ pub(crate) async fn handle(
 /// Also the resourceVersion answered, for the log.
 async fn answer(
     shared: &Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<impl crate::verbs::RequestBody>,
     t: Target,
     client: &ClientId,
 ) -> (Response<Body>, String) {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
@@ -13,7 +12,7 @@ use serde_json::{json, Value};
 use crate::faults::ClientId;
 use crate::kind::Kind;
 use crate::query::{parse_selector, Query};
-use crate::response::{error_response, json_response, Body};
+use crate::response::{error_response, json_response, Body, BoxError};
 use crate::state::Shared;
 use crate::status::{self, ApiError};
 use crate::store::{self, PatchKind};
@@ -22,7 +21,19 @@ use crate::sync::lock;
 /// kube-apiserver's `MaxRequestBodyBytes`.
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
-pub(crate) async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+/// A request's body as the verbs take it: as it arrived, or read whole before (a request
+/// carried out after its client left, `Action::LateRequest`).
+pub(crate) trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+pub(crate) async fn read_body(req: Request<impl RequestBody>) -> Result<Bytes, ApiError> {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(status::too_large()),
@@ -35,7 +46,7 @@ pub(crate) async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError>
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn resource(
     shared: &Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<impl RequestBody>,
     kind: Kind,
     ns: Option<&str>,
     name: &str,
@@ -103,7 +114,7 @@ pub(crate) async fn resource(
 }
 
 /// The request's media type, lowercased, without parameters (`; charset=...`).
-fn media_type(req: &Request<Incoming>) -> String {
+fn media_type<B>(req: &Request<B>) -> String {
     req.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -253,3 +253,41 @@ async fn a_lost_or_late_answer_still_carries_out_the_write() {
         Some("c")
     );
 }
+
+#[tokio::test]
+async fn a_late_request_lands_after_its_client_gave_up() {
+    use kube_emulator::{Action, Fault};
+    let e = Emulator::start(Config::default()).await.unwrap();
+    let api: Api<Lease> = Api::namespaced(client(&e, None).await, "default");
+    e.add_fault(
+        Fault::new(Action::LateRequest { ms: 600 })
+            .method("POST")
+            .times(1),
+    );
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        api.create(&PostParams::default(), &lease("late", "a")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "no answer within the client's timeout");
+    // Not carried out yet: the request is still on its way to the store.
+    assert!(api.get_opt("late").await.unwrap().is_none());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(l) = api.get_opt("late").await.unwrap() {
+            assert_eq!(l.spec.unwrap().holder_identity.as_deref(), Some("a"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the create never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logged = e
+        .request_log()
+        .into_iter()
+        .find(|l| l.method == "POST")
+        .expect("the create is in the log");
+    assert_eq!(logged.status, 201, "{logged:?}");
+}

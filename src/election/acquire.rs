@@ -72,15 +72,7 @@ impl<L: Lock> Election<L> {
             tokio::select! {
                 biased;
                 sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
-                (slot, seen) = next_of(&mut follows) => {
-                    let deletions = views[slot].deleted_at;
-                    views[slot].see(seen?, Instant::now());
-                    if views[slot].deleted_at != deletions {
-                        // A write sent before a deletion we now see was meant for the old
-                        // object: landed late on a new one, taking it is a new leadership.
-                        self.writes.new_round();
-                    }
-                }
+                (slot, seen) = next_of(&mut follows) => self.see(&mut views[slot], seen?),
                 _ = sleep_until_opt(until) => {}
             }
             if wait_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -134,6 +126,17 @@ impl<L: Lock> Election<L> {
                 }
                 Err(Taken::Fail(e)) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Takes in what a slot's `Follow` saw. A deletion seen (no object, or another in its
+    /// place) ends the round of writes: a write sent before it was meant for the old object,
+    /// and if it landed late on a new one, taking it is a new leadership.
+    fn see(&self, view: &mut View<L::Object>, seen: Option<Observed<L::Object>>) {
+        let deletions = view.deleted_at;
+        view.see(seen, Instant::now());
+        if view.deleted_at != deletions {
+            self.writes.new_round();
         }
     }
 

@@ -326,7 +326,10 @@ async fn as_pid_1_strays_of_an_exec_plugin_are_reaped_in_every_phase() {
             std::env::var("LEADERRUN_REQUIRE_REAL_CLIENTS").is_err(),
             "unshare --pid must work in CI"
         );
-        eprintln!("SKIPPED PID 1 strays: `unshare --pid --fork` is not permitted here");
+        skip(
+            "PID 1 strays",
+            "`unshare --pid --fork` is not permitted here",
+        );
         return;
     }
     let api = Api::start().await;
@@ -406,7 +409,7 @@ impl Terminal {
                 std::env::var("LEADERRUN_REQUIRE_REAL_CLIENTS").is_err(),
                 "tmux must be installed in CI"
             );
-            eprintln!("SKIPPED terminal test: no tmux (run .ci/run to install it)");
+            skip("terminal test", "no tmux (run .ci/run to install it)");
             return None;
         }
         let t = Terminal {

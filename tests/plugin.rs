@@ -19,7 +19,10 @@ fn kubectl_with_plugin(dir: &std::path::Path) -> Option<(PathBuf, String)> {
             std::env::var("LEADERRUN_REQUIRE_REAL_CLIENTS").as_deref() != Ok("1"),
             "LEADERRUN_REQUIRE_REAL_CLIENTS=1 but kubectl was not found"
         );
-        eprintln!("SKIPPED kubectl plugin: needs kubectl (KUBECTL, .ci/tools or PATH)");
+        skip(
+            "kubectl plugin",
+            "needs kubectl (KUBECTL, .ci/tools or PATH)",
+        );
         return None;
     };
     let bin = dir.join("plugins");

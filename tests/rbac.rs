@@ -512,7 +512,7 @@ async fn every_deploy_file_passes_a_server_side_dry_run() {
             std::env::var("LEADERRUN_REQUIRE_REAL_CLIENTS").as_deref() != Ok("1"),
             "no kubectl, and LEADERRUN_REQUIRE_REAL_CLIENTS=1"
         );
-        eprintln!("SKIPPED dry run: no kubectl");
+        skip("dry run", "no kubectl");
         return;
     };
     let kc = admin.dir.path().join("admin.kubeconfig");

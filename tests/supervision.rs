@@ -160,7 +160,7 @@ async fn as_pid_1_it_reaps_orphans_and_forwards_term() {
             std::env::var("LEADERRUN_REQUIRE_REAL_CLIENTS").is_err(),
             "unshare --pid must work in CI"
         );
-        eprintln!("SKIPPED PID 1 test: `unshare --pid --fork` is not permitted here");
+        skip("PID 1 test", "`unshare --pid --fork` is not permitted here");
         return;
     }
     let api = Api::start().await;
@@ -275,7 +275,7 @@ async fn ctrl_c_in_a_terminal_stops_the_job_and_leaderrun() {
             std::env::var("LEADERRUN_REQUIRE_REAL_CLIENTS").is_err(),
             "tmux must be installed in CI"
         );
-        eprintln!("SKIPPED terminal test: no tmux (run .ci/run to install it)");
+        skip("terminal test", "no tmux (run .ci/run to install it)");
         return;
     }
     let api = Api::start().await;

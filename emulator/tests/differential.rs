@@ -57,7 +57,12 @@ fn real_kubeconfig() -> Option<String> {
                 std::env::var("LEADERRUN_REQUIRE_REAL_SERVER").as_deref() != Ok("1"),
                 "LEADERRUN_REQUIRE_REAL_SERVER=1 but LEADERRUN_TEST_KUBECONFIG is not set"
             );
-            eprintln!("SKIPPED differential: set LEADERRUN_TEST_KUBECONFIG to a real API server (tests/real-apiserver/run)");
+            // Past libtest's capture, so that the run's output shows the skip.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED differential: set LEADERRUN_TEST_KUBECONFIG to a real API server (tests/real-apiserver/run)"
+            );
             None
         }
     }

@@ -19,7 +19,12 @@ fn skip(suite: &str, why: &str) {
         !required(),
         "{suite}: {why}, and LEADERRUN_REQUIRE_REAL_CLIENTS=1 says it must run"
     );
-    eprintln!("SKIPPED {suite}: {why} (run .ci/run to install it)");
+    // Past libtest's capture, so that the run's output shows the skip.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {suite}: {why} (run .ci/run to install it)"
+    );
 }
 
 fn workspace() -> PathBuf {

@@ -12,6 +12,14 @@ use tokio::process::{Child, Command};
 
 pub const KINDS: [&str; 2] = ["lease", "configmap"];
 
+/// Says that a test did not run, and why, where the run's output shows it: straight to the
+/// process's stderr (libtest captures `eprintln!`, so a skip would pass unseen), on a line of
+/// its own starting `SKIPPED` (.ci/run counts them).
+pub fn skip(what: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {what}: {why}");
+}
+
 pub struct Api {
     pub emulator: Option<Emulator>,
     real_kubeconfig: Option<PathBuf>,
@@ -51,7 +59,7 @@ impl Api {
     /// The emulator, or None (with a note) on a real cluster, for fault tests.
     pub fn emulator(&self, test: &str) -> Option<&Emulator> {
         if self.emulator.is_none() {
-            eprintln!("SKIPPED {test}: needs fault injection, which only the emulator has");
+            skip(test, "needs fault injection, which only the emulator has");
         }
         self.emulator.as_ref()
     }
@@ -475,7 +483,7 @@ pub fn real_server(test: &str) -> Option<PathBuf> {
                 std::env::var("LEADERRUN_REQUIRE_REAL_SERVER").as_deref() != Ok("1"),
                 "{test}: LEADERRUN_REQUIRE_REAL_SERVER=1 but LEADERRUN_TEST_KUBECONFIG is not set"
             );
-            eprintln!("SKIPPED {test}: needs a real API server (LEADERRUN_TEST_KUBECONFIG, from tests/real-apiserver/run)");
+            skip(test, "needs a real API server (LEADERRUN_TEST_KUBECONFIG, from tests/real-apiserver/run)");
             None
         }
     }

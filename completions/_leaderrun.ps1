@@ -35,8 +35,8 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
         'leaderrun;run' {
             [CompletionResult]::new('--lock', '--lock', [CompletionResultType]::ParameterName, 'Kind of lock object')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages')
-            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
-            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use [default: the current context]')
             [CompletionResult]::new('--identity', '--identity', [CompletionResultType]::ParameterName, 'Identity written as holder [default: $POD_NAME, else the host name, plus a random suffix]')
@@ -67,8 +67,8 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
         'leaderrun;inspect' {
             [CompletionResult]::new('--lock', '--lock', [CompletionResultType]::ParameterName, 'Kind of lock object')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages')
-            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
-            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use [default: the current context]')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
@@ -90,8 +90,8 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
         'leaderrun;force-release' {
             [CompletionResult]::new('--lock', '--lock', [CompletionResultType]::ParameterName, 'Kind of lock object')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages')
-            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
-            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use [default: the current context]')
             [CompletionResult]::new('--slot', '--slot', [CompletionResultType]::ParameterName, 'The slot of a lock run with --slots (the object NAME-K)')
@@ -109,8 +109,8 @@ Register-ArgumentCompleter -Native -CommandName 'leaderrun' -ScriptBlock {
         'leaderrun;step-down' {
             [CompletionResult]::new('--lock', '--lock', [CompletionResultType]::ParameterName, 'Kind of lock object')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages')
-            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
-            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Kubeconfig context to use [default: the current context]')
             [CompletionResult]::new('--slot', '--slot', [CompletionResultType]::ParameterName, 'The slot of a lock run with --slots (the object NAME-K)')

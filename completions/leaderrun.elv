@@ -31,8 +31,8 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
         &'leaderrun;run'= {
             cand --lock 'Kind of lock object'
             cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages'
-            cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
-            cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand -n 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]'
+            cand --namespace 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]'
             cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
             cand --context 'Kubeconfig context to use [default: the current context]'
             cand --identity 'Identity written as holder [default: $POD_NAME, else the host name, plus a random suffix]'
@@ -62,8 +62,8 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
         &'leaderrun;inspect'= {
             cand --lock 'Kind of lock object'
             cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages'
-            cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
-            cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand -n 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]'
+            cand --namespace 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]'
             cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
             cand --context 'Kubeconfig context to use [default: the current context]'
             cand -o 'Output format'
@@ -84,8 +84,8 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
         &'leaderrun;force-release'= {
             cand --lock 'Kind of lock object'
             cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages'
-            cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
-            cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand -n 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]'
+            cand --namespace 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]'
             cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
             cand --context 'Kubeconfig context to use [default: the current context]'
             cand --slot 'The slot of a lock run with --slots (the object NAME-K)'
@@ -102,8 +102,8 @@ set edit:completion:arg-completer[leaderrun] = {|@words|
         &'leaderrun;step-down'= {
             cand --lock 'Kind of lock object'
             cand --name 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages'
-            cand -n 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
-            cand --namespace 'Namespace [default: the in-cluster namespace, else the kubeconfig context''s, else "default"]'
+            cand -n 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]'
+            cand --namespace 'Namespace [default: with a kubeconfig, its context''s ("default" when it names none); without one, in a pod, the service account''s]'
             cand --kubeconfig 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]'
             cand --context 'Kubeconfig context to use [default: the current context]'
             cand --slot 'The slot of a lock run with --slots (the object NAME-K)'

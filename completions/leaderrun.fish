@@ -34,7 +34,7 @@ complete -c leaderrun -n "__fish_leaderrun_needs_command" -f -a "help" -d 'Print
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l lock -d 'Kind of lock object' -r -f -a "lease\t'A coordination.k8s.io/v1 Lease'
 configmap\t'A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation'"
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages' -r
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s n -l namespace -d 'Namespace [default: with a kubeconfig, its context\'s ("default" when it names none); without one, in a pod, the service account\'s]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l context -d 'Kubeconfig context to use [default: the current context]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -l identity -d 'Identity written as holder [default: $POD_NAME, else the host name, plus a random suffix]' -r
@@ -61,7 +61,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand run" -s h -l help -d
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l lock -d 'Kind of lock object' -r -f -a "lease\t'A coordination.k8s.io/v1 Lease'
 configmap\t'A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation'"
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages' -r
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s n -l namespace -d 'Namespace [default: with a kubeconfig, its context\'s ("default" when it names none); without one, in a pod, the service account\'s]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -l context -d 'Kubeconfig context to use [default: the current context]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s o -l output -d 'Output format' -r -f -a "text\t''
@@ -77,7 +77,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand inspect" -s h -l hel
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l lock -d 'Kind of lock object' -r -f -a "lease\t'A coordination.k8s.io/v1 Lease'
 configmap\t'A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation'"
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages' -r
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -s n -l namespace -d 'Namespace [default: with a kubeconfig, its context\'s ("default" when it names none); without one, in a pod, the service account\'s]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l context -d 'Kubeconfig context to use [default: the current context]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -l slot -d 'The slot of a lock run with --slots (the object NAME-K)' -r
@@ -91,7 +91,7 @@ complete -c leaderrun -n "__fish_leaderrun_using_subcommand force-release" -s h 
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l lock -d 'Kind of lock object' -r -f -a "lease\t'A coordination.k8s.io/v1 Lease'
 configmap\t'A v1 ConfigMap with the record in the control-plane.alpha.kubernetes.io/leader annotation'"
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l name -d 'Name of the Lease or ConfigMap (a DNS-1123 subdomain). Required, except by `inspect`, which without it lists the locks leaderrun manages' -r
-complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -s n -l namespace -d 'Namespace [default: the in-cluster namespace, else the kubeconfig context\'s, else "default"]' -r
+complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -s n -l namespace -d 'Namespace [default: with a kubeconfig, its context\'s ("default" when it names none); without one, in a pod, the service account\'s]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l kubeconfig -d 'Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster]' -r -F
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l context -d 'Kubeconfig context to use [default: the current context]' -r
 complete -c leaderrun -n "__fish_leaderrun_using_subcommand step-down" -l slot -d 'The slot of a lock run with --slots (the object NAME-K)' -r

@@ -67,7 +67,8 @@ pub struct LockArgs {
     /// which without it lists the locks leaderrun manages.
     #[arg(long, env = "LEADERRUN_NAME")]
     pub name: Option<String>,
-    /// Namespace [default: the in-cluster namespace, else the kubeconfig context's, else "default"].
+    /// Namespace [default: with a kubeconfig, its context's ("default" when it names none);
+    /// without one, in a pod, the service account's].
     #[arg(short = 'n', long, env = "LEADERRUN_NAMESPACE")]
     pub namespace: Option<String>,
     /// Path to a kubeconfig [default: $KUBECONFIG, else ~/.kube/config, else in-cluster].

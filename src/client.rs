@@ -15,7 +15,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Target {
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
-    /// None: the in-cluster namespace, else the kubeconfig context's, else "default".
+    /// None: with a kubeconfig, its context's ("default" when it names none); without one,
+    /// in a pod, the service account's.
     pub namespace: Option<String>,
 }
 

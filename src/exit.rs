@@ -3,6 +3,9 @@
 
 pub const USAGE: u8 = 64;
 pub const API: u8 = 69;
+/// The operating system refused what leaderrun needs to run at all: its runtime, its signal
+/// handlers (EX_OSERR).
+pub const OS: u8 = 71;
 pub const LOCK_HELD: u8 = 75;
 pub const CONFIG: u8 = 78;
 pub const LEADERSHIP_LOST: u8 = 121;
@@ -22,9 +25,8 @@ pub trait Failure: std::fmt::Display {
     fn exit_code(&self) -> u8;
 }
 
-/// The guard's own exit when it cannot set itself up or wait (EX_SOFTWARE): leaderrun sees a
-/// job that never started, or a guard gone, and stops as it would for those.
-pub const GUARD_FAILED: i32 = 70;
+/// The guard's own exit when it cannot set itself up or wait (defined by the guard crate).
+pub use leaderrun_guard::GUARD_FAILED;
 
 /// Every exit code of `leaderrun run`: (code, meaning), in the order they are documented.
 pub const TABLE: &[(&str, &str)] = &[
@@ -38,6 +40,10 @@ pub const TABLE: &[(&str, &str)] = &[
     (
         "69",
         "Kubernetes API error: refused (401/403, with the verb and resource to grant), a missing namespace, or a lock record that cannot be read",
+    ),
+    (
+        "71",
+        "the operating system refused leaderrun its runtime or its signal handlers (nothing was written to the lock)",
     ),
     (
         "75",

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{self, LeaderRecord, Time};
 
-/// The annotation that carries the last run, as JSON.
-pub const LAST_RUN: &str = "leaderrun.io/last-run";
+/// The annotation that carries the last run (with leaderrun's other keys, in lock/notes.rs).
+pub use crate::lock::LAST_RUN;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,7 +121,7 @@ impl LastRun {
                 _ => None,
             })
             .and_then(record::parse_time)
-            .map(|t| crate::inspect::human(record::seconds_between(t, now) as i64))
+            .map(|t| record::human(record::seconds_between(t, now) as i64))
             .unwrap_or_else(|| "-".into());
         format!("{outcome}, {}, {when}", self.holder)
     }
@@ -135,7 +135,7 @@ impl LastRun {
                     format!(
                         "{} ({})",
                         record::format_seconds(t),
-                        crate::inspect::human(record::seconds_between(t, now) as i64)
+                        record::human(record::seconds_between(t, now) as i64)
                     )
                 })
                 .unwrap_or_else(|| "-".into())
@@ -176,7 +176,7 @@ impl LastRun {
 }
 
 fn human_span(secs: f64) -> String {
-    crate::inspect::human(secs.max(0.0) as i64)
+    record::human(secs.max(0.0) as i64)
         .trim_end_matches(" ago")
         .to_string()
 }

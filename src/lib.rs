@@ -1,5 +1,7 @@
 //! leaderrun: run a command only while holding a Kubernetes leader-election lock.
-//! The binary is `src/main.rs`; the modules are public for tests and fuzzing.
+//! The binary is `src/main.rs`; the modules are public for the integration tests and the
+//! simulation. The guard, the /proc scan and the signal rules are the crate `leaderrun-guard`
+//! (guard/), re-exported here under their old names.
 
 pub mod cli;
 pub mod client;
@@ -7,21 +9,19 @@ pub mod docs;
 pub mod election;
 pub mod events;
 pub mod exit;
-#[cfg(test)]
-mod fake_lock;
-pub mod guard;
+pub mod force_release;
+pub use leaderrun_guard as guard;
 pub mod health;
 pub mod inspect;
 pub mod lastrun;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
-pub mod proc_tree;
 pub mod reaper;
 pub mod record;
 pub mod report;
 pub mod run;
 pub mod settings;
-pub mod signals;
+pub use leaderrun_guard::{proc_tree, signals};
 pub mod stepdown;
 pub mod supervisor;

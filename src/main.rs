@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use leaderrun::cli::{Cli, Command};
-use leaderrun::{exit, guard, inspect, logging, run, stepdown};
+use leaderrun::{exit, force_release, guard, inspect, logging, run, stepdown};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -36,7 +36,7 @@ fn try_main(cli: Cli) -> u8 {
         Ok(r) => r,
         Err(e) => {
             eprintln!("leaderrun: cannot start the runtime: {e}");
-            return exit::API;
+            return exit::OS;
         }
     };
     runtime.block_on(async {
@@ -45,7 +45,9 @@ fn try_main(cli: Cli) -> u8 {
             Command::Run(args) => run::run(args).await.map_err(failure),
             Command::Inspect(args) => inspect::inspect(args).await.map_err(failure),
             Command::StepDown(args) => stepdown::step_down(args).await.map_err(failure),
-            Command::ForceRelease(args) => inspect::force_release(args).await.map_err(failure),
+            Command::ForceRelease(args) => {
+                force_release::force_release(args).await.map_err(failure)
+            }
         };
         result.unwrap_or_else(|(message, code)| {
             tracing::error!("{message}");

@@ -323,6 +323,22 @@ fn step_of(resolution: std::time::Duration) -> chrono::TimeDelta {
         .unwrap_or(chrono::TimeDelta::microseconds(1))
 }
 
+/// "3m12s" for a duration in seconds (negative: in the future).
+pub fn human(secs: i64) -> String {
+    let s = secs.unsigned_abs();
+    let text = match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    };
+    if secs < 0 {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
 /// Seconds from `a` to `b` (negative if `b` is earlier), with millisecond precision; 0 when
 /// the difference does not fit (absurd records).
 pub fn seconds_between(a: Time, b: Time) -> f64 {

@@ -10,7 +10,7 @@ use crate::cli::StepDownArgs;
 use crate::client::{connect_to_lock, SetupError, Target};
 use crate::exit;
 use crate::lock::watch::Follow;
-use crate::lock::{self, Lock, LockError, WithLock};
+use crate::lock::{AnyLock, Lock, LockError};
 
 use crate::client::CALL_TIMEOUT;
 /// How often the request is tried again when the holder's renews keep winning the race.
@@ -42,15 +42,15 @@ impl crate::exit::Failure for StepDownError {
 pub async fn step_down(args: StepDownArgs) -> Result<u8, StepDownError> {
     let name = args.lock.object_name(args.slot);
     let (client, ns) = connect_to_lock(&Target::from(&args.lock), &name).await?;
-    lock::open(args.lock.lock, client, &ns, &name, StepDown(&args)).await
+    StepDown(&args)
+        .with(AnyLock::open(args.lock.lock, client, &ns, &name))
+        .await
 }
 
 struct StepDown<'a>(&'a StepDownArgs);
 
-impl WithLock for StepDown<'_> {
-    type Output = Result<u8, StepDownError>;
-
-    async fn with<L: Lock>(self, lock: L) -> Self::Output {
+impl StepDown<'_> {
+    async fn with<L: Lock>(self, lock: L) -> Result<u8, StepDownError> {
         let args = self.0;
         let holder = match request(&lock, args).await? {
             Requested::Asked(holder) => holder,

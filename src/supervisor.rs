@@ -1,14 +1,11 @@
-//! leaderrun's side of the child: start the guard (`guard.rs`), which starts the job and
-//! keeps it on a lifeline; tell it each new deadline; forward signals through it; ask it to
-//! stop the whole tree; read what it reports. Knows nothing of Kubernetes.
+//! leaderrun's side of the child: start the guard (the crate `leaderrun-guard`, guard/), which
+//! starts the job and keeps it on a lifeline; tell it each new deadline; forward signals
+//! through it; ask it to stop the whole tree; read what it reports. Knows nothing of
+//! Kubernetes. Which signals are forwarded and which end a wait is stated in
+//! guard/src/signals.rs (`FORWARDED`, `ends_wait`); what the guard does, at the top of
+//! guard/src/lib.rs.
 //!
-//! Rules, stated once:
-//! - forwarded to the job's process group: HUP INT QUIT USR1 USR2 ALRM TERM CONT WINCH URG
-//!   VTALRM PROF IO PWR XCPU XFSZ, as tini does; not the synchronous faults (SEGV, BUS, FPE,
-//!   ILL, TRAP, SYS, ABRT), not CHLD, TTIN, TTOU, TSTP (job control stays with the terminal,
-//!   which talks to the job's group directly), and not PIPE;
-//! - while waiting for the lock, and while keeping it after the child's exit, only TERM,
-//!   INT, HUP and QUIT end the wait (exit 128+N); the others are ignored;
+//! Its own rules:
 //! - a death by signal N is reported as exit code 128+N;
 //! - leaderrun reaps only the guard, by pid, so kube's exec credential plugins keep their
 //!   exit status. It is a child subreaper too (orphans of a guard that died come to it), and

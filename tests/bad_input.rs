@@ -1,7 +1,7 @@
 //! Bad input and a misbehaving API: a clear message, the documented exit code,
 //! no request where none should be made, and never a panic.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! Seeded: `LEADERRUN_CHAOS_SEED=N` replays a run; a failure prints its seed.
 //! `LEADERRUN_CHAOS_SECONDS` sets the length (default 40: 20 per lock kind).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! cluster's host: the wedged- and killed-leader scenarios signal the container's processes
 //! from the host, as a runtime or the kernel would.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

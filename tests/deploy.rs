@@ -1,7 +1,7 @@
 //! deploy/: the manifests parse, and the RBAC rules grant exactly the requests
 //! leaderrun makes (from the emulator's request log of full runs).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! not end a wait, a watch that goes silent, `--no-wait` against a holder whose clock is far
 //! behind, and absurd times in a record.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! `--events`: "became leader", "stopped leading" and "lost leadership" recorded
 //! on the lock object.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

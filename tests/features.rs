@@ -1,7 +1,7 @@
 //! What users of lock wrappers ask for: `step-down` (move leadership on purpose, without
 //! overlap), `--rejoin` (a standby again after a loss), `--stop-signal`, `--slots N`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

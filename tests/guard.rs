@@ -1,10 +1,10 @@
 //! Nothing of a leadership outlives it, even when leaderrun itself is killed, stopped or
-//! busy: the guard process between leaderrun and the job (src/guard.rs). Each test is one
+//! busy: the guard process between leaderrun and the job (guard/src/lib.rs). Each test is one
 //! of the cases that used to leave a job running: leaderrun SIGKILLed with the work in a
 //! grandchild, processes that left the job's group, leaderrun SIGSTOPped, exec credential
 //! plugins whose exit status leaderrun stole, Ctrl-Z in a terminal, PID 1.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

@@ -1,7 +1,7 @@
 //! `--health-addr`: readiness follows leadership, health fails when the leader is
 //! overdue on renewing, and /metrics counts what happened.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `inspect` and `force-release` against held, free, expired and missing locks of both kinds.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

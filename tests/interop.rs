@@ -3,7 +3,7 @@
 //! each takes over from the other, each reads the other's records, and leaderrun's
 //! annotations (its writer mark, the last run) disturb neither.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

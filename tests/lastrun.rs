@@ -1,7 +1,7 @@
 //! What ran, where, and how it ended (the `leaderrun.io/last-run` note on the lock), and
 //! `--once-per`. Against kube-emulator, or a real API server with LEADERRUN_TEST_KUBECONFIG.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `kubectl-leaderrun` on PATH, run through kubectl with kubectl's flags (`--kubeconfig`, `-n`,
 //! `-o json`), against kube-emulator or the real API server.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! polls, as documented). And `kubectl apply --dry-run=server` accepts every file in deploy/.
 //! Needs `LEADERRUN_TEST_KUBECONFIG` (tests/real-apiserver/run); skips without one.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `leaderrun run` scenarios, for both lock kinds, against the emulator (or a
 //! real cluster with LEADERRUN_TEST_KUBECONFIG).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

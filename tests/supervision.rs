@@ -1,7 +1,7 @@
 //! The child's supervision: grace then KILL, grandchildren, zombies, PID 1,
 //! stdin, and a terminal's Ctrl-C.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

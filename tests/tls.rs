@@ -1,6 +1,6 @@
 //! TLS is verified unless the kubeconfig says otherwise.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The emulator's answers on the wire: exact status codes, reasons and bodies.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -21,6 +21,8 @@
 //!   SIGSTOP or Ctrl-Z aimed at leaderrun or at the job's group does not stop it. TERM, INT,
 //!   HUP or QUIT sent to the guard itself start a stop.
 
+pub mod proc_tree;
+pub mod signals;
 pub mod wire;
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -38,6 +40,10 @@ use nix::unistd::Pid;
 use crate::proc_tree::{descendants, proc_pid, ProcEntry};
 use crate::signals::{set_foreground, TERMINAL_STOPS};
 use wire::{boottime_now, Command, GuardArgs, Report, COMMAND_FD, REPORT_FD};
+
+/// The guard's own exit when it cannot set itself up or wait (EX_SOFTWARE): leaderrun sees a
+/// job that never started, or a guard gone, and stops as it would for those.
+pub const GUARD_FAILED: i32 = 70;
 
 /// Sends `sig` to every process of a tree (and CONT after it, so that a stopped process
 /// can act on it). ESRCH is fine: that one is gone already.
@@ -211,7 +217,7 @@ pub fn main(args: GuardArgs) -> i32 {
     let commands = unsafe { OwnedFd::from_raw_fd(COMMAND_FD) };
     let reports = unsafe { OwnedFd::from_raw_fd(REPORT_FD) };
     let Some((signals, timer)) = configure(&commands, &reports) else {
-        return crate::exit::GUARD_FAILED;
+        return GUARD_FAILED;
     };
     if !may_start(boottime_now(), Duration::from_nanos(args.deadline)) {
         let _ = nix::unistd::write(&reports, &Report::DeadlinePassed.encode());
@@ -248,7 +254,7 @@ pub fn main(args: GuardArgs) -> i32 {
         }
         g.arm_timer();
         let Some(commands_ready) = g.wait(&signals, &line) else {
-            return crate::exit::GUARD_FAILED;
+            return GUARD_FAILED;
         };
         g.reap();
         if commands_ready && line.read(&mut g) {

@@ -5,7 +5,9 @@
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::unistd::Pid;
 
-/// Signals forwarded to the child's process group.
+/// Signals forwarded to the child's process group, as tini forwards them: not the synchronous
+/// faults (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT), not CHLD, not TTIN, TTOU, TSTP (job control
+/// stays with the terminal, which talks to the job's group directly), and not PIPE.
 pub const FORWARDED: [Signal; 16] = [
     Signal::SIGHUP,
     Signal::SIGINT,

@@ -8,7 +8,8 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::{
-    decide, AcquireError, AfterExit, Decision, Election, Leadership, Observer, View, WaitOptions,
+    decide, sleep_until_some, AcquireError, AfterExit, Decision, Election, Leadership, Observer,
+    View, WaitOptions,
 };
 use crate::lastrun::LastRun;
 use crate::lock::watch::Follow;
@@ -65,15 +66,12 @@ impl<L: Lock> Election<L> {
         loop {
             // Ends when something is observed, a decision's time comes, the wait times out,
             // or a signal stops the wait.
-            let until = match (wake, wait_deadline) {
-                (Some(w), Some(d)) => Some(w.min(d)),
-                (w, d) => w.or(d),
-            };
+            let until = [wake, wait_deadline].into_iter().flatten().min();
             tokio::select! {
                 biased;
                 sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
                 (slot, seen) = next_of(&mut follows) => self.see(&mut views[slot], seen?),
-                _ = sleep_until_opt(until) => {}
+                _ = sleep_until_some(until) => {}
             }
             if wait_deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(AcquireError::WaitTimeout);
@@ -81,19 +79,7 @@ impl<L: Lock> Election<L> {
             if !views.iter().all(|v| v.known) {
                 continue;
             }
-            let now = Instant::now();
-            let decisions: Vec<Decision> = views
-                .iter()
-                .map(|v| {
-                    decide(
-                        &self.identity,
-                        v,
-                        |o| self.writes.ours(o),
-                        self.timing.lease_duration,
-                        now,
-                    )
-                })
-                .collect();
+            let decisions = self.decide_all(views, Instant::now());
             let Some(slot) = decisions
                 .iter()
                 .position(|d| !matches!(d, Decision::Wait { .. }))
@@ -127,6 +113,22 @@ impl<L: Lock> Election<L> {
                 Err(Taken::Fail(e)) => return Err(e.into()),
             }
         }
+    }
+
+    /// What to do about each slot, as seen now.
+    fn decide_all(&self, views: &[View<L::Object>], now: Instant) -> Vec<Decision> {
+        views
+            .iter()
+            .map(|v| {
+                decide(
+                    &self.identity,
+                    v,
+                    |o| self.writes.ours(o),
+                    self.timing.lease_duration,
+                    now,
+                )
+            })
+            .collect()
     }
 
     /// Takes in what a slot's `Follow` saw. A deletion seen (no object, or another in its
@@ -291,6 +293,7 @@ fn untold<O>(prev: &Observed<O>, next: &LeaderRecord) -> Option<LastRun> {
     let r = &prev.record;
     let taken_over = r.is_held() && next.leader_transitions != r.leader_transitions;
     let recorded = prev
+        .notes
         .last_run
         .as_deref()
         .and_then(LastRun::parse)
@@ -330,13 +333,6 @@ fn holders_of(decisions: &[Decision]) -> String {
     holders.join(", ")
 }
 
-async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Resolves with the signal once a stop is requested.
 async fn stopped(stop: &mut watch::Receiver<Option<i32>>) -> i32 {
     loop {
@@ -354,6 +350,6 @@ async fn sleep_or_stop(until: Option<Instant>, stop: &mut watch::Receiver<Option
     tokio::select! {
         biased;
         _ = stopped(stop) => {}
-        _ = sleep_until_opt(until) => {}
+        _ = sleep_until_some(until) => {}
     }
 }

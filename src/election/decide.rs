@@ -174,9 +174,7 @@ mod tests {
             record: r,
             resource_version: rv.into(),
             uid: "u".into(),
-            step_down: None,
-            writer: None,
-            last_run: None,
+            notes: Default::default(),
             object: (),
         }
     }

@@ -11,7 +11,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::lock::{Change, Lock, LockError, Observed};
+use crate::lock::{Change, Lock, LockError, Notes, Observed};
 use crate::record::LeaderRecord;
 
 /// Which call a fault applies to.
@@ -52,9 +52,8 @@ struct State {
     watchers: Vec<mpsc::UnboundedSender<Result<Change<()>, LockError>>>,
     /// The record's time resolution (zero: a microsecond, as a Lease).
     resolution: Duration,
-    step_down: Option<String>,
-    /// The object's writer mark (the `leaderrun.io/writer` annotation).
-    writer: Option<String>,
+    /// leaderrun's annotations on the object.
+    notes: Notes,
 }
 
 #[derive(Clone, Default)]
@@ -126,7 +125,7 @@ impl FakeLock {
         };
         s.object = Some((record, rv, uid));
         // Another process: not our mark.
-        s.writer = None;
+        s.notes.writer = None;
         Self::notify(&mut s);
     }
 
@@ -150,9 +149,7 @@ impl FakeLock {
             record: r.clone(),
             resource_version: rv.to_string(),
             uid: uid.clone(),
-            step_down: s.step_down.clone(),
-            writer: s.writer.clone(),
-            last_run: None,
+            notes: s.notes.clone(),
             object: (),
         })
     }
@@ -160,7 +157,7 @@ impl FakeLock {
     fn apply_create(
         &self,
         record: &LeaderRecord,
-        writer: Option<&str>,
+        notes: &Notes,
     ) -> Result<Observed<()>, LockError> {
         let mut s = self.state();
         if s.object.is_some() {
@@ -170,7 +167,7 @@ impl FakeLock {
         s.uids += 1;
         let (rv, uid) = (s.rv, format!("uid-{}", s.uids));
         s.object = Some((record.clone(), rv, uid));
-        s.writer = writer.map(String::from);
+        s.notes = notes.clone();
         Self::notify(&mut s);
         Ok(Self::observed(&s).unwrap_or_else(|| unreachable!("just created")))
     }
@@ -204,28 +201,27 @@ impl Lock for FakeLock {
         Ok(Self::observed(&self.state()))
     }
 
-    async fn create(
+    async fn create_with(
         &self,
         record: &LeaderRecord,
-        writer: Option<&str>,
+        notes: &Notes,
         timeout: Duration,
     ) -> Result<Observed<()>, LockError> {
         let slow = match self.enter(Op::Create) {
             Some(Fault::Fail(e)) => return Err(e(&self.describe())),
             Some(Fault::Slow(d)) => Some(d),
             Some(Fault::Late(d)) => {
-                let (lock, record, writer) =
-                    (self.clone(), record.clone(), writer.map(String::from));
+                let (lock, record, notes) = (self.clone(), record.clone(), notes.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(d).await;
-                    let _ = lock.apply_create(&record, writer.as_deref());
+                    let _ = lock.apply_create(&record, &notes);
                 });
                 tokio::time::sleep(timeout.min(d)).await;
                 return Err(LockError::Timeout(timeout));
             }
             _ => None,
         };
-        let result = self.apply_create(record, writer);
+        let result = self.apply_create(record, notes);
         if let Some(d) = slow {
             // The write landed; the answer is late (past the caller's timeout, it is lost).
             tokio::time::sleep(d).await;
@@ -236,12 +232,11 @@ impl Lock for FakeLock {
         result
     }
 
-    async fn update(
+    async fn replace(
         &self,
         prev: &Observed<()>,
         record: &LeaderRecord,
-        writer: Option<&str>,
-        _last_run: Option<&str>,
+        notes: &Notes,
         timeout: Duration,
     ) -> Result<Observed<()>, LockError> {
         let slow = match self.enter(Op::Update) {
@@ -261,21 +256,16 @@ impl Lock for FakeLock {
                 Some((_, rv, _)) if rv.to_string() != prev.resource_version => {
                     Err(LockError::Conflict(self.describe()))
                 }
-                Some((current, _, _)) if current == record && s.writer.as_deref() == writer => {
+                Some((current, _, _)) if current == record && s.notes == *notes => {
                     // A write that changes nothing keeps the version (the API server's no-op).
                     Ok(Self::observed(&s).unwrap_or_else(|| unreachable!("checked above")))
                 }
                 Some((_, _, uid)) => {
                     let uid = uid.clone();
-                    if s.step_down.as_deref() != Some(record.holder_identity.as_str())
-                        || !record.is_held()
-                    {
-                        s.step_down = None;
-                    }
                     s.rv += 1;
                     let rv = s.rv;
                     s.object = Some((record.clone(), rv, uid));
-                    s.writer = writer.map(String::from);
+                    s.notes = notes.clone();
                     Self::notify(&mut s);
                     Ok(Self::observed(&s).unwrap_or_else(|| unreachable!("just written")))
                 }
@@ -288,29 +278,6 @@ impl Lock for FakeLock {
             }
         }
         result
-    }
-
-    async fn request_step_down(
-        &self,
-        prev: &Observed<()>,
-        holder: &str,
-        _timeout: Duration,
-    ) -> Result<Observed<()>, LockError> {
-        let mut s = self.state();
-        match &s.object {
-            Some((_, rv, _)) if rv.to_string() == prev.resource_version => {
-                s.step_down = Some(holder.to_string());
-                s.rv += 1;
-                let rv = s.rv;
-                if let Some(o) = s.object.as_mut() {
-                    o.1 = rv;
-                }
-                Self::notify(&mut s);
-                Ok(Self::observed(&s).unwrap_or_else(|| unreachable!("checked above")))
-            }
-            Some(_) => Err(LockError::Conflict(self.describe())),
-            None => Err(LockError::NotFound(self.describe())),
-        }
     }
 
     async fn watch(

@@ -172,7 +172,7 @@ impl<L: Lock> Election<L> {
             return Err(Lost::Deleted);
         }
         let names_us = o.record.holder_identity == self.identity;
-        if names_us && o.step_down.as_deref() == Some(self.identity.as_str()) {
+        if names_us && o.notes.step_down.as_deref() == Some(self.identity.as_str()) {
             return Err(Lost::SteppedDown);
         }
         // Ours by our mark and record, never by the record alone: a twin can write the very

@@ -18,10 +18,12 @@
 //!
 //! The parts: `decide.rs` (the view and the pure rule), `writes.rs` (which records this
 //! process wrote), `acquire.rs`, `hold.rs` (renewing, and how a leader reads its lock as
-//! seen anew), `finish.rs` (the release); `paused.rs` drives them all in paused time.
+//! seen anew), `finish.rs` (the release); `paused/` drives them all in paused time.
 
 mod acquire;
 mod decide;
+#[cfg(test)]
+mod fake_lock;
 mod finish;
 mod hold;
 #[cfg(test)]
@@ -230,5 +232,13 @@ impl<L: Lock> Election<L> {
     /// Calls are bounded so that a hung request cannot stall a loop.
     fn call_timeout(&self) -> Duration {
         self.timing.renew_deadline
+    }
+}
+
+/// Sleeps until `t`; with no `t`, for ever (a branch of a select that never fires).
+pub(crate) async fn sleep_until_some(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }

@@ -69,6 +69,7 @@ impl Writes {
 
     fn written<O>(&self, o: &Observed<O>, this_round: bool) -> bool {
         let Some(n) = o
+            .notes
             .writer
             .as_deref()
             .and_then(|m| m.strip_prefix(self.nonce.as_str()))
@@ -100,9 +101,10 @@ mod tests {
             record: r.clone(),
             resource_version: "1".into(),
             uid: "u".into(),
-            step_down: None,
-            writer,
-            last_run: None,
+            notes: crate::lock::Notes {
+                writer,
+                ..Default::default()
+            },
             object: (),
         }
     }

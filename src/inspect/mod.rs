@@ -4,16 +4,20 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::cli::{ForceReleaseArgs, InspectArgs, OutputFormat};
+use crate::cli::{InspectArgs, OutputFormat};
 use crate::client::{connect_to_lock, SetupError, Target};
 use crate::exit;
 use crate::lastrun::LastRun;
 use crate::lock::watch::Follow;
-use crate::lock::{self, Kind, Lock, LockError, Observed, WithLock, WithLocks};
+use crate::lock::{self, AnyLock, Kind, Lock, LockError, Observed};
 use crate::record::{self, LeaderRecord, State, Time};
 
 use crate::client::CALL_TIMEOUT;
 /// How often `inspect --watch` reads the lock when it cannot watch it.
+mod list;
+
+use list::list;
+
 const POLL_PERIOD: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +34,8 @@ impl InspectError {
     pub fn exit_code(&self) -> u8 {
         match self {
             InspectError::Setup(e) => e.exit_code(),
-            InspectError::Lock(_) | InspectError::Signals(_) => exit::API,
+            InspectError::Lock(_) => exit::API,
+            InspectError::Signals(_) => exit::OS,
         }
     }
 }
@@ -38,22 +43,6 @@ impl InspectError {
 impl crate::exit::Failure for InspectError {
     fn exit_code(&self) -> u8 {
         InspectError::exit_code(self)
-    }
-}
-
-/// "3m12s" for a duration in seconds (negative: in the future).
-pub fn human(secs: i64) -> String {
-    let s = secs.unsigned_abs();
-    let text = match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..=86399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
-    };
-    if secs < 0 {
-        format!("in {text}")
-    } else {
-        format!("{text} ago")
     }
 }
 
@@ -76,7 +65,7 @@ impl<'a> Shown<'a> {
         Shown {
             record: &o.record,
             resource_version: &o.resource_version,
-            last_run: o.last_run.as_deref().and_then(LastRun::parse),
+            last_run: o.notes.last_run.as_deref().and_then(LastRun::parse),
         }
     }
 }
@@ -114,13 +103,13 @@ fn to_text(describe: &str, shown: &Shown, now: Time) -> String {
             format!(
                 "{} ({})",
                 record::format_seconds(t),
-                human(record::seconds_between(t, now) as i64)
+                record::human(record::seconds_between(t, now) as i64)
             )
         })
     };
     let left = match r.seconds_left(now) {
         Some(left) if left > 0.0 => format!("{}s (by the record's clock: renewTime + leaseDurationSeconds; other hosts' clocks may differ)", left as i64),
-        Some(left) => format!("none, expired {} (by the record's clock)", human(-left as i64)),
+        Some(left) => format!("none, expired {} (by the record's clock)", record::human(-left as i64)),
         None => "-".to_string(),
     };
     let last = shown
@@ -184,14 +173,17 @@ pub async fn inspect(args: InspectArgs) -> Result<u8, InspectError> {
             namespace: &ns,
             names: &names,
         };
-        return lock::open_all(args.lock.lock, client, &ns, &names, work).await;
+        return work
+            .with(AnyLock::open_all(args.lock.lock, client, &ns, &names))
+            .await;
     }
     let (client, ns) = connect_to_lock(&Target::from(&args.lock), args.lock.name()).await?;
     let work = Inspect {
         args: &args,
         namespace: &ns,
     };
-    lock::open(args.lock.lock, client, &ns, args.lock.name(), work).await
+    work.with(AnyLock::open(args.lock.lock, client, &ns, args.lock.name()))
+        .await
 }
 
 struct Inspect<'a> {
@@ -199,10 +191,8 @@ struct Inspect<'a> {
     namespace: &'a str,
 }
 
-impl WithLock for Inspect<'_> {
-    type Output = Result<u8, InspectError>;
-
-    async fn with<L: Lock>(self, lock: L) -> Self::Output {
+impl Inspect<'_> {
+    async fn with<L: Lock>(self, lock: L) -> Result<u8, InspectError> {
         let args = self.args;
         let subject = Subject {
             kind: args.lock.lock,
@@ -243,10 +233,8 @@ struct InspectSlots<'a> {
     names: &'a [String],
 }
 
-impl WithLocks for InspectSlots<'_> {
-    type Output = Result<u8, InspectError>;
-
-    async fn with<L: Lock>(self, locks: Vec<L>) -> Self::Output {
+impl InspectSlots<'_> {
+    async fn with<L: Lock>(self, locks: Vec<L>) -> Result<u8, InspectError> {
         let now = record::now();
         let mut slots = Vec::new();
         let (mut held, mut existing) = (0, 0);
@@ -293,154 +281,6 @@ impl WithLocks for InspectSlots<'_> {
     }
 }
 
-/// `inspect` without --name: every lock leaderrun manages (the objects it created carry the
-/// managed-by label) in the namespace, or with -A in every namespace, both kinds. A kind that
-/// cannot be listed is named on stderr; the others are still shown.
-async fn list(args: &InspectArgs) -> Result<u8, InspectError> {
-    use k8s_openapi::api::coordination::v1::Lease;
-    use k8s_openapi::api::core::v1::ConfigMap;
-    let target = Target::from(&args.lock);
-    if let Some(ns) = &target.namespace {
-        crate::settings::validate_namespace(ns).map_err(SetupError::from)?;
-    }
-    let (client, ns) = crate::client::connect(&target)
-        .await
-        .map_err(SetupError::from)?;
-    let scope = (!args.all_namespaces).then_some(ns.as_str());
-    let now = record::now();
-    let mut rows: Vec<Row> = Vec::new();
-    let mut failures = Vec::new();
-    match lock::list_managed::<Lease>(client.clone(), scope).await {
-        Ok(found) => rows.extend(found.into_iter().map(|l| row(Kind::Lease, l))),
-        Err(e) => failures.push(e),
-    }
-    match lock::list_managed::<ConfigMap>(client, scope).await {
-        Ok(found) => rows.extend(found.into_iter().map(|l| row(Kind::Configmap, l))),
-        Err(e) => failures.push(e),
-    }
-    for e in &failures {
-        eprintln!("leaderrun: {e}");
-    }
-    if failures.len() == 2 {
-        return Err(InspectError::Lock(failures.remove(0)));
-    }
-    rows.sort_by(|a, b| (&a.1, &a.2, a.0.as_str()).cmp(&(&b.1, &b.2, b.0.as_str())));
-    match args.output {
-        OutputFormat::Json => {
-            let locks: Vec<Value> = rows
-                .iter()
-                .map(|(kind, namespace, name, seen)| {
-                    let subject = Subject {
-                        kind: *kind,
-                        namespace,
-                        name,
-                    };
-                    match seen {
-                        Ok(s) => to_json(&subject, Some(&s.shown()), now),
-                        Err(e) => json!({"kind": kind.as_str(), "namespace": namespace, "name": name, "exists": true, "state": "unreadable", "error": e}),
-                    }
-                })
-                .collect();
-            println!("{}", json!({ "locks": locks }));
-        }
-        OutputFormat::Text => print!("{}", table(&rows, now)),
-    }
-    Ok(0)
-}
-
-/// One line of the listing: kind, namespace, name, and the record (or why it cannot be read).
-type Row = (Kind, String, String, Result<ListedRecord, String>);
-
-/// An observed record, owned (the listing keeps them all).
-struct ListedRecord {
-    record: LeaderRecord,
-    resource_version: String,
-    last_run: Option<LastRun>,
-}
-
-impl ListedRecord {
-    fn shown(&self) -> Shown<'_> {
-        Shown {
-            record: &self.record,
-            resource_version: &self.resource_version,
-            last_run: self.last_run.clone(),
-        }
-    }
-}
-
-fn row<K>(kind: Kind, l: lock::Listed<K>) -> Row {
-    let seen = l.seen.map_err(|e| e.to_string()).map(|o| ListedRecord {
-        last_run: o.last_run.as_deref().and_then(LastRun::parse),
-        record: o.record,
-        resource_version: o.resource_version,
-    });
-    (kind, l.namespace, l.name, seen)
-}
-
-/// The listing as a table, for people.
-fn table(rows: &[Row], now: Time) -> String {
-    if rows.is_empty() {
-        return "no locks managed by leaderrun here (objects labelled app.kubernetes.io/managed-by=leaderrun)
-".into();
-    }
-    let mut lines = vec![[
-        "KIND".to_string(),
-        "NAMESPACE".into(),
-        "NAME".into(),
-        "STATE".into(),
-        "HOLDER".into(),
-        "TIME LEFT".into(),
-        "LAST RUN".into(),
-    ]];
-    for (kind, ns, name, seen) in rows {
-        let cells = match seen {
-            Err(e) => ["unreadable".to_string(), "-".into(), "-".into(), e.clone()],
-            Ok(s) => {
-                let r = &s.record;
-                let left = r
-                    .seconds_left(now)
-                    .filter(|l| *l > 0.0)
-                    .map_or("-".into(), |l| format!("{}s", l as i64));
-                let last = s.last_run.as_ref().map_or("-".into(), |run| run.brief(now));
-                let holder = if r.is_held() {
-                    r.holder_identity.clone()
-                } else {
-                    "-".into()
-                };
-                [r.state(now).as_str().to_string(), holder, left, last]
-            }
-        };
-        let [state, holder, left, last] = cells;
-        lines.push([
-            kind.as_str().into(),
-            ns.clone(),
-            name.clone(),
-            state,
-            holder,
-            left,
-            last,
-        ]);
-    }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| {
-            lines
-                .iter()
-                .map(|l| l[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for l in &lines {
-        for (i, w) in widths.iter().enumerate() {
-            out.push_str(&format!("{:<w$}  ", l[i], w = *w));
-        }
-        out.push_str(&l[6]);
-        out.push('\n');
-    }
-    out
-}
-
 /// Prints a line each time the holder or the renew time changes, until Ctrl-C or TERM.
 async fn watch_changes<L: Lock>(
     lock: &L,
@@ -482,85 +322,16 @@ async fn watch_changes<L: Lock>(
     }
 }
 
-pub async fn force_release(args: ForceReleaseArgs) -> Result<u8, InspectError> {
-    if args.holder.is_none() && !args.yes {
-        eprintln!("leaderrun: force-release without --holder releases whoever holds the lock; add --yes to confirm, or name the holder with --holder ID");
-        return Ok(exit::RELEASE_REFUSED);
-    }
-    let name = args.lock.object_name(args.slot);
-    let (client, ns) = connect_to_lock(&Target::from(&args.lock), &name).await?;
-    lock::open(args.lock.lock, client, &ns, &name, ForceRelease(&args)).await
-}
-
-struct ForceRelease<'a>(&'a ForceReleaseArgs);
-
-impl WithLock for ForceRelease<'_> {
-    type Output = Result<u8, InspectError>;
-
-    async fn with<L: Lock>(self, lock: L) -> Self::Output {
-        let args = self.0;
-        let Some(seen) = lock.get(CALL_TIMEOUT).await? else {
-            eprintln!(
-                "leaderrun: {} does not exist; nothing to release",
-                lock.describe()
-            );
-            return Ok(exit::INSPECT_MISSING);
-        };
-        let prev = &seen.record;
-        if !prev.is_held() {
-            println!(
-                "{} is already free (transitions {})",
-                lock.describe(),
-                prev.leader_transitions
-            );
-            return Ok(0);
-        }
-        if let Some(want) = &args.holder {
-            if *want != prev.holder_identity {
-                eprintln!(
-                    "leaderrun: {} is held by {:?}, not {:?}; not released",
-                    lock.describe(),
-                    prev.holder_identity,
-                    want
-                );
-                return Ok(exit::RELEASE_REFUSED);
-            }
-        }
-        // The version we read: if the holder renewed or someone else wrote since, this fails.
-        let released = prev.released(record::now_at(lock.resolution()));
-        // Unmarked: the release is no leaderrun run's write.
-        match lock
-            .update(&seen, &released, None, None, CALL_TIMEOUT)
-            .await
-        {
-            Ok(_) => {
-                println!(
-                    "released {} (previous holder {:?}, transitions {})",
-                    lock.describe(),
-                    prev.holder_identity,
-                    prev.leader_transitions
-                );
-                Ok(0)
-            }
-            Err(LockError::Conflict(_)) => {
-                eprintln!("leaderrun: {} changed while releasing (409 Conflict): somebody else wrote it. Inspect it again and retry if it is still stuck", lock.describe());
-                Ok(exit::RELEASE_CONFLICT)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ages_read_like_durations() {
-        assert_eq!(human(5), "5s ago");
-        assert_eq!(human(192), "3m12s ago");
-        assert_eq!(human(-30), "in 30s");
-        assert_eq!(human(7300), "2h01m ago");
+        assert_eq!(record::human(5), "5s ago");
+        assert_eq!(record::human(192), "3m12s ago");
+        assert_eq!(record::human(-30), "in 30s");
+        assert_eq!(record::human(7300), "2h01m ago");
     }
 
     #[test]

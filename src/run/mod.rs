@@ -1,7 +1,8 @@
 //! `leaderrun run`: the election and the supervisor, joined. Written as tini writes its
 //! `main`, as a short list of named steps over one state, the `Phase` of a leadership:
 //! waiting for the lock, leading (the child runs), stopping it after a loss, releasing
-//! the lock, done.
+//! the lock, done. The child's supervision while leading is supervise.rs; what a run leaves
+//! in the lock's last-run note (and `--once-per`'s check of it) is last_run.rs.
 
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -15,11 +16,12 @@ use tracing::{info, warn};
 
 use crate::cli::RunArgs;
 use crate::client::{connect_to_lock, SetupError, Target};
+use crate::election::sleep_until_some;
 use crate::election::{AcquireError, AfterExit, Election, Leadership, Lost, Observer, WaitOptions};
 use crate::events::Recorder;
 use crate::exit;
 use crate::lastrun::{LastRun, Outcome};
-use crate::lock::{self, Kind, Lock, LockError, WithLocks};
+use crate::lock::{self, AnyLock, Kind, Lock, LockError};
 use crate::metrics::Metrics;
 use crate::reaper::Strays;
 use crate::record;
@@ -27,6 +29,12 @@ use crate::report::Reporter;
 use crate::settings::{self, Timing};
 use crate::signals::is_terminal_stop;
 use crate::supervisor::{self, ChildExit, GuardLine, Job, JobEvent, JobSpec, Signals, SpawnError};
+
+mod last_run;
+mod supervise;
+
+use last_run::outcome_of;
+use supervise::{keep_lock, supervise};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -45,7 +53,8 @@ impl RunError {
         match self {
             RunError::Setup(e) => e.exit_code(),
             RunError::Health(..) => exit::CONFIG,
-            RunError::Lock(_) | RunError::Signals(_) => exit::API,
+            RunError::Lock(_) => exit::API,
+            RunError::Signals(_) => exit::OS,
         }
     }
 }
@@ -90,7 +99,13 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
         namespace: namespace.clone(),
     };
     let work = Opened { run, recorder };
-    lock::open_all(args.lock.lock, client, &namespace, &names, work).await
+    work.with(AnyLock::open_all(
+        args.lock.lock,
+        client,
+        &namespace,
+        &names,
+    ))
+    .await
 }
 
 /// What `run` was asked to do, settled before the lock is opened.
@@ -101,7 +116,7 @@ struct Run<'a> {
     namespace: String,
 }
 
-/// The work `open_all` runs with the locks: the run, and where its Events go.
+/// The run with its locks opened: the run, and where its Events go.
 struct Opened<'a> {
     run: Run<'a>,
     recorder: Option<Recorder>,
@@ -130,10 +145,8 @@ struct Context<'a> {
     guard: Arc<AtomicI32>,
 }
 
-impl WithLocks for Opened<'_> {
-    type Output = Result<u8, RunError>;
-
-    async fn with<L: Lock>(self, locks: Vec<L>) -> Self::Output {
+impl Opened<'_> {
+    async fn with<L: Lock>(self, locks: Vec<L>) -> Result<u8, RunError> {
         // Set up: subreaper and stray reaping, signals, metrics and health, the reporter.
         crate::reaper::become_subreaper();
         let guard = Arc::new(AtomicI32::new(0));
@@ -329,6 +342,12 @@ impl Context<'_> {
                 (end, _) => end,
             }
         };
+        self.after_supervision(l, job, end)
+    }
+
+    /// Where a leadership goes once supervision ended: releasing after the child's exit, or
+    /// stopping what is left of it after a loss (after a step-down, with the lock still ours).
+    fn after_supervision<O>(&self, l: Leadership<O>, job: Job, end: End) -> Phase<O> {
         match end {
             End::Exited(status) => {
                 let code = status.map_or(
@@ -451,145 +470,5 @@ impl Context<'_> {
         }
         self.reporter.ended();
         Phase::Done(code)
-    }
-}
-
-/// How the child's exit reads in the last run's record.
-fn outcome_of(status: Option<ChildExit>) -> Outcome {
-    match status {
-        Some(ChildExit::Code(c)) => Outcome::Exited { exit_code: c },
-        Some(ChildExit::Signal(s)) => Outcome::Signaled { signal: s },
-        None => Outcome::Signaled {
-            signal: Signal::SIGKILL as i32,
-        },
-    }
-}
-
-impl Context<'_> {
-    /// This leadership's run, ended now, for the lock's record.
-    fn last_run<O>(&self, l: &Leadership<O>, outcome: Outcome) -> LastRun {
-        let host = settings::host_name();
-        let run = LastRun::ours(&l.held.record, host, outcome, record::now());
-        self.reporter.last_run(&run);
-        run
-    }
-
-    /// `--once-per D`: the skip, when the lock's last run succeeded less than D ago.
-    fn ran_recently<O>(&self, l: &Leadership<O>) -> Option<Outcome> {
-        let period = self.run.args.once_per?;
-        let last = l.held.last_run.as_deref().and_then(LastRun::parse)?;
-        let ended = last.succeeded_at()?;
-        let ago = record::seconds_between(ended, record::now());
-        if ago >= period.as_secs_f64() {
-            return None;
-        }
-        info!(
-            last_holder = %last.holder,
-            host = last.host.as_deref().unwrap_or("-"),
-            ended = %record::format_micros(ended),
-            ago_seconds = ago as i64,
-            "a run succeeded within --once-per; not running the job, releasing"
-        );
-        Some(Outcome::Skipped {
-            because_of: Box::new(last),
-        })
-    }
-}
-
-/// Holds the lock a while longer after the child's exit (renewing), so that a copy
-/// that starts a little late elsewhere does not run the job again. Ends after `keep`,
-/// on a loss, or on TERM, INT, HUP or QUIT.
-async fn keep_lock<H: std::future::Future<Output = Lost> + Unpin>(
-    reporter: &Reporter,
-    signals: &mut Signals,
-    keep: Duration,
-    hold: &mut H,
-) {
-    reporter.keeping(keep);
-    tokio::select! {
-        _ = tokio::time::sleep(keep) => {}
-        lost = hold => {
-            warn!(reason = %lost, "lost the lock while keeping it after the child's exit");
-        }
-        sig = signals.next_ending_wait() => {
-            info!(signal = ?sig, "signal while keeping the lock; releasing now");
-        }
-    }
-}
-
-/// Supervises the child: one `select!` over the guard's reports, the renew loop and the
-/// signals to forward. Ends when nothing of the child's tree is left, or leadership is lost
-/// (the stop goes to the guard before anything is logged).
-async fn supervise<H: std::future::Future<Output = Lost> + Unpin>(
-    job: &mut Job,
-    hold: &mut H,
-    signals: &mut Signals,
-    anchor: &mut watch::Receiver<Instant>,
-    nudge: &Notify,
-    reporter: &Reporter,
-) -> End {
-    // Set after Ctrl-Z and `fg`: the job continues only after a renew sent since then.
-    let mut resuming: Option<Instant> = None;
-    // The guard's deadline passed and it is stopping the child. The renew loop's own
-    // deadline is the same moment: give it a little while to say why.
-    let mut guard_stopped: Option<Instant> = None;
-    let guard_reason = || Lost::Deadline {
-        deadline: Duration::ZERO,
-        last_error:
-            "leaderrun did not renew in time (stopped or stuck); the guard stopped the child".into(),
-    };
-    loop {
-        tokio::select! {
-            ev = job.next() => match ev {
-                JobEvent::Exited(status) if guard_stopped.is_none() => reporter.child_exited(status),
-                JobEvent::Gone if guard_stopped.is_some() => return End::Lost(guard_reason()),
-                JobEvent::Gone => return End::Exited(job.exit()),
-                JobEvent::DeadlinePassed => {
-                    reporter.guard_deadline();
-                    guard_stopped = Some(Instant::now() + Duration::from_millis(100));
-                }
-                JobEvent::GuardLost => {
-                    reporter.guard_lost();
-                    return End::Lost(Lost::Deadline {
-                        deadline: Duration::ZERO,
-                        last_error: "the guard process died".into(),
-                    });
-                }
-                JobEvent::Stopped(sig) if job.interactive() && is_terminal_stop(sig) => {
-                    // Ctrl-Z: stop with the job, so that the shell's prompt comes back.
-                    supervisor::take_terminal();
-                    supervisor::stop_self();
-                    // `fg`: renew before the job may go on.
-                    resuming = Some(Instant::now());
-                    nudge.notify_one();
-                }
-                JobEvent::Leftovers(n) => reporter.leftovers(n),
-                JobEvent::Exited(_) | JobEvent::Stopped(_) | JobEvent::Continued => {}
-            },
-            _ = sleep_until_some(guard_stopped) => return End::Lost(guard_reason()),
-            lost = &mut *hold => {
-                job.stop();
-                return End::Lost(lost);
-            }
-            // The shell's `fg` continues leaderrun with CONT: passing it on would let the
-            // job go on before the renew (leaderrun sends its own CONT after it).
-            sig = signals.recv() => if !(sig == Signal::SIGCONT && resuming.is_some()) {
-                job.signal(sig)
-            },
-            Ok(()) = anchor.changed(), if resuming.is_some() => {
-                if resuming.is_some_and(|r| *anchor.borrow_and_update() >= r) {
-                    resuming = None;
-                    supervisor::give_terminal(job.pid());
-                    job.signal(Signal::SIGCONT);
-                }
-            }
-        }
-    }
-}
-
-async fn sleep_until_some(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use leaderrun::lock::{Change, Lock, LockError, Observed};
+use leaderrun::lock::{Change, Lock, LockError, Notes, Observed};
 use leaderrun::record::LeaderRecord;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -33,9 +33,8 @@ struct Stored {
     record: LeaderRecord,
     rv: u64,
     uid: String,
-    step_down: Option<String>,
-    /// The `leaderrun.io/writer` mark.
-    writer: Option<String>,
+    /// leaderrun's annotations (the writer's mark, a step-down request).
+    notes: Notes,
     others: u32,
 }
 
@@ -45,9 +44,7 @@ impl Stored {
             record: self.record.clone(),
             resource_version: self.rv.to_string(),
             uid: self.uid.clone(),
-            step_down: self.step_down.clone(),
-            writer: self.writer.clone(),
-            last_run: None,
+            notes: self.notes.clone(),
             object: SimObject {
                 others: self.others,
             },
@@ -248,12 +245,12 @@ impl World {
         };
         // A change of holder clears a step-down request, as leaderrun's own writes do.
         if s.record.holder_identity != record.holder_identity {
-            s.step_down = None;
+            s.notes.step_down = None;
         }
         s.record = record;
         s.rv = rv;
         if !keep_mark {
-            s.writer = None;
+            s.notes.writer = None;
         }
         let after = s.clone();
         self.commit(me, slot, Some(after));
@@ -278,7 +275,7 @@ impl World {
         if !s.record.is_held() {
             return None;
         }
-        s.step_down = Some(s.record.holder_identity.clone());
+        s.notes.step_down = Some(s.record.holder_identity.clone());
         s.rv = rv;
         let after = s.clone();
         let holder = after.record.holder_identity.clone();
@@ -383,7 +380,7 @@ impl World {
         let what = || format!("lock {slot}");
         match req {
             Req::Get => Ok(self.objects.get(&slot).map(Stored::observed)),
-            Req::Create(record, writer) => {
+            Req::Create(record, notes) => {
                 if self.objects.contains_key(&slot) {
                     return Err(LockError::AlreadyExists(what()));
                 }
@@ -392,8 +389,7 @@ impl World {
                     record: record.clone(),
                     rv: self.next_rv(),
                     uid: format!("uid-{}", self.uids),
-                    step_down: None,
-                    writer: writer.clone(),
+                    notes: notes.clone(),
                     others: 0,
                 };
                 self.objects.insert(slot, s.clone());
@@ -405,8 +401,7 @@ impl World {
                 rv,
                 uid,
                 record,
-                step_down,
-                writer,
+                notes,
             } => {
                 let Some(cur) = self.objects.get(&slot) else {
                     return Err(LockError::NotFound(what()));
@@ -416,14 +411,8 @@ impl World {
                 }
                 let mut next = cur.clone();
                 next.record = record.clone();
-                next.step_down = step_down.clone();
-                if let Some(w) = writer {
-                    next.writer = w.clone();
-                }
-                if next.record == cur.record
-                    && next.step_down == cur.step_down
-                    && next.writer == cur.writer
-                {
+                next.notes = notes.clone();
+                if next.record == cur.record && next.notes == cur.notes {
                     // A write that changes nothing: the same version, no event.
                     return Ok(Some(cur.observed()));
                 }
@@ -478,8 +467,9 @@ pub fn describe(o: &Observed<SimObject>) -> String {
         o.resource_version,
         o.uid,
         record_text(&o.record),
-        o.writer.as_deref().unwrap_or("-"),
-        o.step_down
+        o.notes.writer.as_deref().unwrap_or("-"),
+        o.notes
+            .step_down
             .as_ref()
             .map(|h| format!(" step-down={h}"))
             .unwrap_or_default()
@@ -500,14 +490,12 @@ pub fn record_text(r: &LeaderRecord) -> String {
 
 enum Req {
     Get,
-    Create(LeaderRecord, Option<String>),
+    Create(LeaderRecord, Notes),
     Update {
         rv: String,
         uid: String,
         record: LeaderRecord,
-        step_down: Option<String>,
-        /// None: the mark is left as it is (a step-down request).
-        writer: Option<Option<String>>,
+        notes: Notes,
     },
 }
 
@@ -780,49 +768,28 @@ impl Lock for SimLock {
         self.request(Req::Get, timeout).await
     }
 
-    async fn create(
+    async fn create_with(
         &self,
         record: &LeaderRecord,
-        writer: Option<&str>,
+        notes: &Notes,
         timeout: Duration,
     ) -> Result<Observed<SimObject>, LockError> {
-        let req = Req::Create(record.clone(), writer.map(String::from));
+        let req = Req::Create(record.clone(), notes.clone());
         self.write(req, timeout).await
     }
 
-    async fn update(
+    async fn replace(
         &self,
         prev: &Observed<SimObject>,
         record: &LeaderRecord,
-        writer: Option<&str>,
-        _last_run: Option<&str>,
-        timeout: Duration,
-    ) -> Result<Observed<SimObject>, LockError> {
-        // As KubeLock: a step-down request is cleared by a write that makes another the holder.
-        let keep =
-            prev.step_down.as_deref() == Some(record.holder_identity.as_str()) && record.is_held();
-        let req = Req::Update {
-            rv: prev.resource_version.clone(),
-            uid: prev.uid.clone(),
-            record: record.clone(),
-            step_down: prev.step_down.clone().filter(|_| keep),
-            writer: Some(writer.map(String::from)),
-        };
-        self.write(req, timeout).await
-    }
-
-    async fn request_step_down(
-        &self,
-        prev: &Observed<SimObject>,
-        holder: &str,
+        notes: &Notes,
         timeout: Duration,
     ) -> Result<Observed<SimObject>, LockError> {
         let req = Req::Update {
             rv: prev.resource_version.clone(),
             uid: prev.uid.clone(),
-            record: prev.record.clone(),
-            step_down: Some(holder.to_string()),
-            writer: None,
+            record: record.clone(),
+            notes: notes.clone(),
         };
         self.write(req, timeout).await
     }

@@ -2,7 +2,7 @@
 //! on one Lease over HTTP, the leader SIGKILLed, then the next one stopped with
 //! TERM. Prints a timeline and fails if two jobs ever ran at once.
 //!
-//!     cargo run --release --example failover
+//!     cargo run --example failover
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,19 +14,28 @@ const LEASE: &str = "nightly-report";
 
 fn leaderrun_binary() -> Result<PathBuf, String> {
     // Built here so that `cargo run --example` alone is enough: cargo builds an example's
-    // library but not the crate's binaries. Said out loud, since the binary's link (LTO, one
-    // codegen unit) takes a minute or more the first time and a silent minute looks like a hang.
-    println!("demo: building the leaderrun binary (release; its first link takes a minute or two)");
+    // library but not the crate's binaries. In the demo's own profile, so that everything it
+    // needs is built already but the binary's last step (with --release: LTO, one codegen
+    // unit, a minute or more the first time, said out loud so that it does not look like a hang).
+    let mut build = vec!["build", "--bin", "leaderrun"];
+    if cfg!(debug_assertions) {
+        println!("demo: building the leaderrun binary");
+    } else {
+        build.push("--release");
+        println!(
+            "demo: building the leaderrun binary (release: its first link takes a minute or two)"
+        );
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--bin", "leaderrun"])
+        .args(&build)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
         return Err("building leaderrun failed".into());
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    // target/release/examples/failover -> target/release/leaderrun
+    // target/PROFILE/examples/failover -> target/PROFILE/leaderrun
     let bin = exe
         .parent()
         .and_then(Path::parent)

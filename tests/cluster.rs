@@ -430,24 +430,28 @@ async fn one_leader_ready(c: &Cluster, w: &Workers) -> String {
     leader
 }
 
-/// A plain HTTP GET with a short timeout: the status, or None when nothing answers in time.
-async fn http_status(ip: &str, port: u16, path: &str) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let get = async {
-        let mut s = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
+/// The status of GET `path` on `port` of `pod`, through the API server's pod proxy (the pods'
+/// network is the cluster's own, not this host's); None when the pod does not answer within a
+/// second (a stopped leaderrun accepts the connection and never answers).
+async fn http_status(c: &Cluster, pod: &str, port: u16, path: &str) -> Option<u16> {
+    let uri = format!("/api/v1/namespaces/{}/pods/{pod}:{port}/proxy{path}", c.ns);
+    let request = http::Request::get(uri)
+        .body(kube::client::Body::from(Vec::new()))
         .ok()?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).await.ok()?;
-        raw.split(' ').nth(1)?.parse().ok()
-    };
-    tokio::time::timeout(Duration::from_secs(1), get)
+    let answer = tokio::time::timeout(Duration::from_secs(1), c.client.send(request))
         .await
+        .ok()?
+        .ok()?;
+    let code = answer.status().as_u16();
+    // The proxy's own failure to reach the pod (502/503 with a Status body) is no answer.
+    let body = http_body_util::BodyExt::collect(answer.into_body())
+        .await
+        .ok()?
+        .to_bytes();
+    let from_proxy = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .flatten()
+        .is_some_and(|v| v["kind"] == "Status");
+    (!from_proxy).then_some(code)
 }
 
 /// The worker that started after `after` nanoseconds, by another identity than `not`.
@@ -686,11 +690,6 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
     // e. A wedged leader: SIGSTOP to leaderrun. Its guard stops the worker by the deadline,
     // /healthz stops answering, kubelet restarts the container (liveness), another takes over.
     let pod = pods.get(pod_of(&leader)).await.expect("the leader's pod");
-    let pod_ip = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.clone())
-        .expect("pod IP");
     let restarts = |p: &Pod| {
         p.status
             .as_ref()
@@ -699,7 +698,10 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
             .map_or(0, |c| c.restart_count)
     };
     let restarts_before = restarts(&pod);
-    assert_eq!(http_status(&pod_ip, 8080, "/healthz").await, Some(200));
+    assert_eq!(
+        http_status(&c, pod_of(&leader), 8080, "/healthz").await,
+        Some(200)
+    );
     let pid = leaderrun_pid_of(pod_of(&leader));
     let stopped_at = now_nanos();
     nix::sys::signal::kill(
@@ -714,7 +716,7 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
         .await;
     let guard_stop = stop_of(&lines, &leader).expect("stopped").nanos;
     assert_ne!(
-        http_status(&pod_ip, 8080, "/healthz").await,
+        http_status(&c, pod_of(&leader), 8080, "/healthz").await,
         Some(200),
         "/healthz of a stopped leaderrun"
     );

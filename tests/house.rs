@@ -1,5 +1,6 @@
-//! The house rules, checked: no source file over 500 lines, no function over 70 (test modules
-//! aside), no circle among src/'s modules, and the guard crate on std and nix alone.
+//! The house rules, checked: no source file over 500 lines and no function over 70 (test
+//! modules aside) in leaderrun, its guard or kube-emulator, no circle among src/'s modules, and
+//! the guard crate on std and nix alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -30,9 +31,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn sources() -> Vec<PathBuf> {
-    let mut files = rust_files(&root().join("src"));
-    files.extend(rust_files(&root().join("guard/src")));
-    files
+    ["src", "guard/src", "emulator/src"]
+        .iter()
+        .flat_map(|d| rust_files(&root().join(d)))
+        .collect()
 }
 
 /// The text before a file's `#[cfg(test)] mod tests` (the code the rules are about).

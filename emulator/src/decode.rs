@@ -191,38 +191,46 @@ pub fn normalize(kind: Kind, v: Value) -> Result<Value, ApiError> {
         Kind::Lease => {
             out.insert("spec".into(), normalize_lease_spec(obj.get("spec"))?);
         }
-        Kind::ConfigMap => {
-            if let Some(d) = obj.get("data") {
-                if let Some(m) = string_map(kind, d, "ConfigMap.data")? {
-                    out.insert("data".into(), Value::Object(m));
-                }
-            }
-            if let Some(d) = obj.get("binaryData") {
-                if let Some(m) = string_map(kind, d, "ConfigMap.binaryData")? {
-                    use base64::Engine;
-                    for (k, val) in &m {
-                        let s = val.as_str().unwrap_or_default();
-                        if base64::engine::general_purpose::STANDARD.decode(s).is_err() {
-                            return Err(decode_error(
-                                kind,
-                                format!("illegal base64 data in binaryData[{}]", go_quote(k)),
-                            ));
-                        }
-                    }
-                    out.insert("binaryData".into(), Value::Object(m));
-                }
-            }
-            match obj.get("immutable") {
-                None | Some(Value::Null) => {}
-                Some(Value::Bool(b)) => {
-                    out.insert("immutable".into(), Value::Bool(*b));
-                }
-                Some(other) => return Err(type_error(kind, other, "ConfigMap.immutable", "bool")),
-            }
-        }
+        Kind::ConfigMap => normalize_configmap(&obj, &mut out)?,
         Kind::Event => normalize_event(&obj, &mut out)?,
     }
     Ok(Value::Object(out))
+}
+
+/// core/v1 ConfigMap: data and binaryData (string maps, binaryData base64), immutable.
+fn normalize_configmap(
+    obj: &Map<String, Value>,
+    out: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    let kind = Kind::ConfigMap;
+    if let Some(d) = obj.get("data") {
+        if let Some(m) = string_map(kind, d, "ConfigMap.data")? {
+            out.insert("data".into(), Value::Object(m));
+        }
+    }
+    if let Some(d) = obj.get("binaryData") {
+        if let Some(m) = string_map(kind, d, "ConfigMap.binaryData")? {
+            use base64::Engine;
+            for (k, val) in &m {
+                let s = val.as_str().unwrap_or_default();
+                if base64::engine::general_purpose::STANDARD.decode(s).is_err() {
+                    return Err(decode_error(
+                        kind,
+                        format!("illegal base64 data in binaryData[{}]", go_quote(k)),
+                    ));
+                }
+            }
+            out.insert("binaryData".into(), Value::Object(m));
+        }
+    }
+    match obj.get("immutable") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => {
+            out.insert("immutable".into(), Value::Bool(*b));
+        }
+        Some(other) => return Err(type_error(kind, other, "ConfigMap.immutable", "bool")),
+    }
+    Ok(())
 }
 
 /// core/v1 Event: the fields a leader-election recorder writes, typed.

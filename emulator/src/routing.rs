@@ -40,13 +40,8 @@ pub(crate) fn group_version() -> Value {
     json!({"groupVersion": "coordination.k8s.io/v1", "version": "v1"})
 }
 
-pub(crate) fn route(path: &str, host: &str) -> Route {
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let segs: Vec<&str> = if segs.last() == Some(&"") {
-        segs[..segs.len() - 1].to_vec()
-    } else {
-        segs
-    };
+/// The discovery document at `segs`, if it is one.
+fn discovery(segs: &[&str], host: &str) -> Option<Value> {
     let verbs = json!([
         "create",
         "delete",
@@ -57,37 +52,42 @@ pub(crate) fn route(path: &str, host: &str) -> Route {
         "update",
         "watch"
     ]);
-    let (kind, rest) = match segs.as_slice() {
+    Some(match segs {
         ["version"] => {
-            return Route::Discovery(
-                json!({"major": "1", "minor": "37", "gitVersion": "v1.37.0-kube-emulator", "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean", "buildDate": "2026-11-25T00:00:00Z", "goVersion": "go1.25", "compiler": "gc", "platform": "linux/amd64"}),
-            )
+            json!({"major": "1", "minor": "37", "gitVersion": "v1.37.0-kube-emulator", "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean", "buildDate": "2026-11-25T00:00:00Z", "goVersion": "go1.25", "compiler": "gc", "platform": "linux/amd64"})
         }
-        ["api"] => return Route::Discovery(discovery_core(host)),
+        ["api"] => discovery_core(host),
         ["api", "v1"] => {
-            return Route::Discovery(
-                json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-                {"name": "configmaps", "singularName": "configmap", "namespaced": true, "kind": "ConfigMap", "verbs": verbs, "shortNames": ["cm"]},
-                {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event", "verbs": verbs, "shortNames": ["ev"]}]}),
-            )
+            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+            {"name": "configmaps", "singularName": "configmap", "namespaced": true, "kind": "ConfigMap", "verbs": verbs, "shortNames": ["cm"]},
+            {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event", "verbs": verbs, "shortNames": ["ev"]}]})
         }
         ["apis"] => {
-            return Route::Discovery(
-                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": "coordination.k8s.io", "versions": [group_version()], "preferredVersion": group_version()}]}),
-            )
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": "coordination.k8s.io", "versions": [group_version()], "preferredVersion": group_version()}]})
         }
         ["apis", "coordination.k8s.io"] => {
-            return Route::Discovery(
-                json!({"kind": "APIGroup", "apiVersion": "v1", "name": "coordination.k8s.io", "versions": [group_version()], "preferredVersion": group_version()}),
-            )
+            json!({"kind": "APIGroup", "apiVersion": "v1", "name": "coordination.k8s.io", "versions": [group_version()], "preferredVersion": group_version()})
         }
         ["apis", "coordination.k8s.io", "v1"] => {
-            return Route::Discovery(
-                json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1", "resources": [
-                {"name": "leases", "singularName": "lease", "namespaced": true, "kind": "Lease", "verbs": verbs}]}),
-            )
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1", "resources": [
+            {"name": "leases", "singularName": "lease", "namespaced": true, "kind": "Lease", "verbs": verbs}]})
         }
+        _ => return None,
+    })
+}
+
+pub(crate) fn route(path: &str, host: &str) -> Route {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segs: Vec<&str> = if segs.last() == Some(&"") {
+        segs[..segs.len() - 1].to_vec()
+    } else {
+        segs
+    };
+    if let Some(doc) = discovery(&segs, host) {
+        return Route::Discovery(doc);
+    }
+    let (kind, rest) = match segs.as_slice() {
         ["api", "v1", rest @ ..] => ("", rest),
         ["apis", "coordination.k8s.io", "v1", rest @ ..] => ("coordination.k8s.io", rest),
         _ => return Route::Unknown,
@@ -187,6 +187,22 @@ struct Target {
 }
 
 impl Target {
+    /// What the fault `id` makes of this request, sent by `user`.
+    async fn meets(&self, shared: &Shared, id: u64, action: faults::Action, user: &str) -> Outcome {
+        let t = self;
+        faults::outcome(
+            &shared.faults,
+            id,
+            action,
+            t.kind,
+            &t.namespace,
+            &t.name,
+            user,
+            t.verb,
+        )
+        .await
+    }
+
     fn of(req: &Request<Incoming>) -> Target {
         let query = Query::parse(req.uri().query());
         let host = req
@@ -270,10 +286,8 @@ pub(crate) async fn handle(
     let (client, user) = match client_of(&shared, &req) {
         Ok(c) => c,
         Err(e) => {
-            entry.status = e.code;
             entry.client = "unauthenticated".into();
-            finish(&shared, entry, arrived);
-            return Ok(error_response(&e));
+            return Ok(answered(&shared, entry, arrived, error_response(&e)));
         }
     };
     entry.client = client.label.clone();
@@ -286,22 +300,13 @@ pub(crate) async fn handle(
     entry.fault = decided.as_ref().map(|(id, _)| *id);
     let outcome = match decided {
         Some((_, faults::Action::LateRequest { ms })) => {
-            // Read whole now, carried out later by a task of its own: the client may time
-            // out and close the stream meanwhile, and the write lands all the same.
-            let (parts, body) = req.into_parts();
-            let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
-            let req = Request::from_parts(parts, http_body_util::Full::new(body));
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                let (resp, rv) = answer(&shared, req, target, &client).await;
-                entry.resource_version = rv;
-                entry.status = resp.status().as_u16();
-                finish(&shared, entry, arrived);
-                let _ = tx.send(resp);
-            });
-            return Ok(rx.await?);
+            let late = Late {
+                target,
+                client,
+                entry,
+                arrived,
+            };
+            return late.carry_out(shared, req, Duration::from_millis(ms)).await;
         }
         // The request is carried out; only its answer is lost or late.
         Some((_, action)) if action.applies_request() => {
@@ -315,20 +320,7 @@ pub(crate) async fn handle(
                 _ => Outcome::Drop,
             }
         }
-        Some((id, action)) => {
-            let t = &target;
-            faults::outcome(
-                &shared.faults,
-                id,
-                action,
-                t.kind,
-                &t.namespace,
-                &t.name,
-                &user,
-                t.verb,
-            )
-            .await
-        }
+        Some((id, action)) => target.meets(&shared, id, action, &user).await,
         None => {
             let (resp, rv) = answer(&shared, req, target, &client).await;
             entry.resource_version = rv;
@@ -336,15 +328,63 @@ pub(crate) async fn handle(
         }
     };
     match outcome {
-        Outcome::Answer(resp) => {
-            entry.status = resp.status().as_u16();
-            finish(&shared, entry, arrived);
-            Ok(resp)
-        }
+        Outcome::Answer(resp) => Ok(answered(&shared, entry, arrived, resp)),
         Outcome::Drop => {
             finish(&shared, entry, arrived);
             Err("connection dropped by an injected fault".into())
         }
+    }
+}
+
+/// Logs the request with the status of `resp`, and gives `resp` back.
+fn answered(
+    shared: &Shared,
+    mut entry: LogEntry,
+    arrived: Instant,
+    resp: Response<Body>,
+) -> Response<Body> {
+    entry.status = resp.status().as_u16();
+    finish(shared, entry, arrived);
+    resp
+}
+
+/// A request a `lateRequest` fault carries out later.
+struct Late {
+    target: Target,
+    client: ClientId,
+    entry: LogEntry,
+    arrived: Instant,
+}
+
+impl Late {
+    /// Reads the request whole now and carries it out after `delay`, in a task of its own:
+    /// the client may time out and close the stream meanwhile, and the write lands all the
+    /// same.
+    async fn carry_out(
+        self,
+        shared: Arc<Shared>,
+        req: Request<Incoming>,
+        delay: Duration,
+    ) -> Result<Response<Body>, BoxError> {
+        let Late {
+            target,
+            client,
+            mut entry,
+            arrived,
+        } = self;
+        let (parts, body) = req.into_parts();
+        let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+        let req = Request::from_parts(parts, http_body_util::Full::new(body));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let (resp, rv) = answer(&shared, req, target, &client).await;
+            entry.resource_version = rv;
+            entry.status = resp.status().as_u16();
+            finish(&shared, entry, arrived);
+            let _ = tx.send(resp);
+        });
+        Ok(rx.await?)
     }
 }
 

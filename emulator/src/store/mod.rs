@@ -6,13 +6,19 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use rand::Rng;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::decode::{self, format_time};
 use crate::kind::Kind;
 use crate::status::{self, ApiError, Cause};
 use crate::validation;
+
+mod list;
+mod watch;
+
+pub use list::{LabelReq, Page, Selector};
+pub use watch::{bookmark, WatchStart};
 
 /// One change, as a watch reports it.
 #[derive(Debug, Clone)]
@@ -23,57 +29,6 @@ pub struct Event {
     pub name: String,
     pub event_type: &'static str,
     pub object: Value,
-}
-
-/// Which objects a list or watch selects.
-#[derive(Debug, Clone, Default)]
-pub struct Selector {
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub name_not: Option<String>,
-    pub labels: Vec<LabelReq>,
-}
-
-#[derive(Debug, Clone)]
-pub enum LabelReq {
-    Eq(String, String),
-    NotEq(String, String),
-    Exists(String),
-    NotExists(String),
-}
-
-impl Selector {
-    pub fn matches(&self, kind_ns: &str, name: &str, obj: &Value) -> bool {
-        if self.namespace.as_deref().is_some_and(|n| n != kind_ns)
-            || self.name.as_deref().is_some_and(|n| n != name)
-            || self.name_not.as_deref() == Some(name)
-        {
-            return false;
-        }
-        let label = |k: &str| {
-            obj.pointer("/metadata/labels")
-                .and_then(|l| l.get(k))
-                .and_then(Value::as_str)
-        };
-        self.labels.iter().all(|r| match r {
-            LabelReq::Eq(k, v) => label(k) == Some(v.as_str()),
-            LabelReq::NotEq(k, v) => label(k) != Some(v.as_str()),
-            LabelReq::Exists(k) => label(k).is_some(),
-            LabelReq::NotExists(k) => label(k).is_none(),
-        })
-    }
-}
-
-/// How a watch may start (api-concepts "Semantics for watch").
-pub enum WatchStart {
-    Ok {
-        initial: Vec<Arc<Event>>,
-        rx: broadcast::Receiver<Arc<Event>>,
-    },
-    /// The asked version is older than the history kept: one ERROR 410 event.
-    Expired { oldest: u64 },
-    /// The asked version is newer than any write.
-    TooLarge { current: u64 },
 }
 
 pub enum PatchKind {
@@ -156,45 +111,6 @@ fn check_name(obj: &Value, name: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-/// Which page of a list: `?limit=` and `?continue=`.
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    pub limit: Option<usize>,
-    pub continue_token: Option<String>,
-}
-
-/// The apiserver's continue token: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":KEY\0}`,
-/// where the zero byte makes the next page start just after KEY.
-fn encode_continue(rv: u64, last_key: &str) -> String {
-    use base64::Engine;
-    let json =
-        serde_json::json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{last_key}\u{0}")});
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
-}
-
-fn decode_continue(token: &str) -> Result<(u64, String), ApiError> {
-    use base64::Engine;
-    let bad = |why: String| status::bad_request(format!("invalid continue token: {why}"));
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|e| {
-            bad(format!(
-                "continue key is not valid: illegal base64 data ({e})"
-            ))
-        })?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| bad(format!("continue key is not valid: {e}")))?;
-    if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
-        return Err(bad("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into()));
-    }
-    let rv = v.get("rv").and_then(Value::as_u64).filter(|rv| *rv > 0);
-    let start = v.get("start").and_then(Value::as_str);
-    match (rv, start) {
-        (Some(rv), Some(start)) if !start.is_empty() => Ok((rv, start.to_string())),
-        _ => Err(bad("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into())),
-    }
 }
 
 /// The stored form without the version, to spot writes that change nothing.
@@ -294,61 +210,6 @@ impl Store {
     /// (namespace, then name), and a `continue` token that resumes after the last one
     /// at the first page's resourceVersion. Unlike etcd, later pages show the objects
     /// as they are now, not as they were at that version.
-    pub fn list(&self, kind: Kind, sel: &Selector, page: &Page) -> Result<Value, ApiError> {
-        let (list_rv, after) = match &page.continue_token {
-            Some(token) => {
-                let (rv, start) = decode_continue(token)?;
-                if rv < self.compacted_rv {
-                    return Err(status::continue_expired());
-                }
-                (rv, Some(start))
-            }
-            None => (self.rv, None),
-        };
-        let mut items: Vec<(String, Value)> = self
-            .objects
-            .iter()
-            .filter(|((k, ns, name), obj)| *k == kind && sel.matches(ns, name, obj))
-            .map(|((_, ns, name), obj)| {
-                // The key relative to the resource's prefix, as etcd orders it.
-                let key = if sel.namespace.is_some() {
-                    name.clone()
-                } else {
-                    format!("{ns}/{name}")
-                };
-                (key, obj)
-            })
-            .filter(|(key, _)| after.as_ref().is_none_or(|a| key.as_str() >= a.as_str()))
-            .map(|(key, obj)| {
-                // Items of built-in lists carry no kind or apiVersion.
-                let mut o = obj.clone();
-                if let Some(m) = o.as_object_mut() {
-                    m.remove("kind");
-                    m.remove("apiVersion");
-                }
-                (key, o)
-            })
-            .collect();
-        let mut metadata = Map::new();
-        metadata.insert("resourceVersion".into(), Value::String(list_rv.to_string()));
-        if let Some(limit) = page.limit.filter(|l| *l > 0 && *l < items.len()) {
-            let remaining = items.len() - limit;
-            items.truncate(limit);
-            let last = items.last().map(|(k, _)| k.clone()).unwrap_or_default();
-            metadata.insert(
-                "continue".into(),
-                Value::String(encode_continue(list_rv, &last)),
-            );
-            metadata.insert("remainingItemCount".into(), Value::from(remaining as u64));
-        }
-        Ok(serde_json::json!({
-            "kind": kind.list_kind(),
-            "apiVersion": kind.api_version(),
-            "metadata": metadata,
-            "items": items.into_iter().map(|(_, o)| o).collect::<Vec<_>>(),
-        }))
-    }
-
     fn prepare_create(&self, kind: Kind, ns: &str, obj: &mut Value) -> Result<(), ApiError> {
         ensure_namespace(obj, ns)?;
         if meta(obj, "name").is_empty() && !meta(obj, "generateName").is_empty() {
@@ -597,77 +458,8 @@ impl Store {
         Ok(status::delete_success(kind, name, &uid))
     }
 
-    /// Starts a watch. Subscribing under the store's lock means no event falls
-    /// between the initial ones and the live ones.
-    pub fn watch(
-        &self,
-        kind: Kind,
-        sel: &Selector,
-        from: Option<u64>,
-        send_initial: bool,
-    ) -> WatchStart {
-        let matching =
-            |ev: &Event| ev.kind == kind && sel.matches(&ev.namespace, &ev.name, &ev.object);
-        let rx = self.events.subscribe();
-        let synthetic = || -> Vec<Arc<Event>> {
-            self.objects
-                .iter()
-                .filter(|((k, ns, name), obj)| *k == kind && sel.matches(ns, name, obj))
-                .map(|((k, ns, name), obj)| {
-                    Arc::new(Event {
-                        rv: meta(obj, "resourceVersion").parse().unwrap_or(0),
-                        kind: *k,
-                        namespace: ns.clone(),
-                        name: name.clone(),
-                        event_type: "ADDED",
-                        object: obj.clone(),
-                    })
-                })
-                .collect()
-        };
-        match from {
-            None | Some(0) => WatchStart::Ok {
-                initial: synthetic(),
-                rx,
-            },
-            Some(n) if n < self.compacted_rv => WatchStart::Expired {
-                oldest: self.compacted_rv,
-            },
-            Some(n) if n > self.rv => WatchStart::TooLarge { current: self.rv },
-            Some(n) => {
-                let mut initial = if send_initial {
-                    synthetic()
-                } else {
-                    Vec::new()
-                };
-                if !send_initial {
-                    initial.extend(
-                        self.history
-                            .iter()
-                            .filter(|e| e.rv > n && matching(e))
-                            .cloned(),
-                    );
-                }
-                WatchStart::Ok { initial, rx }
-            }
-        }
-    }
-
     /// Every stored object, for the admin dump.
     pub fn dump(&self) -> Vec<Value> {
         self.objects.values().cloned().collect()
     }
-}
-
-/// Builds the object a watch event carries for a bookmark.
-pub fn bookmark(kind: Kind, rv: u64, initial_end: bool) -> Value {
-    let mut m = Map::new();
-    m.insert("resourceVersion".into(), Value::String(rv.to_string()));
-    if initial_end {
-        m.insert(
-            "annotations".into(),
-            serde_json::json!({"k8s.io/initial-events-end": "true"}),
-        );
-    }
-    serde_json::json!({"kind": kind.kind_name(), "apiVersion": kind.api_version(), "metadata": Value::Object(m)})
 }

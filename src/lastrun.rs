@@ -7,9 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{self, LeaderRecord, Time};
 
-/// The annotation that carries the last run (with leaderrun's other keys, in lock/notes.rs).
-pub use crate::lock::LAST_RUN;
-
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]

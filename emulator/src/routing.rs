@@ -189,16 +189,15 @@ struct Target {
 impl Target {
     /// What the fault `id` makes of this request, sent by `user`.
     async fn meets(&self, shared: &Shared, id: u64, action: faults::Action, user: &str) -> Outcome {
-        let t = self;
         faults::outcome(
             &shared.faults,
             id,
             action,
-            t.kind,
-            &t.namespace,
-            &t.name,
+            self.kind,
+            &self.namespace,
+            &self.name,
             user,
-            t.verb,
+            self.verb,
         )
         .await
     }

@@ -73,6 +73,34 @@ impl<K: LockObject> KubeLock<K> {
         }
     }
 
+    /// Writes `record` and `notes` into `object`, with the version read (`resource_version`):
+    /// without it a ConfigMap PUT overwrites unconditionally, and two copies could both
+    /// believe they lead. Borrowed, so that `AnyLock` need not copy the object it holds.
+    async fn write_over(
+        &self,
+        object: &K,
+        resource_version: &str,
+        record: &LeaderRecord,
+        notes: &Notes,
+        timeout: Duration,
+    ) -> Result<Observed<K>, LockError> {
+        if resource_version.is_empty() {
+            return Err(LockError::Conflict(self.describe()));
+        }
+        let mut obj = object.with_record(record);
+        notes.write_into(&mut obj.meta_mut().annotations);
+        obj.meta_mut().resource_version = Some(resource_version.to_string());
+        within(timeout, async {
+            let updated = self
+                .api
+                .replace(&self.name, &PostParams::default(), &obj)
+                .await
+                .map_err(|e| self.call("update").error(e))?;
+            observe(updated, &self.describe())
+        })
+        .await
+    }
+
     fn call(&self, verb: &'static str) -> Call<'_> {
         Call {
             verb,
@@ -146,8 +174,6 @@ impl<K: LockObject> Lock for KubeLock<K> {
         .await
     }
 
-    /// With the version read: without it a ConfigMap PUT overwrites unconditionally, and two
-    /// copies could both believe they lead.
     async fn replace(
         &self,
         prev: &Observed<K>,
@@ -155,21 +181,8 @@ impl<K: LockObject> Lock for KubeLock<K> {
         notes: &Notes,
         timeout: Duration,
     ) -> Result<Observed<K>, LockError> {
-        if prev.resource_version.is_empty() {
-            return Err(LockError::Conflict(self.describe()));
-        }
-        let mut obj = prev.object.with_record(record);
-        notes.write_into(&mut obj.meta_mut().annotations);
-        obj.meta_mut().resource_version = Some(prev.resource_version.clone());
-        within(timeout, async {
-            let updated = self
-                .api
-                .replace(&self.name, &PostParams::default(), &obj)
-                .await
-                .map_err(|e| self.call("update").error(e))?;
-            observe(updated, &self.describe())
-        })
-        .await
+        self.write_over(&prev.object, &prev.resource_version, record, notes, timeout)
+            .await
     }
 
     async fn watch(
@@ -253,34 +266,6 @@ impl AnyLock {
     }
 }
 
-/// `prev` as the object of its own kind, or a conflict: an object of the other kind was never
-/// read from this lock.
-fn narrow<K>(
-    prev: &Observed<AnyObject>,
-    object: impl FnOnce(&AnyObject) -> Option<&K>,
-    describe: impl FnOnce() -> String,
-) -> Result<Observed<K>, LockError>
-where
-    K: Clone,
-{
-    let object = object(&prev.object).ok_or_else(|| LockError::Conflict(describe()))?;
-    Ok(prev.clone().map(|_| object.clone()))
-}
-
-fn lease_of(o: &AnyObject) -> Option<&Lease> {
-    match o {
-        AnyObject::Lease(l) => Some(l),
-        AnyObject::Configmap(_) => None,
-    }
-}
-
-fn configmap_of(o: &AnyObject) -> Option<&ConfigMap> {
-    match o {
-        AnyObject::Configmap(c) => Some(c),
-        AnyObject::Lease(_) => None,
-    }
-}
-
 fn widen_stream<K: Send + 'static>(
     s: BoxStream<'static, Result<Change<K>, LockError>>,
     f: fn(K) -> AnyObject,
@@ -344,20 +329,18 @@ impl Lock for AnyLock {
         notes: &Notes,
         timeout: Duration,
     ) -> Result<Observed<AnyObject>, LockError> {
-        let describe = || self.describe();
-        Ok(match self {
-            AnyLock::Lease(l) => {
-                let prev = narrow(prev, lease_of, describe)?;
-                l.replace(&prev, record, notes, timeout)
-                    .await?
-                    .map(AnyObject::Lease)
-            }
-            AnyLock::Configmap(l) => {
-                let prev = narrow(prev, configmap_of, describe)?;
-                l.replace(&prev, record, notes, timeout)
-                    .await?
-                    .map(AnyObject::Configmap)
-            }
+        let rv = &prev.resource_version;
+        Ok(match (self, &prev.object) {
+            (AnyLock::Lease(l), AnyObject::Lease(o)) => l
+                .write_over(o, rv, record, notes, timeout)
+                .await?
+                .map(AnyObject::Lease),
+            (AnyLock::Configmap(l), AnyObject::Configmap(o)) => l
+                .write_over(o, rv, record, notes, timeout)
+                .await?
+                .map(AnyObject::Configmap),
+            // An object of the other kind was never read from this lock.
+            _ => return Err(LockError::Conflict(self.describe())),
         })
     }
 

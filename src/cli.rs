@@ -211,9 +211,19 @@ pub struct RunArgs {
     /// "stopped leading"); needs RBAC create on events.
     #[arg(long, env = "LEADERRUN_EVENTS")]
     pub events: bool,
-    /// Serve /healthz, /readyz (200 only while leader) and /metrics on this address.
+    /// Serve /healthz (503 once a leader is past its renew deadline), /readyz (200 while
+    /// taking part: a leader renewing on time, or a standby the API server answered within a
+    /// lease duration), /leaderz (200 only while leader) and /metrics on this address.
     #[arg(long, value_name = "ADDR", env = "LEADERRUN_HEALTH_ADDR")]
     pub health_addr: Option<std::net::SocketAddr>,
+    /// While leading, make the Endpoints of this Service (one without a selector, in the
+    /// lock's namespace) this pod's address alone, with the Service's target ports; take it
+    /// out again when leadership ends. Needs --pod-ip.
+    #[arg(long, value_name = "NAME", env = "LEADERRUN_SERVICE")]
+    pub service: Option<String>,
+    /// This pod's IP address, for --service (in a pod: env POD_IP from fieldRef status.podIP).
+    #[arg(long, value_name = "IP", env = "POD_IP")]
+    pub pod_ip: Option<std::net::IpAddr>,
     #[command(flatten)]
     pub log: LogArgs,
     /// The command to run while leader, and its arguments.

@@ -21,6 +21,7 @@ pub mod reaper;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod service;
 pub mod settings;
 pub use leaderrun_guard::{proc_tree, signals};
 pub mod stepdown;

@@ -1,4 +1,4 @@
-//! The numbers `/metrics` shows and `/healthz` and `/readyz` judge by. Only the reporter
+//! The numbers `/metrics` shows and `/healthz`, `/readyz` and `/leaderz` judge by. Only the reporter
 //! (`report.rs`) records into them; `health.rs` serves them.
 
 use std::collections::BTreeMap;
@@ -22,6 +22,8 @@ pub struct Metrics {
     /// stopping if no renew succeeds (last renew sent + renew deadline).
     deadline: Mutex<Option<Instant>>,
     last_renew: Mutex<Option<Instant>>,
+    /// When the API server last answered about the lock (a read, a watch event, a renew).
+    heard: Mutex<Option<Instant>>,
     transitions: AtomicI64,
     acquisitions: AtomicU64,
     renew_attempts: AtomicU64,
@@ -48,6 +50,7 @@ impl Metrics {
             .store(transitions as i64, Ordering::Relaxed);
         *lock(&self.last_renew) = Some(renewed_at);
         *lock(&self.deadline) = Some(deadline);
+        self.heard(Instant::now());
         self.is_leader.store(true, Ordering::Relaxed);
     }
 
@@ -56,6 +59,12 @@ impl Metrics {
         self.observe_latency(latency);
         *lock(&self.last_renew) = Some(sent);
         *lock(&self.deadline) = Some(deadline);
+        self.heard(Instant::now());
+    }
+
+    /// The API server answered about the lock.
+    pub fn heard(&self, at: Instant) {
+        *lock(&self.heard) = Some(at);
     }
 
     pub fn renew_failed(&self, latency: Duration) {
@@ -122,6 +131,25 @@ impl Metrics {
 
     pub fn is_leader(&self) -> bool {
         self.is_leader.load(Ordering::Relaxed)
+    }
+
+    /// Ready (`/readyz`): in touch and taking part. A leader renewing within its deadline;
+    /// a standby the API server answered within `stale_after`. Else why not.
+    pub fn ready(&self, now: Instant, stale_after: Duration) -> Result<(), String> {
+        if self.overdue(now) {
+            return Err("overdue: leader past its renew deadline".into());
+        }
+        if self.is_leader() {
+            return Ok(());
+        }
+        match *lock(&self.heard) {
+            Some(t) if now.saturating_duration_since(t) <= stale_after => Ok(()),
+            Some(t) => Err(format!(
+                "no answer from the API server about the lock for {:.1}s (more than {stale_after:?})",
+                now.saturating_duration_since(t).as_secs_f64()
+            )),
+            None => Err("no answer from the API server about the lock yet".into()),
+        }
     }
 
     /// Past the renew deadline while a child may still run.

@@ -180,6 +180,10 @@ impl Observer for Reporter {
         self.metrics.renew_failed(latency);
     }
 
+    fn heard(&self) {
+        self.metrics.heard(Instant::now());
+    }
+
     fn waiting(&self, holder: &str, impostor: bool) {
         if impostor {
             warn!(lock = %self.lock(), identity = %self.identity, "the lock names this process's identity, but another process wrote it: two processes run with the same --identity. Waiting as for any other holder; give each copy its own identity");

@@ -137,6 +137,13 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// How long a standby stays ready (`/readyz`) without an answer from the API server: a
+    /// lease duration (after that it can say nothing of who leads), or four retry periods if
+    /// longer (a healthy standby hears at least every three: its watch, or a plain read).
+    pub fn standby_stale_after(&self) -> Duration {
+        self.lease_duration.max(self.retry_period * 4)
+    }
+
     /// The allowance for clocks that run at slightly different rates on two hosts,
     /// and for the time between our send and the API server's write.
     pub fn margin(&self) -> Duration {

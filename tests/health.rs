@@ -1,9 +1,10 @@
-//! `--health-addr`: readiness follows leadership, health fails when the leader is
-//! overdue on renewing, and /metrics counts what happened.
+//! `--health-addr`: /leaderz follows leadership, /readyz says a copy takes part (leader or
+//! standby, in touch with the API server), health fails when the leader is overdue on
+//! renewing, and /metrics counts what happened.
 
 use crate::common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use kube_emulator::{Action, Fault};
@@ -18,7 +19,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn readyz_only_on_the_leader_and_metrics_count_renews() {
+async fn leaderz_only_on_the_leader_readyz_on_every_copy_and_metrics_count_renews() {
     let api = Api::start().await;
     let name = api.lock_name("health");
     let (p1, p2) = (free_port(), free_port());
@@ -51,11 +52,20 @@ async fn readyz_only_on_the_leader_and_metrics_count_renews() {
         "1000",
     );
     assert_eq!(
-        wait_http(p1, "/readyz", LONG, |c, _| c == 200).await.1,
+        wait_http(p1, "/leaderz", LONG, |c, _| c == 200).await.1,
         "leader\n"
     );
-    let (code, body) = wait_http(p2, "/readyz", LONG, |_, _| true).await;
+    assert_eq!(
+        wait_http(p1, "/readyz", LONG, |_, _| true).await,
+        (200, "ready: leader\n".to_string())
+    );
+    let (code, body) = wait_http(p2, "/leaderz", LONG, |_, _| true).await;
     assert_eq!((code, body.as_str()), (503, "not leader\n"));
+    // A standby that has read the lock is ready: it takes part.
+    assert_eq!(
+        wait_http(p2, "/readyz", LONG, |c, _| c == 200).await.1,
+        "ready: standby\n"
+    );
     assert_eq!(wait_http(p1, "/healthz", LONG, |_, _| true).await.0, 200);
     assert_eq!(
         wait_http(p2, "/healthz", LONG, |_, _| true).await.0,
@@ -81,7 +91,7 @@ async fn readyz_only_on_the_leader_and_metrics_count_renews() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    wait_http(p2, "/readyz", LONG, |c, _| c == 200).await;
+    wait_http(p2, "/leaderz", LONG, |c, _| c == 200).await;
     let (_, metrics) = wait_http(p2, "/metrics", LONG, |_, _| true).await;
     assert!(
         metrics.contains("leaderrun_leader_transitions 1"),
@@ -145,9 +155,14 @@ async fn healthz_fails_while_an_overdue_leader_stops_its_child() {
     let (_, body) = wait_http(port, "/healthz", LONG, |c, _| c == 503).await;
     assert!(body.contains("overdue"), "{body}");
     assert_eq!(
+        http_get(port, "/leaderz").await.map(|r| r.0),
+        Some(503),
+        "not leader once leadership is lost"
+    );
+    assert_eq!(
         http_get(port, "/readyz").await.map(|r| r.0),
         Some(503),
-        "not ready once leadership is lost"
+        "not ready while overdue"
     );
     let (_, metrics) = wait_http(port, "/metrics", LONG, |_, _| true).await;
     assert!(
@@ -156,6 +171,51 @@ async fn healthz_fails_while_an_overdue_leader_stops_its_child() {
     );
     let (code, _) = exit_of(leader, LONG).await;
     assert_eq!(code, 121);
+}
+
+/// A standby cut off from the API server (its requests dropped, its watch cut) stops being ready once it
+/// has heard nothing for a lease duration, and is ready again when the server answers.
+#[tokio::test]
+async fn a_standby_cut_off_from_the_api_server_is_not_ready_until_it_hears_again() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("cut-off standby") else {
+        return;
+    };
+    let name = api.lock_name("cutoff");
+    let port = free_port();
+    let timing = FAST;
+    let leader = job_candidate(&api, "lease", &name, "c-leader", &timing, "1000");
+    wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+    let health = format!("127.0.0.1:{port}");
+    let mut args = timing.to_vec();
+    args.extend(["--health-addr", &health]);
+    let mut standby = job_candidate(&api, "lease", &name, "c-standby", &args, "1000");
+    wait_standby(&mut standby).await;
+    wait_http(port, "/readyz", LONG, |c, _| c == 200).await;
+    let cut = Instant::now();
+    emu.add_fault(
+        Fault::new(Action::Partition)
+            .for_client("c-standby")
+            .lasting(Duration::from_secs(8)),
+    );
+    let (_, body) = wait_http(port, "/readyz", LONG, |c, _| c == 503).await;
+    assert!(body.contains("no answer from the API server"), "{body}");
+    assert!(
+        cut.elapsed() >= Duration::from_secs(4) - Duration::from_millis(600),
+        "ready for a lease duration after the last answer: {:?}",
+        cut.elapsed()
+    );
+    assert_eq!(
+        http_get(port, "/healthz").await.map(|r| r.0),
+        Some(200),
+        "alive all the same"
+    );
+    wait_http(port, "/readyz", LONG, |c, _| c == 200).await;
+    for c in [leader, standby] {
+        let pid = nix::unistd::Pid::from_raw(c.id().expect("pid") as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("TERM");
+        exit_of(c, LONG).await;
+    }
 }
 
 #[tokio::test]

@@ -23,5 +23,6 @@ mod plugin;
 mod rbac;
 mod record_props;
 mod run;
+mod service;
 mod supervision;
 mod tls;

@@ -12,14 +12,14 @@ use crate::status::{self, go_quote, ApiError};
 const MICRO_LAYOUT: &str = "2006-01-02T15:04:05.000000Z07:00";
 
 /// Go's `json: cannot unmarshal` wording, wrapped the way the decode step wraps it.
-fn decode_error(kind: Kind, detail: String) -> ApiError {
+pub(crate) fn decode_error(kind: Kind, detail: String) -> ApiError {
     status::bad_request(format!(
         "{k} in version \"v1\" cannot be handled as a {k}: {detail}",
         k = kind.kind_name()
     ))
 }
 
-fn type_error(kind: Kind, got: &Value, go_field: &str, go_type: &str) -> ApiError {
+pub(crate) fn type_error(kind: Kind, got: &Value, go_field: &str, go_type: &str) -> ApiError {
     let what = match got {
         Value::String(_) => "string",
         Value::Number(_) => "number",
@@ -86,7 +86,7 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         })
 }
 
-fn as_int32(kind: Kind, v: &Value, go_field: &str) -> Result<i64, ApiError> {
+pub(crate) fn as_int32(kind: Kind, v: &Value, go_field: &str) -> Result<i64, ApiError> {
     match v.as_i64() {
         Some(n) if n >= i32::MIN as i64 && n <= i32::MAX as i64 => Ok(n),
         Some(_) => Err(decode_error(
@@ -99,7 +99,7 @@ fn as_int32(kind: Kind, v: &Value, go_field: &str) -> Result<i64, ApiError> {
     }
 }
 
-fn string_map(
+pub(crate) fn string_map(
     kind: Kind,
     v: &Value,
     go_field: &str,
@@ -131,7 +131,11 @@ fn string_map(
     }
 }
 
-fn opt_string(kind: Kind, v: Option<&Value>, go_field: &str) -> Result<Option<String>, ApiError> {
+pub(crate) fn opt_string(
+    kind: Kind,
+    v: Option<&Value>,
+    go_field: &str,
+) -> Result<Option<String>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -193,6 +197,8 @@ pub fn normalize(kind: Kind, v: Value) -> Result<Value, ApiError> {
         }
         Kind::ConfigMap => normalize_configmap(&obj, &mut out)?,
         Kind::Event => normalize_event(&obj, &mut out)?,
+        Kind::Service => crate::network::normalize_service(&obj, &mut out)?,
+        Kind::Endpoints => crate::network::normalize_endpoints(&obj, &mut out)?,
     }
     Ok(Value::Object(out))
 }

@@ -8,19 +8,22 @@ pub enum Kind {
     ConfigMap,
     /// core/v1 Events, so that a leader's "became leader" can be recorded on its lock.
     Event,
+    /// core/v1 Services and their Endpoints, for `leaderrun --service`.
+    Service,
+    Endpoints,
 }
 
 impl Kind {
     pub fn group(self) -> &'static str {
         match self {
             Kind::Lease => "coordination.k8s.io",
-            Kind::ConfigMap | Kind::Event => "",
+            _ => "",
         }
     }
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Lease => "coordination.k8s.io/v1",
-            Kind::ConfigMap | Kind::Event => "v1",
+            _ => "v1",
         }
     }
     pub fn resource(self) -> &'static str {
@@ -28,6 +31,8 @@ impl Kind {
             Kind::Lease => "leases",
             Kind::ConfigMap => "configmaps",
             Kind::Event => "events",
+            Kind::Service => "services",
+            Kind::Endpoints => "endpoints",
         }
     }
     pub fn kind_name(self) -> &'static str {
@@ -35,6 +40,8 @@ impl Kind {
             Kind::Lease => "Lease",
             Kind::ConfigMap => "ConfigMap",
             Kind::Event => "Event",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
         }
     }
     pub fn list_kind(self) -> &'static str {
@@ -42,6 +49,8 @@ impl Kind {
             Kind::Lease => "LeaseList",
             Kind::ConfigMap => "ConfigMapList",
             Kind::Event => "EventList",
+            Kind::Service => "ServiceList",
+            Kind::Endpoints => "EndpointsList",
         }
     }
     /// `leases.coordination.k8s.io` or `configmaps`: how NotFound and Conflict name it.
@@ -65,15 +74,22 @@ impl Kind {
     pub fn allow_create_on_update(self) -> bool {
         matches!(self, Kind::Lease)
     }
-    /// ConfigMap PUTs without a resourceVersion overwrite unconditionally; Lease PUTs get 422.
+    /// ConfigMap, Event and Endpoints PUTs without a resourceVersion overwrite
+    /// unconditionally; Lease and Service PUTs get 422.
     pub fn allow_unconditional_update(self) -> bool {
-        matches!(self, Kind::ConfigMap | Kind::Event)
+        matches!(self, Kind::ConfigMap | Kind::Event | Kind::Endpoints)
     }
 
     /// The kind served under a group's resource name.
     pub fn from_resource(group: &str, resource: &str) -> Option<Kind> {
-        [Kind::Lease, Kind::ConfigMap, Kind::Event]
-            .into_iter()
-            .find(|k| k.group() == group && k.resource() == resource)
+        [
+            Kind::Lease,
+            Kind::ConfigMap,
+            Kind::Event,
+            Kind::Service,
+            Kind::Endpoints,
+        ]
+        .into_iter()
+        .find(|k| k.group() == group && k.resource() == resource)
     }
 }

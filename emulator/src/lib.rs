@@ -13,6 +13,7 @@ mod admin;
 pub mod decode;
 pub mod faults;
 pub mod kind;
+mod network;
 mod query;
 mod response;
 mod routing;

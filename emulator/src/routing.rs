@@ -60,7 +60,9 @@ fn discovery(segs: &[&str], host: &str) -> Option<Value> {
         ["api", "v1"] => {
             json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
             {"name": "configmaps", "singularName": "configmap", "namespaced": true, "kind": "ConfigMap", "verbs": verbs, "shortNames": ["cm"]},
-            {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event", "verbs": verbs, "shortNames": ["ev"]}]})
+            {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event", "verbs": verbs, "shortNames": ["ev"]},
+            {"name": "services", "singularName": "service", "namespaced": true, "kind": "Service", "verbs": verbs, "shortNames": ["svc"]},
+            {"name": "endpoints", "singularName": "endpoints", "namespaced": true, "kind": "Endpoints", "verbs": verbs, "shortNames": ["ep"]}]})
         }
         ["apis"] => {
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [

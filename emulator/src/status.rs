@@ -51,6 +51,13 @@ impl Cause {
             field: field.to_string(),
         }
     }
+    pub fn duplicate(field: &str, value: impl std::fmt::Display) -> Self {
+        Cause {
+            reason: "FieldValueDuplicate",
+            message: format!("Duplicate value: {value}"),
+            field: field.to_string(),
+        }
+    }
     pub fn too_long(field: &str, max: usize) -> Self {
         Cause {
             reason: "FieldValueTooLong",

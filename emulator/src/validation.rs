@@ -17,7 +17,7 @@ const MAX_CONFIGMAP_BYTES: usize = 1024 * 1024;
 /// `TotalAnnotationSizeLimitB`.
 const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
 
-fn is_dns1123_label(s: &str) -> bool {
+pub(crate) fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.iter()
@@ -126,6 +126,8 @@ pub fn validate(kind: Kind, obj: &Value) -> Vec<Cause> {
         Kind::Lease => lease(obj, &mut causes),
         Kind::Event => event(obj, &mut causes),
         Kind::ConfigMap => config_map(obj, &mut causes),
+        Kind::Service => crate::network::validate_service(obj, &mut causes),
+        Kind::Endpoints => crate::network::validate_endpoints(obj, &mut causes),
     }
     causes
 }

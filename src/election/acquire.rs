@@ -70,7 +70,11 @@ impl<L: Lock> Election<L> {
             tokio::select! {
                 biased;
                 sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
-                (slot, seen) = next_of(&mut follows) => self.see(&mut views[slot], seen?),
+                (slot, seen) = next_of(&mut follows) => {
+                    let seen = seen?;
+                    observer.heard();
+                    self.see(&mut views[slot], seen);
+                }
                 _ = sleep_until_some(until) => {}
             }
             if wait_deadline.is_some_and(|d| Instant::now() >= d) {

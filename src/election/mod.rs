@@ -97,6 +97,9 @@ pub trait Observer {
     fn renew_failed(&self, latency: Duration, error: &LockError);
     /// Waiting for the lock, which `holder` holds (each time the holder changes).
     fn waiting(&self, holder: &str, impostor: bool);
+    /// The API server answered about the lock while waiting (a read or a watch event): this
+    /// copy is in touch and taking part (what readiness reports).
+    fn heard(&self) {}
 }
 
 /// An observer that does nothing (tests).

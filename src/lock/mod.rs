@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use crate::record::LeaderRecord;
 
 pub use self::kube::{AnyLock, AnyObject, KubeLock, LockObject};
-pub use error::{error_chain, LockError};
+pub use error::{error_chain, Call, LockError};
 pub use list::{list_managed, Listed};
 pub use notes::{created_labels, Notes, LAST_RUN, MANAGED_BY, STEP_DOWN, WRITER};
 

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::cli::RunArgs;
-use crate::client::{connect_to_lock, SetupError, Target};
+use crate::client::{connect_to_lock, Target};
 use crate::election::sleep_until_some;
 use crate::election::{AcquireError, AfterExit, Election, Leadership, Lost, Observer, WaitOptions};
 use crate::events::Recorder;
@@ -30,46 +30,16 @@ use crate::settings::{self, Timing};
 use crate::signals::is_terminal_stop;
 use crate::supervisor::{self, ChildExit, GuardLine, Job, JobEvent, JobSpec, Signals, SpawnError};
 
+mod announce;
+mod error;
 mod last_run;
 mod supervise;
 
+use announce::{announce, open_service, Announcing};
+pub use error::RunError;
+
 use last_run::outcome_of;
 use supervise::{keep_lock, supervise};
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Setup(#[from] SetupError),
-    #[error(transparent)]
-    Lock(#[from] LockError),
-    #[error("cannot listen for signals: {0}")]
-    Signals(std::io::Error),
-    #[error("cannot serve health on {0}: {1}. Choose another --health-addr")]
-    Health(std::net::SocketAddr, std::io::Error),
-}
-
-impl RunError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Setup(e) => e.exit_code(),
-            RunError::Health(..) => exit::CONFIG,
-            RunError::Lock(_) => exit::API,
-            RunError::Signals(_) => exit::OS,
-        }
-    }
-}
-
-impl crate::exit::Failure for RunError {
-    fn exit_code(&self) -> u8 {
-        RunError::exit_code(self)
-    }
-}
-
-impl From<settings::SettingsError> for RunError {
-    fn from(e: settings::SettingsError) -> Self {
-        RunError::Setup(e.into())
-    }
-}
 
 /// Everything that can be checked without the API is checked first; then connect and run.
 pub async fn run(args: RunArgs) -> Result<u8, RunError> {
@@ -89,6 +59,7 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
         // Safe (a renew within the same second writes nothing) but wasteful.
         warn!(retry_period = ?timing.retry_period, "a ConfigMap record carries whole seconds: renews within one second change nothing and are skipped; use --retry-period 1s or more");
     }
+    let service = open_service(&args, client.clone(), &namespace).await?;
     let recorder = args
         .events
         .then(|| Recorder::new(client.clone(), &namespace, &identity));
@@ -97,6 +68,7 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
         timing,
         identity,
         namespace: namespace.clone(),
+        service,
     };
     let work = Opened { run, recorder };
     work.with(AnyLock::open_all(
@@ -114,6 +86,8 @@ struct Run<'a> {
     timing: Timing,
     identity: String,
     namespace: String,
+    /// `--service`: the Service whose Endpoints point here while leading.
+    service: Option<Arc<crate::service::LeaderService>>,
 }
 
 /// The run with its locks opened: the run, and where its Events go.
@@ -143,6 +117,8 @@ struct Context<'a> {
     reporter: Reporter,
     /// The current guard's pid, which the stray reaper leaves to its owner.
     guard: Arc<AtomicI32>,
+    /// `--service` while leading: the Endpoints pointed here.
+    announcing: Option<Announcing>,
 }
 
 impl Opened<'_> {
@@ -160,10 +136,11 @@ impl Opened<'_> {
         let signals = Signals::new().map_err(RunError::Signals)?;
         let metrics = Arc::new(Metrics::default());
         if let Some(addr) = self.run.args.health_addr {
-            let bound = crate::health::serve(addr, metrics.clone())
+            let stale_after = self.run.timing.standby_stale_after();
+            let bound = crate::health::serve(addr, metrics.clone(), stale_after)
                 .await
                 .map_err(|e| RunError::Health(addr, e))?;
-            info!(addr = %bound, "serving /healthz, /readyz and /metrics");
+            info!(addr = %bound, "serving /healthz, /readyz, /leaderz and /metrics");
         }
         let election = Election::with_slots(locks, self.run.identity.clone(), self.run.timing);
         let reporter = Reporter::new(
@@ -177,6 +154,7 @@ impl Opened<'_> {
             signals,
             reporter,
             guard,
+            announcing: None,
         };
         // The phases, in order; each step returns the next.
         let mut phase = Phase::Waiting;
@@ -315,6 +293,9 @@ impl Context<'_> {
                 return Phase::Releasing(l, AfterExit::Release, code, Some(outcome));
             }
         };
+        if let Some(service) = &self.run.service {
+            self.announcing = Some(announce(service.clone(), self.run.timing));
+        }
         let (anchor_tx, mut anchor_rx) = watch::channel(l.last_renew_sent);
         let observer = LeaderObserver {
             reporter: &self.reporter,
@@ -414,6 +395,16 @@ impl Context<'_> {
         }
     }
 
+    /// Takes this pod out of `--service`'s Endpoints, if it was put there.
+    fn withdrawal(&mut self) -> impl std::future::Future<Output = ()> + 'static {
+        let announcing = self.announcing.take();
+        async move {
+            if let Some(a) = announcing {
+                a.withdraw().await;
+            }
+        }
+    }
+
     /// After a loss (the stop already went to the guard): wait until nothing of the tree
     /// is left, then exit with the "leadership lost" code, or with `--rejoin` wait for the
     /// lock again.
@@ -428,14 +419,19 @@ impl Context<'_> {
         // The guard KILLs after the grace; if it has not said the tree is gone well after
         // that, it is stuck itself: kill everything from here.
         let bound = self.run.timing.kill_grace + Duration::from_secs(10);
-        let status = match tokio::time::timeout(bound, job.wait_gone()).await {
-            Ok(status) => status,
-            Err(_) => {
-                self.reporter.guard_lost();
-                job.kill_all();
-                job.exit()
+        let withdrawal = self.withdrawal();
+        let stopped = async {
+            match tokio::time::timeout(bound, job.wait_gone()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    self.reporter.guard_lost();
+                    job.kill_all();
+                    job.exit()
+                }
             }
         };
+        // The Service stops routing here while the tree stops.
+        let (status, ()) = tokio::join!(stopped, withdrawal);
         self.reporter.child_stopped(status);
         if let Some(l) = held {
             // A step-down: nothing of the job runs any more; let the lock go now.
@@ -463,6 +459,8 @@ impl Context<'_> {
         code: u8,
         outcome: Option<Outcome>,
     ) -> Phase<L::Object> {
+        // Out of the Service while the lock is still ours: no next leader has written yet.
+        self.withdrawal().await;
         self.reporter.stopped_leading(after == AfterExit::Release);
         let run = outcome.map(|o| self.last_run(&l, o));
         if let Err(e) = election.finish(l, after, run.as_ref()).await {

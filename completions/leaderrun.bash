@@ -255,7 +255,7 @@ _leaderrun() {
             return 0
             ;;
         leaderrun__subcmd__run)
-            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --identity --lease-duration --renew-deadline --retry-period --kill-grace --no-wait --conflict-exit-code --wait-timeout --no-release --keep-after-exit --once-per --stop-signal --slots --rejoin --events --health-addr --log-format --verbose --quiet --help"
+            opts="-n -v -q -h --lock --name --namespace --kubeconfig --context --identity --lease-duration --renew-deadline --retry-period --kill-grace --no-wait --conflict-exit-code --wait-timeout --no-release --keep-after-exit --once-per --stop-signal --slots --rejoin --events --health-addr --service --pod-ip --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -330,6 +330,14 @@ _leaderrun() {
                     return 0
                     ;;
                 --health-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --service)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pod-ip)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -35,7 +35,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ("126 / 127", "the command is not executable / not found"),
     (
         "64",
-        "usage error: bad option or value, timing rule broken, missing command",
+        "usage error: bad option or value, timing rule broken, missing command, `--service` with `--slots`",
     ),
     (
         "69",
@@ -51,7 +51,7 @@ pub const TABLE: &[(&str, &str)] = &[
     ),
     (
         "78",
-        "configuration error: kubeconfig missing or corrupt, unknown context",
+        "configuration error: kubeconfig missing or corrupt, unknown context, a `--service` that cannot be kept (missing, with a selector, a named target port, no pod IP)",
     ),
     (
         "121",

@@ -43,6 +43,9 @@ pub enum ServiceError {
     WithSlots,
     #[error("--service: {0}")]
     Api(LockError),
+    /// A signal that ends the wait for the API server came; nothing was written.
+    #[error("stopped by signal {0} while reading the Service")]
+    Stopped(i32),
 }
 
 impl ServiceError {
@@ -50,6 +53,7 @@ impl ServiceError {
         match self {
             ServiceError::Api(_) => crate::exit::API,
             ServiceError::WithSlots => crate::exit::USAGE,
+            ServiceError::Stopped(sig) => crate::exit::for_signal(*sig),
             _ => crate::exit::CONFIG,
         }
     }

@@ -17,10 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::AsyncBufReadExt;
-use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{Api, ListParams, LogParams};
 
 use common::{assert_no_overlap, now_nanos, skip, Line};
+use traffic::{assert_answers_from_running_workers, silence, Prober};
+
+mod traffic;
 
 const LONG: Duration = Duration::from_secs(180);
 /// The deployment's timings are leaderrun's defaults (deploy/deployment.yaml sets none).
@@ -381,21 +384,24 @@ async fn ready_and_live(pods: &Api<Pod>) -> (Vec<String>, Vec<String>) {
     )
 }
 
-/// The leader's worker has started, it is the only Ready pod of three running ones, and the
-/// Service routes to it alone. Returns the leader's identity.
-async fn one_leader_ready(c: &Cluster, w: &Workers) -> String {
+/// The leader's worker has started, all three running pods are Ready (leader and standbys
+/// alike), and the Service's Endpoints are the leader's address alone (leaderrun's write).
+/// Returns the leader's identity.
+async fn one_leader(c: &Cluster, w: &Workers) -> String {
     let pods = c.pods();
     let deadline = Instant::now() + LONG;
     let leader = loop {
         if let Some(running) = w.running() {
-            let (ready, live) = ready_and_live(&pods).await;
-            if live.len() == 3 && ready == [pod_of(&running.id).to_string()] {
+            let (mut ready, mut live) = ready_and_live(&pods).await;
+            ready.sort();
+            live.sort();
+            if live.len() == 3 && ready == live {
                 break running.id;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for one worker, its pod the only Ready one of three: {:?} {:?}",
+            "timed out waiting for one worker and three Ready pods: {:?} {:?}",
             w.running(),
             ready_and_live(&pods).await
         );
@@ -428,6 +434,42 @@ async fn one_leader_ready(c: &Cluster, w: &Workers) -> String {
     })
     .await;
     leader
+}
+
+/// `kubectl rollout status` returns, and the Deployment is Available with every replica and
+/// not past its progress deadline: what Argo CD and the like read as healthy.
+fn assert_rolled_out(c: &Cluster) {
+    c.kubectl_ok(&[
+        "-n",
+        &c.ns,
+        "rollout",
+        "status",
+        "deployment/nightly-report",
+        "--timeout=180s",
+    ]);
+    let d: serde_json::Value = serde_json::from_str(&c.kubectl_ok(&[
+        "-n",
+        &c.ns,
+        "get",
+        "deployment",
+        "nightly-report",
+        "-o",
+        "json",
+    ]))
+    .expect("the Deployment as JSON");
+    let condition = |t: &str| {
+        d["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|x| x["type"] == t).cloned())
+            .unwrap_or_default()
+    };
+    assert_eq!(condition("Available")["status"], "True", "{d}");
+    assert_ne!(
+        condition("Progressing")["reason"],
+        "ProgressDeadlineExceeded",
+        "{d}"
+    );
+    assert_eq!(d["status"]["availableReplicas"], 3, "{d}");
 }
 
 /// The status of GET `path` on `port` of `pod`, through the API server's pod proxy (the pods'
@@ -470,9 +512,12 @@ fn secs(nanos: u128) -> f64 {
     nanos as f64 / 1e9
 }
 
-/// deploy/deployment.yaml, 3 replicas, through the life a Deployment has: a leader and its
-/// Service, kubelet's TERM on pod deletion, a leader killed without grace, a rollout restart,
-/// a wedged leaderrun. deploy/rbac.yaml and rbac-events.yaml are what the pods may do.
+/// deploy/deployment.yaml, 3 replicas, with the leader-only Service of service.yaml, through
+/// the life a Deployment has: every pod Ready and the rollout complete, kubelet's TERM on pod
+/// deletion, a leader killed without grace, a rollout restart, a wedged leaderrun, a
+/// step-down, a leader cut off from the API server. Requests to the Service's cluster IP from
+/// this host run throughout: every answer must come from the worker running at that moment.
+/// deploy/rbac*.yaml are what the pods may do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedged_leader() {
     let Some(c) = Cluster::start("deployment").await else {
@@ -489,21 +534,31 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
             "terminationGracePeriodSeconds: 10",
         )],
     );
-    let service = format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: nightly-report\n  namespace: {}\nspec:\n  selector:\n    app: nightly-report\n  ports:\n    - port: 8080\n      targetPort: health\n",
-        c.ns
-    );
-    let out = c.kubectl(&["apply", "-f", "-"], Some(&service));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c.apply_deploy("rbac-service.yaml", &[]);
+    c.apply_deploy("service.yaml", &[]);
+    let services: Api<Service> = Api::namespaced(c.client.clone(), &c.ns);
+    let cluster_ip = services
+        .get("nightly-report")
+        .await
+        .expect("the Service")
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("a cluster IP");
+    // Clients of the worker, through the Service, from this host, all along.
+    let prober = Prober::start(cluster_ip.clone(), 80);
     let w = Workers::follow(c.pods(), "app=nightly-report", "worker");
     let pods = c.pods();
 
-    // a. One worker; only its pod is Ready; the Service routes to it; inspect names it.
-    let leader = one_leader_ready(&c, &w).await;
+    // a. One worker; every pod Ready, the rollout complete; the Service routes to the leader
+    // alone; inspect names it.
+    let leader = one_leader(&c, &w).await;
+    assert_rolled_out(&c);
+    let first = prober.answered_by_other(0, "").await;
+    assert_eq!(
+        first.from.as_ref().map(|f| f.0.as_str()),
+        Some(pod_of(&leader)),
+        "the Service's cluster IP reaches the leader"
+    );
     let record = c.inspect("nightly-report");
     assert_eq!(
         record["holderIdentity"],
@@ -522,7 +577,7 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
             .unwrap_or_default()
     };
     eprintln!(
-        "a. leader {leader}: the only Ready pod and the Service's only endpoint; leaderrun (static, PID 1) resident {}",
+        "a. leader {leader}: three pods Ready, rollout status complete, the Service ({cluster_ip}) reaches the leader alone; leaderrun (static, PID 1) resident {}",
         rss(leaderrun_pid_of(pod_of(&leader)))
     );
 
@@ -576,7 +631,12 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
         "a released lock is taken at once, not after a lease: {:.3}s",
         secs(handover)
     );
-    let leader = one_leader_ready(&c, &w).await;
+    let quiet = service_switch(&prober, before, pod_of(&leader), "b").await;
+    assert!(
+        quiet < LEASE,
+        "a graceful handover reaches the Service within a lease"
+    );
+    let leader = one_leader(&c, &w).await;
 
     // c. The leader's container SIGKILLed (its PID 1, so the kernel ends the whole PID
     // namespace): no release; the next worker starts a lease after the last renew it saw.
@@ -640,7 +700,8 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
         secs(next.nanos - last_renew),
         LEASE.as_secs()
     );
-    let leader = one_leader_ready(&c, &w).await;
+    service_switch(&prober, killed, pod_of(&leader), "c").await;
+    let leader = one_leader(&c, &w).await;
 
     // d. kubectl rollout restart: every pod replaced, never two workers.
     let (_, old) = ready_and_live(&pods).await;
@@ -652,8 +713,8 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
         "restart",
         "deployment/nightly-report",
     ]);
-    // Not `kubectl rollout status`: it waits for every replica to be available, and standbys
-    // are never Ready (README, "On a real cluster").
+    // Every pod Ready, so `kubectl rollout status` completes (one new pod at a time).
+    assert_rolled_out(&c);
     until("every pod replaced and a new worker", || {
         let (pods, old, w) = (pods.clone(), old.clone(), w.clone());
         async move {
@@ -665,6 +726,18 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
         }
     })
     .await;
+    let new_leader = w.running().expect("a worker").id;
+    let served = prober.answered_by_other(now_nanos(), "").await;
+    assert_eq!(
+        served.from.as_ref().map(|f| f.0.as_str()),
+        Some(pod_of(&new_leader)),
+        "after the rollout the Service reaches the new leader"
+    );
+    let quiet = silence(&prober.answers(), before, served.sent);
+    eprintln!(
+        "d. rollout restart: rollout status complete; the Service answered nothing for at most {:.3}s",
+        quiet.as_secs_f64()
+    );
     let lines = w.lines();
     assert_no_overlap(&lines);
     let gap = {
@@ -685,7 +758,7 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
         "gap {:.3}s",
         secs(gap)
     );
-    let leader = one_leader_ready(&c, &w).await;
+    let leader = one_leader(&c, &w).await;
 
     // e. A wedged leader: SIGSTOP to leaderrun. Its guard stops the worker by the deadline,
     // /healthz stops answering, kubelet restarts the container (liveness), another takes over.
@@ -744,8 +817,137 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
         guard_stop - stopped_at < Duration::from_secs(13 + 2).as_nanos(),
         "the guard's deadline (renew deadline + kill grace from the last renew)"
     );
-    let _ = one_leader_ready(&c, &w).await;
+    service_switch(&prober, stopped_at, pod_of(&leader), "e").await;
+    let leader = one_leader(&c, &w).await;
+
+    // h. leaderrun step-down from outside: the leader stops its worker, takes its address out
+    // of the Service and releases; a standby takes over at once.
+    let before = now_nanos();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leaderrun"))
+        .args(["step-down", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .args(["-n", &c.ns, "--name", "nightly-report"])
+        .output()
+        .expect("run leaderrun step-down");
+    assert!(
+        out.status.success(),
+        "step-down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = w
+        .wait("another worker after the step-down", |l| {
+            next_start(l, before, &leader).is_some()
+        })
+        .await;
+    assert_no_overlap(&lines);
+    let quiet = service_switch(&prober, before, pod_of(&leader), "h. step-down").await;
+    assert!(
+        quiet < LEASE,
+        "a step-down reaches the Service within a lease"
+    );
+    let leader = one_leader(&c, &w).await;
+
+    // i. The leader cut off from the API server (its packets to and from the API server's
+    // service address dropped in its pod's network namespace): its guard stops its worker
+    // before the lease runs out, another takes over a lease after the last renew it saw and
+    // points the Service at itself; the cut-off copy cannot take its address out, and needs
+    // not (its worker is gone). Healed after 40 s.
+    let cut = now_nanos();
+    let api_ip = Api::<Service>::namespaced(c.client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .expect("the kubernetes Service")
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("its cluster IP");
+    let pid = leaderrun_pid_of(pod_of(&leader));
+    let netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("the pod's netns");
+    let rules = [["OUTPUT", "-d"], ["INPUT", "-s"]];
+    for [chain, dir] in rules {
+        netns_iptables(pid, &["-I", chain, dir, &api_ip, "-j", "DROP"]);
+    }
+    let lines = w
+        .wait("another worker after the cut", |l| {
+            stop_of(l, &leader).is_some() && next_start(l, cut, &leader).is_some()
+        })
+        .await;
+    assert_no_overlap(&lines);
+    let stop = stop_of(&lines, &leader)
+        .expect("the cut-off worker's stop")
+        .nanos;
+    let next = next_start(&lines, cut, &leader).expect("the next worker");
+    assert!(
+        next.nanos > stop,
+        "the next worker after the cut-off one's stop"
+    );
+    service_switch(&prober, cut, pod_of(&leader), "i. cut off").await;
+    eprintln!(
+        "i. leader cut off from the API server: its worker stopped {:.3}s after the cut, the next started {:.3}s after the cut",
+        secs(stop - cut),
+        secs(next.nanos - cut)
+    );
+    tokio::time::sleep(
+        Duration::from_secs(40).saturating_sub(Duration::from_nanos((now_nanos() - cut) as u64)),
+    )
+    .await;
+    for [chain, dir] in rules {
+        // The container may have been restarted meanwhile (leaderrun exits after a loss):
+        // the rules are the pod's network namespace's, which outlives it.
+        netns_iptables(
+            pid_in_netns(&netns),
+            &["-D", chain, dir, &api_ip, "-j", "DROP"],
+        );
+    }
+    let _ = one_leader(&c, &w).await;
+    assert_rolled_out(&c);
+
+    // Every answer the Service gave came from the worker running at that moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answers = prober.answers();
+    let checked = assert_answers_from_running_workers(&answers, &w.lines());
+    eprintln!(
+        "j. {checked} answers through the Service ({} requests), each from the worker running when it was sent",
+        answers.len()
+    );
     assert_no_overlap(&w.lines());
+}
+
+/// Waits until the Service answers from another pod than `old` after `from`; says, and
+/// returns, the longest time it answered nothing meanwhile.
+async fn service_switch(prober: &Prober, from: u128, old: &str, what: &str) -> Duration {
+    let next = prober.answered_by_other(from, old).await;
+    let quiet = silence(&prober.answers(), from, next.sent);
+    eprintln!(
+        "{what}: the Service answered from the next leader {:.3}s after the event; no answer for at most {:.3}s",
+        secs(next.sent - from),
+        quiet.as_secs_f64()
+    );
+    quiet
+}
+
+/// iptables in the network namespace of `pid` (a pod's).
+fn netns_iptables(pid: i32, args: &[&str]) {
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "iptables"])
+        .args(args)
+        .output()
+        .expect("run nsenter iptables");
+    assert!(
+        out.status.success(),
+        "iptables {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A process in the network namespace `netns` (a pod's: its sandbox holds it whichever
+/// container runs, or none while the container waits to be restarted).
+fn pid_in_netns(netns: &Path) -> i32 {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|n| n == netns))
+        .unwrap_or_else(|| panic!("no process in {} on this host", netns.display()))
 }
 
 /// deploy/cronjob-1.20.yaml (the cluster is 1.20: batch/v1beta1), every minute, with a report

@@ -100,6 +100,43 @@ fn manifests_parse_and_fit_together() {
         cc.windows(2).any(|w| w == ["--conflict-exit-code", "0"]),
         "{cc:?}"
     );
+    // Every copy is Ready, so an ordinary rolling update: one at a time, never fewer Ready.
+    let rolling = &dep["spec"]["strategy"]["rollingUpdate"];
+    assert_eq!(
+        (
+            rolling["maxSurge"].as_i64(),
+            rolling["maxUnavailable"].as_i64()
+        ),
+        (Some(1), Some(0))
+    );
+    // --service: the Service of service.yaml, without a selector, its target port the
+    // worker's, and POD_IP from the downward API.
+    assert!(
+        cmd.windows(2).any(|w| w == ["--service", "nightly-report"]),
+        "{cmd:?}"
+    );
+    let pod_ip = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "POD_IP");
+    assert_eq!(
+        pod_ip.map(|e| &e["valueFrom"]["fieldRef"]["fieldPath"]),
+        Some(&Value::from("status.podIP"))
+    );
+    let svc = &docs("service.yaml")[0];
+    assert_eq!(svc["metadata"]["name"], "nightly-report");
+    assert!(
+        svc["spec"].get("selector").is_none(),
+        "no selector: leaderrun keeps the endpoints"
+    );
+    let http = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "http")
+        .expect("an http port");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], http["containerPort"]);
     assert_eq!(docs("rbac-configmap.yaml").len(), 3);
     // --events needs create on events, granted apart (rbac-events.yaml) to the same account.
     let events = docs("rbac-events.yaml");
@@ -214,4 +251,53 @@ async fn lease_rbac_covers_exactly_the_requests_made() {
 #[tokio::test]
 async fn configmap_rbac_covers_exactly_the_requests_made() {
     check_rbac_covers_requests("configmap", "rbac-configmap.yaml", "configmaps").await;
+}
+
+/// `--service` through a handover and an exit, each request against rbac-service.yaml; and
+/// every verb it grants is used.
+#[tokio::test]
+async fn service_rbac_covers_exactly_the_requests_made() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("RBAC against the request log") else {
+        return;
+    };
+    let name = "nightly-report";
+    let client = api.client().await;
+    let svc: k8s_openapi::api::core::v1::Service =
+        serde_json::from_value(docs("service.yaml")[0].clone()).expect("a Service");
+    let mut svc = svc;
+    svc.metadata.namespace = Some(api.namespace.clone());
+    kube::Api::<k8s_openapi::api::core::v1::Service>::namespaced(client, &api.namespace)
+        .create(&Default::default(), &svc)
+        .await
+        .expect("create the Service");
+    emu.clear_log();
+    let args = |ip: &'static str| ["--retry-period", "500ms", "--service", name, "--pod-ip", ip];
+    let a = job_candidate(&api, "lease", name, "a", &args("10.1.0.1"), "2");
+    wait_log(&api.log_path(), LONG, |l| l.len() == 1).await;
+    let b = job_candidate(&api, "lease", name, "b", &args("10.1.0.2"), "1");
+    assert_eq!(exit_of(a, LONG).await.0, 0);
+    assert_eq!(exit_of(b, LONG).await.0, 0);
+    let role = find(&docs("rbac-service.yaml"), "Role").clone();
+    let granted = rules(&role);
+    let mut used = BTreeSet::new();
+    for r in emu.request_log() {
+        if r.resource != "services" && r.resource != "endpoints" {
+            continue;
+        }
+        let allowed = granted.iter().any(|(v, res, names)| {
+            *v == r.verb && *res == r.resource && names.as_ref().is_none_or(|n| n.contains(&r.name))
+        });
+        assert!(
+            allowed,
+            "rbac-service.yaml does not allow {} {} {:?}",
+            r.verb, r.resource, r.name
+        );
+        used.insert((r.verb.clone(), r.resource.clone()));
+    }
+    let granted: BTreeSet<(String, String)> = granted.into_iter().map(|(v, r, _)| (v, r)).collect();
+    assert_eq!(
+        used, granted,
+        "rbac-service.yaml grants exactly what --service uses"
+    );
 }

@@ -70,11 +70,7 @@ impl<L: Lock> Election<L> {
             tokio::select! {
                 biased;
                 sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
-                (slot, seen) = next_of(&mut follows) => {
-                    let seen = seen?;
-                    observer.heard();
-                    self.see(&mut views[slot], seen);
-                }
+                (slot, seen) = next_of(&mut follows) => self.see(&mut views[slot], seen?, observer),
                 _ = sleep_until_some(until) => {}
             }
             if wait_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -135,10 +131,17 @@ impl<L: Lock> Election<L> {
             .collect()
     }
 
-    /// Takes in what a slot's `Follow` saw. A deletion seen (no object, or another in its
-    /// place) ends the round of writes: a write sent before it was meant for the old object,
-    /// and if it landed late on a new one, taking it is a new leadership.
-    fn see(&self, view: &mut View<L::Object>, seen: Option<Observed<L::Object>>) {
+    /// Takes in what a slot's `Follow` saw (an answer of the API server: the observer hears of
+    /// it). A deletion seen (no object, or another in its place) ends the round of writes: a
+    /// write sent before it was meant for the old object, and if it landed late on a new one,
+    /// taking it is a new leadership.
+    fn see(
+        &self,
+        view: &mut View<L::Object>,
+        seen: Option<Observed<L::Object>>,
+        observer: &dyn Observer,
+    ) {
+        observer.heard();
         let deletions = view.deleted_at;
         view.see(seen, Instant::now());
         if view.deleted_at != deletions {

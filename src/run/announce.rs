@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -30,8 +31,34 @@ pub(super) async fn open_service(
         return Err(ServiceError::WithSlots);
     }
     let pod = std::env::var("POD_NAME").ok().filter(|p| !p.is_empty());
-    let service = LeaderService::open(client, namespace, name, args.pod_ip, pod).await?;
-    Ok(Some(Arc::new(service)))
+    // An API server out of reach is waited for, as the lock is: a pod restarted while cut off
+    // must not crash-loop. A TERM or INT meanwhile ends the wait.
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = [SignalKind::terminate(), SignalKind::interrupt()];
+    let [mut term, mut int] = signals.map(|k| signal(k).ok());
+    let retry = crate::settings::Timing::from(&args.timing).retry_period;
+    loop {
+        match LeaderService::open(client.clone(), namespace, name, args.pod_ip, pod.clone()).await {
+            Ok(service) => return Ok(Some(Arc::new(service))),
+            Err(ServiceError::Api(e)) if e.is_transient() => {
+                warn!(service = %name, error = %e, "cannot read the Service; trying again");
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            Some(_) = recv(&mut term) => return Err(ServiceError::Stopped(Signal::SIGTERM as i32)),
+            Some(_) = recv(&mut int) => return Err(ServiceError::Stopped(Signal::SIGINT as i32)),
+        }
+    }
+}
+
+/// The next delivery of a signal, or never when it could not be listened for.
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The Endpoints kept pointing here while this leadership lasts.

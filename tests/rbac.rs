@@ -556,3 +556,110 @@ async fn every_deploy_file_passes_a_server_side_dry_run() {
         );
     }
 }
+
+/// `--service` as the service account of rbac.yaml and rbac-service.yaml: a leader points the
+/// Service at itself, takes its address out and releases, a standby takes over and does the
+/// same, and nothing is refused. Without get on services, run exits 69 and names the verb.
+#[tokio::test]
+async fn service_rbac_is_enough_for_service_and_its_absence_is_named() {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    let Some(admin) = admin("real RBAC, --service").await else {
+        return;
+    };
+    let ns = admin.namespace("rbac-svc").await;
+    let kc = admin
+        .service_account(&ns, &["rbac.yaml", "rbac-service.yaml"], None)
+        .await;
+    let mut svc: Service =
+        serde_json::from_value(docs("service.yaml")[0].clone()).expect("a Service");
+    svc.metadata.namespace = Some(ns.clone());
+    kube::Api::<Service>::namespaced(admin.client.clone(), &ns)
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("create the Service as admin");
+    let endpoints = || async {
+        kube::Api::<Endpoints>::namespaced(admin.client.clone(), &ns)
+            .get_opt(NAME)
+            .await
+            .expect("read the Endpoints as admin")
+            .and_then(|e| e.subsets)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|s| s.addresses.unwrap_or_default())
+            .map(|a| a.ip)
+            .collect::<Vec<_>>()
+    };
+    let (go, wait_for_go) = admin.gated_job(&ns);
+    let args = |id: &str, ip: &str, job: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--lock",
+            "lease",
+            "--name",
+            NAME,
+            "-n",
+            &ns,
+            "--identity",
+            id,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(["--service", NAME, "--pod-ip", ip, "--"].map(String::from));
+        v.extend(job.iter().map(|s| s.to_string()));
+        v
+    };
+    let mut a = admin.spawn_as(
+        &kc,
+        &args("a", "10.1.0.1", &["sh", "-c", &wait_for_go]),
+        "a",
+    );
+    wait_stderr(&mut a, "the Service now routes to this pod", LONG).await;
+    assert_eq!(endpoints().await, ["10.1.0.1"]);
+    let (go_b, wait_for_go_b) = admin.gated_job(&format!("{ns}-b"));
+    let mut b = admin.spawn_as(
+        &kc,
+        &args("b", "10.1.0.2", &["sh", "-c", &wait_for_go_b]),
+        "b",
+    );
+    wait_standby(&mut b).await;
+    std::fs::write(&go, "").expect("tell a's job to end");
+    let (a_code, a_err) = exit_of(a, LONG).await;
+    wait_stderr(&mut b, "the Service now routes to this pod", LONG).await;
+    assert_eq!(endpoints().await, ["10.1.0.2"]);
+    std::fs::write(&go_b, "").expect("tell b's job to end");
+    let (b_code, b_err) = exit_of(b, LONG).await;
+    assert_eq!((a_code, b_code), (0, 0), "a: {a_err}\nb: {b_err}");
+    for err in [&a_err, &b_err] {
+        assert!(
+            err.contains("the Service now routes to this pod")
+                && err.contains("the Service no longer routes to this pod")
+                && !err.contains("Forbidden")
+                && !err.contains("cannot point"),
+            "each leader pointed the Service at itself and took its address out: {err}"
+        );
+    }
+    assert!(endpoints().await.is_empty(), "no leader, no address");
+
+    let ns = admin.namespace("rbac-svc-noget").await;
+    let kc = admin
+        .service_account(&ns, &["rbac.yaml", "rbac-service.yaml"], Some("get"))
+        .await;
+    let a = [
+        "--lock",
+        "lease",
+        "--name",
+        NAME,
+        "-n",
+        &ns,
+        "--service",
+        NAME,
+    ];
+    let mut a = a.to_vec();
+    a.extend(["--pod-ip", "10.1.0.1", "--", "true"]);
+    let (code, err) = admin.run_as(&kc, &a).await;
+    assert_eq!(code, 69, "without get: {err}");
+    assert!(
+        err.contains("Grant the identity RBAC verb \"get\" on resource \"services\""),
+        "the message names the verb and resource: {err}"
+    );
+}

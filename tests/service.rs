@@ -203,3 +203,41 @@ async fn a_service_that_cannot_be_kept_is_a_clear_error_and_writes_nothing() {
         );
     }
 }
+
+/// With --keep-after-exit the lock outlives the job: the address goes out of the Service when
+/// the job ends (nothing answers there any more), while the lock is still held.
+#[tokio::test]
+async fn the_address_goes_when_the_job_ends_though_the_lock_is_kept() {
+    let api = Api::start().await;
+    let client = api.client().await;
+    let ns = api.namespace.clone();
+    let name = api.lock_name("svc-keep");
+    service(&client, &ns, &name, false, "8081").await;
+    let args = [
+        "--service",
+        &name,
+        "--pod-ip",
+        "10.1.0.3",
+        "--keep-after-exit",
+        "1m",
+    ];
+    let leader = job_candidate(&api, "lease", &name, "svc-keep", &args, "2");
+    wait_endpoints(&client, &ns, &name, &[("10.1.0.3", 8081)]).await;
+    wait_log(&api.log_path(), LONG, |l| {
+        l.iter().any(|l| l.what == "stop")
+    })
+    .await;
+    wait_endpoints(&client, &ns, &name, &[]).await;
+    let lease = KubeApi::<Lease>::namespaced(client.clone(), &ns)
+        .get(&name)
+        .await
+        .expect("the lock");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("svc-keep"),
+        "the lock is still held"
+    );
+    let pid = nix::unistd::Pid::from_raw(leader.id().expect("pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("TERM");
+    exit_of(leader, LONG).await;
+}

@@ -112,3 +112,12 @@ impl Announcing {
         }
     }
 }
+
+/// Takes this pod out of `--service`'s Endpoints, if it was put there.
+pub(super) fn withdrawal(announcing: Option<Announcing>) -> impl std::future::Future<Output = ()> {
+    async move {
+        if let Some(a) = announcing {
+            a.withdraw().await;
+        }
+    }
+}

@@ -35,7 +35,7 @@ mod error;
 mod last_run;
 mod supervise;
 
-use announce::{announce, open_service, Announcing};
+use announce::{announce, open_service, withdrawal, Announcing};
 pub use error::RunError;
 
 use last_run::outcome_of;
@@ -317,6 +317,8 @@ impl Context<'_> {
             .await;
             match (supervised, self.run.args.keep_after_exit) {
                 (End::Exited(status), Some(keep)) => {
+                    // Nothing answers here any more: out of the Service now, while renewing.
+                    tokio::spawn(withdrawal(self.announcing.take()));
                     keep_lock(&self.reporter, &mut self.signals, keep, &mut hold).await;
                     End::Exited(status)
                 }
@@ -395,16 +397,6 @@ impl Context<'_> {
         }
     }
 
-    /// Takes this pod out of `--service`'s Endpoints, if it was put there.
-    fn withdrawal(&mut self) -> impl std::future::Future<Output = ()> + 'static {
-        let announcing = self.announcing.take();
-        async move {
-            if let Some(a) = announcing {
-                a.withdraw().await;
-            }
-        }
-    }
-
     /// After a loss (the stop already went to the guard): wait until nothing of the tree
     /// is left, then exit with the "leadership lost" code, or with `--rejoin` wait for the
     /// lock again.
@@ -419,7 +411,7 @@ impl Context<'_> {
         // The guard KILLs after the grace; if it has not said the tree is gone well after
         // that, it is stuck itself: kill everything from here.
         let bound = self.run.timing.kill_grace + Duration::from_secs(10);
-        let withdrawal = self.withdrawal();
+        let withdrawal = withdrawal(self.announcing.take());
         let stopped = async {
             match tokio::time::timeout(bound, job.wait_gone()).await {
                 Ok(status) => status,
@@ -460,7 +452,7 @@ impl Context<'_> {
         outcome: Option<Outcome>,
     ) -> Phase<L::Object> {
         // Out of the Service while the lock is still ours: no next leader has written yet.
-        self.withdrawal().await;
+        withdrawal(self.announcing.take()).await;
         self.reporter.stopped_leading(after == AfterExit::Release);
         let run = outcome.map(|o| self.last_run(&l, o));
         if let Err(e) = election.finish(l, after, run.as_ref()).await {

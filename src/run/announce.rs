@@ -114,10 +114,8 @@ impl Announcing {
 }
 
 /// Takes this pod out of `--service`'s Endpoints, if it was put there.
-pub(super) fn withdrawal(announcing: Option<Announcing>) -> impl std::future::Future<Output = ()> {
-    async move {
-        if let Some(a) = announcing {
-            a.withdraw().await;
-        }
+pub(super) async fn withdrawal(announcing: Option<Announcing>) {
+    if let Some(a) = announcing {
+        a.withdraw().await;
     }
 }

@@ -23,7 +23,11 @@ use kube::api::{Api, ListParams, LogParams};
 use common::{assert_no_overlap, now_nanos, skip, Line};
 use traffic::{assert_answers_from_running_workers, silence, Prober};
 
+mod faults;
 mod traffic;
+
+/// The cluster tests share one cluster: one that faults the control plane runs alone.
+static CONTROL_PLANE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 const LONG: Duration = Duration::from_secs(180);
 /// The deployment's timings are leaderrun's defaults (deploy/deployment.yaml sets none).
@@ -217,7 +221,9 @@ impl Workers {
                 let p: Vec<&str> = text.split_whitespace().collect();
                 Some(Line {
                     what: p[0].to_string(),
-                    id: p[1].to_string(),
+                    // A leadership, not a process: with --rejoin one identity leads again
+                    // later, under a new token.
+                    id: format!("{}#{}", p[1], p[2]),
                     token: p[2].parse().ok()?,
                     nanos: p[3].parse().ok()?,
                 })
@@ -276,6 +282,16 @@ async fn follow_pod(pods: Api<Pod>, name: String, container: String, w: Workers)
                 w.add(&line);
             }
         }
+        // A container that ended while the stream was down (the API server faulted) and was
+        // restarted: its last lines are in its log as the previous container's.
+        let previous = LogParams {
+            container: Some(container.clone()),
+            previous: true,
+            ..Default::default()
+        };
+        if let Ok(text) = pods.logs(&name, &previous).await {
+            text.lines().for_each(|l| w.add(l));
+        }
         match pods.get_opt(&name).await {
             Ok(None) => return,
             Ok(Some(p)) => {
@@ -303,8 +319,14 @@ async fn follow_pod(pods: Api<Pod>, name: String, container: String, w: Workers)
 }
 
 /// The pod an identity (POD_NAME plus `_` and a suffix) belongs to.
-fn pod_of(identity: &str) -> &str {
+fn pod_of(leadership: &str) -> &str {
+    let identity = identity_of(leadership);
     identity.rsplit_once('_').map_or(identity, |(pod, _)| pod)
+}
+
+/// The identity of a leadership (`IDENTITY#TOKEN`, as `Workers::lines` names them).
+fn identity_of(leadership: &str) -> &str {
+    leadership.split('#').next().unwrap_or(leadership)
 }
 
 /// Host pids of the processes whose environment has `needle` (`POD_NAME=...`,
@@ -523,6 +545,7 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
     let Some(c) = Cluster::start("deployment").await else {
         return;
     };
+    let _shared = CONTROL_PLANE.read().await;
     c.apply_deploy("rbac.yaml", &[]);
     c.apply_deploy("rbac-events.yaml", &[]);
     // Timing substituted: the grace kubelet gives a container (liveness restart of a wedged
@@ -562,7 +585,7 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
     let record = c.inspect("nightly-report");
     assert_eq!(
         record["holderIdentity"],
-        leader.as_str(),
+        identity_of(&leader),
         "inspect: {record}"
     );
     assert!(
@@ -641,7 +664,7 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
     // c. The leader's container SIGKILLed (its PID 1, so the kernel ends the whole PID
     // namespace): no release; the next worker starts a lease after the last renew it saw.
     let pid = leaderrun_pid_of(pod_of(&leader));
-    let job_pids = host_pids_with_env(&format!("LEADERRUN_IDENTITY={leader}"));
+    let job_pids = host_pids_with_env(&format!("LEADERRUN_IDENTITY={}", identity_of(&leader)));
     assert!(!job_pids.is_empty(), "the worker's processes on this host");
     let killed = now_nanos();
     nix::sys::signal::kill(
@@ -679,7 +702,7 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
     let last = &record["lastRun"];
     assert_eq!(
         (last["holder"].as_str(), last["outcome"].as_str()),
-        (Some(leader.as_str()), Some("no-word")),
+        (Some(identity_of(&leader)), Some("no-word")),
         "the takeover records the killed leader's run: {record}"
     );
     let last_renew = last["lastRenewed"]
@@ -958,6 +981,7 @@ async fn a_cronjob_runs_one_report_at_a_time_and_its_duplicates_do_not_fail() {
     let Some(c) = Cluster::start("cronjob").await else {
         return;
     };
+    let _shared = CONTROL_PLANE.read().await;
     c.apply_deploy("rbac.yaml", &[]);
     // Timings substituted: every minute, and the winner keeps the lock 20 s after its 90 s
     // report (so the job a minute later finds it held, the one after that runs).

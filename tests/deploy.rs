@@ -115,6 +115,10 @@ fn manifests_parse_and_fit_together() {
         cmd.windows(2).any(|w| w == ["--service", "nightly-report"]),
         "{cmd:?}"
     );
+    assert!(
+        cmd.contains(&"--rejoin"),
+        "a loss does not restart the container: {cmd:?}"
+    );
     let pod_ip = c["env"]
         .as_array()
         .unwrap()

@@ -494,3 +494,61 @@ async fn absurd_times_in_a_record_are_no_panic() {
     .await;
     assert_eq!(code, 75, "held, --no-wait: {stderr}");
 }
+
+/// A standby the API server refuses (401, then 403) after it has read the lock, as a
+/// restarting API server does until its caches are filled (seen on the real cluster: every
+/// standby exited 69 and its container restarted). It waits on, and takes over when the
+/// leader releases. A refusal before any answer is still a configuration error (rbac.rs).
+#[tokio::test]
+async fn a_standby_refused_after_it_was_answered_waits_on() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("refused standby") else {
+        return;
+    };
+    let name = api.lock_name("refused");
+    let log = api.log_path();
+    let leader = job_candidate(&api, "lease", &name, "r-leader", &FAST, "1000");
+    wait_log(&log, LONG, |l| l.len() == 1).await;
+    let mut standby = job_candidate(&api, "lease", &name, "r-standby", &FAST, "1");
+    wait_standby(&mut standby).await;
+    for code in [401, 403] {
+        let id = emu.add_fault(
+            Fault::new(Action::Error {
+                code,
+                retry_after: None,
+            })
+            .for_client("r-standby")
+            .lasting(Duration::from_secs(3)),
+        );
+        // Its watch cut: it must read again, and is refused.
+        emu.close_watches(Some("r-standby"));
+        let deadline = std::time::Instant::now() + LONG;
+        while emu.fault_hits(id) < 2 {
+            assert!(
+                standby.try_wait().expect("try_wait").is_none(),
+                "the standby exited on a {code}: {}",
+                stderr_of(&standby)
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request met the {code}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        emu.remove_fault(id);
+    }
+    assert!(
+        standby.try_wait().expect("try_wait").is_none(),
+        "{}",
+        stderr_of(&standby)
+    );
+    kill(
+        Pid::from_raw(leader.id().expect("pid") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("TERM");
+    assert_eq!(exit_of(leader, LONG).await.0, 143);
+    let (code, stderr) = exit_of(standby, LONG).await;
+    assert_eq!(code, 0, "the standby took over and ran its job: {stderr}");
+    assert_no_overlap(&read_log(&log));
+}

@@ -42,6 +42,11 @@ pub enum LockError {
 }
 
 impl LockError {
+    /// A 401 or 403: the credentials or RBAC, or a server whose caches are not filled yet.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, LockError::Refused { .. })
+    }
+
     /// Worth trying again later: the server or the network may recover.
     pub fn is_transient(&self) -> bool {
         match self {

@@ -5,7 +5,10 @@
 //!   watch from there; one that ends (the server's timeout) is opened again;
 //! - when watching is forbidden (RBAC without `watch`), read every retry period instead;
 //! - a transient error (5xx, 429, a refused connection) pauses a retry period before the
-//!   next read, so nothing loops against the API server;
+//!   next read, so nothing loops against the API server; so does a 401 or 403 once the
+//!   server has answered this copy (it was allowed: a restarting API server refuses tokens
+//!   and requests until its caches are filled; found on the real cluster), and a 401 to a
+//!   watch then is not taken for a watch that RBAC forbids;
 //! - when nothing was heard for a few retry periods, read the object plainly and open the
 //!   watch anew: a half-open connection never says it died, and a live holder's renews
 //!   reach a healthy watch every retry period.
@@ -63,6 +66,8 @@ pub struct Follow<'a, L: Lock> {
     resource_version: String,
     /// When the last observation (a read or an event) arrived.
     heard_at: Instant,
+    /// The server has answered at least once: a refusal since is its trouble, not RBAC's.
+    answered: bool,
     /// When the current watch was opened: one that ends at once is not retried at once.
     opened_at: Instant,
     /// Poll when watching is refused (a waiting copy), or give up (a leader, whose
@@ -82,6 +87,7 @@ impl<'a, L: Lock> Follow<'a, L> {
             watch_allowed: true,
             resource_version: String::new(),
             heard_at: now,
+            answered: false,
             opened_at: now,
             poll_when_refused: true,
         }
@@ -118,6 +124,7 @@ impl<'a, L: Lock> Follow<'a, L> {
 
     fn heard(&mut self, seen: &Option<Observed<L::Object>>) {
         self.heard_at = Instant::now();
+        self.answered = true;
         // No object: the next watch starts from now (its first event is the object, if one
         // appears), not from the version of one since deleted, whose replayed history would
         // show stale states one by one (found by the simulation: a burst of writes meeting
@@ -191,7 +198,7 @@ impl<'a, L: Lock> Follow<'a, L> {
                 };
                 Some(Ok(seen))
             }
-            Err(e) if e.is_transient() => {
+            Err(e) if e.is_transient() || (self.answered && e.is_refusal()) => {
                 warn!(lock = %self.lock.describe(), error = %e, "cannot read the lock; retrying");
                 let at = Instant::now() + self.jittered_retry();
                 self.source = if polling {
@@ -233,6 +240,12 @@ impl<'a, L: Lock> Follow<'a, L> {
                 self.heard_at = Instant::now();
                 self.opened_at = self.heard_at;
                 self.source = Source::Watching(stream);
+            }
+            Err(e @ LockError::Refused { code: 401, .. }) if self.answered => {
+                warn!(lock = %self.lock.describe(), error = %e, "cannot watch the lock; reading again after a retry period");
+                self.source = Source::Read {
+                    at: Instant::now() + self.jittered_retry(),
+                };
             }
             Err(e @ LockError::Refused { .. }) if !self.poll_when_refused => {
                 self.watch_allowed = false;

@@ -9,6 +9,18 @@ use serde_json::{Map, Value};
 use crate::kind::Kind;
 use crate::status::{self, go_quote, ApiError};
 
+/// The string fields of a core/v1 ObjectReference (an Event's involvedObject, an
+/// Endpoints address's targetRef).
+pub(crate) const OBJECT_REFERENCE_FIELDS: [&str; 7] = [
+    "kind",
+    "namespace",
+    "name",
+    "uid",
+    "apiVersion",
+    "resourceVersion",
+    "fieldPath",
+];
+
 const MICRO_LAYOUT: &str = "2006-01-02T15:04:05.000000Z07:00";
 
 /// Go's `json: cannot unmarshal` wording, wrapped the way the decode step wraps it.
@@ -257,18 +269,7 @@ fn normalize_event(obj: &Map<String, Value>, out: &mut Map<String, Value>) -> Re
         }
     }
     for (key, fields) in [
-        (
-            "involvedObject",
-            &[
-                "kind",
-                "namespace",
-                "name",
-                "uid",
-                "apiVersion",
-                "resourceVersion",
-                "fieldPath",
-            ][..],
-        ),
+        ("involvedObject", &OBJECT_REFERENCE_FIELDS[..]),
         ("source", &["component", "host"][..]),
     ] {
         match obj.get(key) {

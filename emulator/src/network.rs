@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
-use crate::decode::{as_int32, opt_string, string_map, type_error};
+use crate::decode::{as_int32, opt_string, string_map, type_error, OBJECT_REFERENCE_FIELDS};
 use crate::kind::Kind;
 use crate::status::{go_quote, ApiError, Cause};
 use crate::validation::is_dns1123_label;
@@ -79,18 +79,9 @@ pub fn normalize_endpoints(
                     let r = r
                         .as_object()
                         .ok_or_else(|| type_error(kind, r, &format!("{at}.targetRef"), "object"))?;
-                    let fields = [
-                        "kind",
-                        "namespace",
-                        "name",
-                        "uid",
-                        "apiVersion",
-                        "resourceVersion",
-                        "fieldPath",
-                    ];
                     addr.insert(
                         "targetRef".into(),
-                        Value::Object(strings(kind, r, &fields, &at)?),
+                        Value::Object(strings(kind, r, &OBJECT_REFERENCE_FIELDS, &at)?),
                     );
                 }
                 list.push(Value::Object(addr));

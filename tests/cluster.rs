@@ -24,6 +24,8 @@ use common::{assert_no_overlap, now_nanos, skip, Line};
 use traffic::{assert_answers_from_running_workers, silence, Prober};
 
 mod faults;
+mod nemesis;
+mod slow;
 mod traffic;
 
 /// The cluster tests share one cluster: one that faults the control plane runs alone.
@@ -353,6 +355,12 @@ fn host_pids_with_env(needle: &str) -> Vec<(i32, String)> {
 
 /// The host pid of leaderrun as PID 1 of `pod`'s container.
 fn leaderrun_pid_of(pod: &str) -> i32 {
+    try_leaderrun_pid_of(pod)
+        .unwrap_or_else(|| panic!("no leaderrun as PID 1 of {pod} on this host"))
+}
+
+/// As `leaderrun_pid_of`, None while the container is not running.
+fn try_leaderrun_pid_of(pod: &str) -> Option<i32> {
     let candidates = host_pids_with_env(&format!("POD_NAME={pod}"));
     candidates
         .iter()
@@ -364,7 +372,6 @@ fn leaderrun_pid_of(pod: &str) -> i32 {
                     .any(|l| l.starts_with("NSpid:") && l.split_whitespace().last() == Some("1"))
         })
         .map(|(pid, _)| *pid)
-        .unwrap_or_else(|| panic!("no leaderrun as PID 1 of {pod} on this host: {candidates:?}"))
 }
 
 /// Waits until `pred` holds, polling; panics with `what` after LONG.
@@ -965,12 +972,17 @@ fn netns_iptables(pid: i32, args: &[&str]) {
 /// A process in the network namespace `netns` (a pod's: its sandbox holds it whichever
 /// container runs, or none while the container waits to be restarted).
 fn pid_in_netns(netns: &Path) -> i32 {
+    try_pid_in_netns(netns)
+        .unwrap_or_else(|| panic!("no process in {} on this host", netns.display()))
+}
+
+/// As `pid_in_netns`, None once the pod is gone.
+fn try_pid_in_netns(netns: &Path) -> Option<i32> {
     std::fs::read_dir("/proc")
         .expect("/proc")
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .find(|pid| std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|n| n == netns))
-        .unwrap_or_else(|| panic!("no process in {} on this host", netns.display()))
 }
 
 /// deploy/cronjob-1.20.yaml (the cluster is 1.20: batch/v1beta1), every minute, with a report

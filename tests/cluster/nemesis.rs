@@ -140,15 +140,30 @@ async fn a_seeded_nemesis_never_makes_two_workers() {
             ),
         ],
     );
+    c.apply_deploy(
+        "rbac.yaml",
+        &[
+            (
+                "name: leaderrun-nightly-report",
+                "name: leaderrun-nightly-batch",
+            ),
+            (
+                "resourceNames: [\"nightly-report\"]",
+                "resourceNames: [\"nightly-batch\"]",
+            ),
+        ],
+    );
     let w = Workers::follow(c.pods(), "app=nightly-report", "worker");
     let reports = Workers::follow(c.pods(), "job-name", "report");
     let notes = Notes::collect(&c, "nightly-report");
+    let batch_notes = Notes::collect(&c, "nightly-batch");
     let mut violations = Vec::new();
     steady(&c, &w).await.expect("a first leader");
     let (started, mut rounds, mut done) = (Instant::now(), 0, Vec::new());
     while started.elapsed() < run_for {
         rounds += 1;
         let plan = plan_round(&mut rng);
+        let begun = now_nanos();
         let ran = join_all(plan.iter().map(|p| one_fault(&c, &w, &faults, p))).await;
         let steady_at = steady(&c, &w).await;
         if steady_at.is_none() {
@@ -156,10 +171,30 @@ async fn a_seeded_nemesis_never_makes_two_workers() {
                 "round {rounds}: not steady within {STEADY_WITHIN:?}"
             ));
         }
+        let said: Vec<String> = plan
+            .iter()
+            .zip(&ran)
+            .map(|(p, d)| {
+                let skipped = if d.is_some() { "" } else { " (no target)" };
+                format!(
+                    "{} +{:.1}s for {:.1}s{skipped}",
+                    p.kind.name(),
+                    p.offset.as_secs_f64(),
+                    p.lasting.as_secs_f64()
+                )
+            })
+            .collect();
+        eprintln!(
+            "round {rounds}: {}; steady {:.1}s after it began",
+            said.join(", "),
+            secs(steady_at.unwrap_or(begun).saturating_sub(begun))
+        );
         for d in ran.into_iter().flatten() {
             done.push((d, steady_at));
         }
-        violations.extend(check(&c, &w, &reports, &notes).await);
+        violations.extend(check(&w, &notes));
+        violations.extend(check(&reports, &batch_notes));
+        violations.extend(exits_but_kills(&c).await);
         if !violations.is_empty() {
             break;
         }
@@ -344,16 +379,14 @@ impl Notes {
     }
 }
 
-/// The invariants, as violations.
-async fn check(c: &Cluster, w: &Workers, reports: &Workers, notes: &Notes) -> Vec<String> {
+/// The invariants of one lock's workers, as violations.
+fn check(w: &Workers, notes: &Notes) -> Vec<String> {
     let mut out = Vec::new();
-    for (what, lines) in [("worker", w.lines()), ("report", reports.lines())] {
-        if let Err(e) = std::panic::catch_unwind(|| crate::common::assert_no_overlap(&lines)) {
-            out.push(format!("two {what}s at once: {}", panic_text(&e)));
-        }
-        out.extend(assert_tokens_increase_in(&lines).err());
-    }
     let lines = w.lines();
+    if let Err(e) = std::panic::catch_unwind(|| crate::common::assert_no_overlap(&lines)) {
+        out.push(format!("two at once: {}", panic_text(&e)));
+    }
+    out.extend(assert_tokens_increase_in(&lines).err());
     let killed: Vec<String> = w
         .killed
         .lock()
@@ -385,7 +418,6 @@ async fn check(c: &Cluster, w: &Workers, reports: &Workers, notes: &Notes) -> Ve
             ));
         }
     }
-    out.extend(exits_but_kills(c).await);
     out
 }
 

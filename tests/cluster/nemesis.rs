@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use nix::sys::signal::Signal;
@@ -312,22 +313,47 @@ async fn kill_leader(w: &Workers, leadership: &str) -> Option<()> {
     Some(())
 }
 
-/// One worker running, three pods live and Ready: when (host ns), or None after STEADY_WITHIN.
+/// Steady: the worker running is the leadership the Lease names (holder and transitions, read
+/// fresh from the API server), the holder renews, and three pods are live and Ready, all still
+/// so two readiness periods later (a frozen API server leaves pods' statuses and the logs
+/// behind for a while). When it was first so (host ns), or None after STEADY_WITHIN.
 async fn steady(c: &Cluster, w: &Workers) -> Option<u128> {
     let deadline = Instant::now() + STEADY_WITHIN;
-    let pods = c.pods();
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), &c.ns);
+    let mut since: Option<(u128, String, String)> = None;
     while Instant::now() < deadline {
-        if w.running().is_some() {
-            let (mut ready, mut live) = ready_and_live(&pods).await;
-            ready.sort();
-            live.sort();
-            if live.len() == 3 && ready == live {
-                return Some(now_nanos());
+        match (now_steady(c, w, &leases).await, &since) {
+            (Some((l, renewed)), Some((at, r0, l0))) if l == *l0 => {
+                if renewed != *r0 && now_nanos() - at >= Duration::from_secs(4).as_nanos() {
+                    return Some(*at);
+                }
             }
+            (Some((l, renewed)), _) => since = Some((now_nanos(), renewed, l)),
+            (None, _) => since = None,
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     None
+}
+
+/// The leadership running and the Lease's renewTime, if steady at this moment.
+async fn now_steady(c: &Cluster, w: &Workers, leases: &Api<Lease>) -> Option<(String, String)> {
+    let running = w.running()?.id;
+    let lease = tokio::time::timeout(Duration::from_secs(2), leases.get("nightly-report"))
+        .await
+        .ok()?
+        .ok()?;
+    let spec = lease.spec?;
+    let named = format!("{}#{}", spec.holder_identity?, spec.lease_transitions?);
+    let (mut ready, mut live) = ready_and_live(&c.pods()).await;
+    ready.sort();
+    live.sort();
+    (named == running && live.len() == 3 && ready == live).then(|| {
+        (
+            running,
+            serde_json::to_string(&spec.renew_time).unwrap_or_default(),
+        )
+    })
 }
 
 /// The last-run notes of the lock, as every takeover and release writes them, read every

@@ -447,8 +447,10 @@ fn check(w: &Workers, notes: &Notes) -> Vec<String> {
     out
 }
 
-/// A container that ended with anything but a kill (137: ours, or kubelet's after a failed
-/// liveness probe) ended on its own: leaderrun must not exit on a lost leadership (--rejoin).
+/// A container that ended with anything but a kill ended on its own: leaderrun must not exit
+/// on a lost leadership (--rejoin). 137 is a SIGKILL (ours, or kubelet's after the grace);
+/// 143 is kubelet's TERM after a failed liveness probe, passed on (a SIGSTOPped leaderrun,
+/// thawed, acts on it).
 async fn exits_but_kills(c: &Cluster) -> Vec<String> {
     let pods: Api<Pod> = c.pods();
     let Ok(list) = pods
@@ -465,7 +467,7 @@ async fn exits_but_kills(c: &Cluster) -> Vec<String> {
             .unwrap_or_default();
         for s in statuses {
             let ended = s.last_state.and_then(|l| l.terminated);
-            if let Some(t) = ended.filter(|t| t.exit_code != 137) {
+            if let Some(t) = ended.filter(|t| t.exit_code != 137 && t.exit_code != 143) {
                 out.push(format!(
                     "{} ended with {} ({:?})",
                     p.metadata.name.clone().unwrap_or_default(),

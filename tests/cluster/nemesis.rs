@@ -176,7 +176,11 @@ async fn a_seeded_nemesis_never_makes_two_workers() {
             .iter()
             .zip(&ran)
             .map(|(p, d)| {
-                let skipped = if d.is_some() { "" } else { " (no target)" };
+                let skipped = if d.is_some() {
+                    ""
+                } else {
+                    " (not injected: no target, or the API server down)"
+                };
                 format!(
                     "{} +{:.1}s for {:.1}s{skipped}",
                     p.kind.name(),
@@ -223,7 +227,8 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// Waits `p.offset`, injects the fault on its target as things are then, heals it after
-/// `p.lasting`. None when its target was missing (no worker running at that moment).
+/// `p.lasting`. None when it could not be injected: its target missing (no worker running at
+/// that moment), or a pod deletion refused by an API server another fault has stopped.
 async fn one_fault(c: &Cluster, w: &Workers, faults: &Faults, p: &Planned) -> Option<Done> {
     tokio::time::sleep(p.offset).await;
     let leader = w.running().map(|r| r.id);
@@ -241,7 +246,18 @@ async fn one_fault(c: &Cluster, w: &Workers, faults: &Faults, p: &Planned) -> Op
         }
         Kind::DeleteLeaderPod => {
             let pod = leader_pod?;
-            c.kubectl_ok(&["-n", &c.ns, "delete", "pod", &pod, "--wait=false"]);
+            // Through the API server, which another fault of the round may have stopped: then
+            // this one was not injected (a deletion that timed out may still land later).
+            let args = [
+                "-n",
+                &c.ns,
+                "delete",
+                "pod",
+                &pod,
+                "--wait=false",
+                "--request-timeout=10s",
+            ];
+            c.kubectl(&args, None).status.success().then_some(())?;
             return Some(Done {
                 kind: p.kind,
                 at,

@@ -159,6 +159,43 @@ fn replay_command(seed: u64, timing: &Option<String>) -> String {
     format!("{t}LEADERRUN_SIM_SEED={seed} cargo test --release --test sim")
 }
 
+/// Wall time one seed may take. A seed takes milliseconds; one that takes this long is a loop
+/// that never waits (simulated time stands still while it spins), which would otherwise hang
+/// the sweep without naming its seed (issue: removing the renew-deadline check in hold did).
+const SEED_BUDGET: Duration = Duration::from_secs(60);
+
+/// One seed, on a thread of its own, within SEED_BUDGET. A seed over budget is reported with
+/// its replay command and the whole run ends at once, failed: its thread cannot be stopped.
+fn run_seed(
+    seed: u64,
+    timing: Timing,
+    trace: bool,
+    seconds: u64,
+    replay: &str,
+) -> scenario::Outcome {
+    within_budget(SEED_BUDGET, move || scenario::run(seed, timing, trace, seconds))
+        .unwrap_or_else(|| {
+            eprintln!(
+                "seed {seed}: no end after {SEED_BUDGET:?} of wall time: simulated time stopped advancing (a loop that never waits)"
+            );
+            eprintln!("  replay: {replay}");
+            println!("simulation: seed {seed} hangs");
+            std::process::exit(1)
+        })
+}
+
+/// `f`'s result, or None if it has not returned within `budget` (its thread is left behind).
+fn within_budget<T: Send + 'static>(
+    budget: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(budget).ok()
+}
+
 fn timing_for(seed: u64, fixed: &Option<Timing>) -> Timing {
     fixed.unwrap_or_else(|| timing_of(TIMINGS[(seed % TIMINGS.len() as u64) as usize]))
 }
@@ -178,7 +215,8 @@ fn sweep(c: &Config, timing_text: &Option<String>) -> (Vec<u64>, Stats) {
                     return;
                 }
                 let seed = c.first.wrapping_add(i);
-                let o = scenario::run(seed, timing_for(seed, &c.timing), false, c.seconds);
+                let replay = replay_command(seed, timing_text);
+                let o = run_seed(seed, timing_for(seed, &c.timing), false, c.seconds, &replay);
                 stats.lock().unwrap_or_else(|p| p.into_inner()).add(&o);
                 if !o.violations.is_empty() {
                     if printed.fetch_add(1, Ordering::Relaxed) < 5 {
@@ -224,7 +262,8 @@ fn run() -> Result<(), String> {
     let timing = timing_text.as_deref().map(parse_timing).transpose()?;
     let seconds = env_u64("LEADERRUN_SIM_SECONDS")?.unwrap_or(60);
     if let Some(seed) = env_u64("LEADERRUN_SIM_SEED")? {
-        let o = scenario::run(seed, timing_for(seed, &timing), true, seconds);
+        let replay = replay_command(seed, &timing_text);
+        let o = run_seed(seed, timing_for(seed, &timing), true, seconds, &replay);
         for line in &o.trace {
             println!("{line}");
         }
@@ -240,8 +279,9 @@ fn run() -> Result<(), String> {
     }
     // The same seed twice: the same trace, event for event.
     let probe = 0x1eade2;
-    let a = scenario::run(probe, timing_for(probe, &timing), true, seconds);
-    let b = scenario::run(probe, timing_for(probe, &timing), true, seconds);
+    let replay = replay_command(probe, &timing_text);
+    let a = run_seed(probe, timing_for(probe, &timing), true, seconds, &replay);
+    let b = run_seed(probe, timing_for(probe, &timing), true, seconds, &replay);
     if a.trace != b.trace || a.trace.len() < 100 {
         let at = a.trace.iter().zip(&b.trace).position(|(x, y)| x != y);
         return Err(format!(
@@ -254,16 +294,24 @@ fn run() -> Result<(), String> {
         "replay: seed {probe} gave the same {} trace lines twice",
         a.trace.len()
     );
+    // The budget itself: a seed that never ends is caught, not waited for.
+    let endless = within_budget(Duration::from_millis(200), || {
+        std::thread::sleep(Duration::from_secs(3600))
+    });
+    if endless.is_some() {
+        return Err("the seed budget let an endless seed through".into());
+    }
     for &(seed, fixed, what) in REGRESSIONS {
         let t = fixed.map(timing_of).or(timing);
-        let o = scenario::run(seed, timing_for(seed, &t), false, seconds);
+        let text = fixed
+            .map(|(l, r, p, g)| format!("lease={l}ms,renew={r}ms,retry={p}ms,grace={g}ms"))
+            .or(timing_text.clone());
+        let replay = replay_command(seed, &text);
+        let o = run_seed(seed, timing_for(seed, &t), false, seconds, &replay);
         if !o.violations.is_empty() {
-            let text = fixed
-                .map(|(l, r, p, g)| format!("lease={l}ms,renew={r}ms,retry={p}ms,grace={g}ms"));
             return Err(format!(
-                "regression seed {seed} ({what}): {}\n  replay: {}",
+                "regression seed {seed} ({what}): {}\n  replay: {replay}",
                 o.violations.join("; "),
-                replay_command(seed, &text.or(timing_text.clone()))
             ));
         }
     }
@@ -325,9 +373,19 @@ fn teeth(seconds: u64) -> Result<(), String> {
     ] {
         let timing = timing_of(t);
         let found = (0..WITHIN).find(|&seed| {
-            !scenario::run(seed, timing, false, seconds)
-                .violations
-                .is_empty()
+            let text = format!(
+                "lease={}ms,renew={}ms,retry={}ms,grace={}ms",
+                t.0, t.1, t.2, t.3
+            );
+            !run_seed(
+                seed,
+                timing,
+                false,
+                seconds,
+                &replay_command(seed, &Some(text)),
+            )
+            .violations
+            .is_empty()
         });
         match found {
             Some(seed) => println!(

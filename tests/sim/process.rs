@@ -206,6 +206,16 @@ async fn lead(
     sim.jobs.borrow_mut().leaderships.push((held_from, None));
     let held_index = sim.jobs.borrow().leaderships.len() - 1;
     sim.log(|| format!("p{me} leads slot {slot} with token {token}"));
+    // Tokens continue from every count this copy took in, across a deletion too (DESIGN.md);
+    // the checker's slot-wide rule cannot say so once a copy that never saw the count starts
+    // them again.
+    let seen = sim.world.borrow().net[me].count_seen(slot);
+    if let Some(seen) = seen.filter(|s| token < *s) {
+        let at = sim.secs();
+        sim.jobs.borrow_mut().violations.push(format!(
+            "at {at:.6}s: p{me} leads slot {slot} with fencing token {token}, below the count {seen} it saw"
+        ));
+    }
     // Starting the child behind its guard takes a moment (a fork, an exec, the guard's first
     // report), and a SIGSTOP may fall within it; the deadline is the one taken before.
     let deadline = election.deadline(&l);

@@ -91,6 +91,10 @@ pub struct Net {
     /// event its election has read from the stream (not one merely delivered into the
     /// stream's buffer). The deletion rule.
     pub seen: Arc<Mutex<std::collections::BTreeSet<(usize, String)>>>,
+    /// The highest transition count the process took in, per slot, taken in as `seen` is:
+    /// a leadership it wins must carry a token no lower (docs/DESIGN.md: a copy that saw the
+    /// old count continues from it, across a deletion too).
+    pub counts: Arc<Mutex<BTreeMap<usize, i32>>>,
     /// Requests sent, by simulated second.
     pub sent: BTreeMap<u64, u32>,
     /// Acquiring rounds begun (a start, `--rejoin`), by simulated second: each reads every
@@ -127,10 +131,15 @@ pub struct World {
 pub type Shared = Rc<RefCell<World>>;
 
 impl Net {
-    /// The process took in the object `uid` of `slot`.
-    pub fn saw(&self, slot: usize, uid: &str) {
-        let mut s = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        s.insert((slot, uid.to_string()));
+    /// The process took in `o`, the object of `slot`.
+    pub fn saw(&self, slot: usize, o: &Observed<SimObject>) {
+        took_in(&self.seen, &self.counts, slot, o);
+    }
+
+    /// The highest transition count the process took in for `slot`.
+    pub fn count_seen(&self, slot: usize) -> Option<i32> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.get(&slot).copied()
     }
 
     pub fn has_seen(&self, slot: usize, uid: &str) -> bool {
@@ -139,6 +148,17 @@ impl Net {
             .unwrap_or_else(|p| p.into_inner())
             .contains(&(slot, uid.to_string()))
     }
+}
+
+type Seen = Arc<Mutex<std::collections::BTreeSet<(usize, String)>>>;
+type Counts = Arc<Mutex<BTreeMap<usize, i32>>>;
+
+fn took_in(seen: &Seen, counts: &Counts, slot: usize, o: &Observed<SimObject>) {
+    let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+    s.insert((slot, o.uid.clone()));
+    let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+    let t = c.entry(slot).or_insert(o.record.leader_transitions);
+    *t = (*t).max(o.record.leader_transitions);
 }
 
 impl World {
@@ -615,7 +635,7 @@ impl SimLock {
             Ok(Ok(result)) => {
                 let w = self.world.borrow_mut();
                 if let Ok(Some(o)) = &result {
-                    w.net[process].saw(slot, &o.uid);
+                    w.net[process].saw(slot, o);
                 }
                 result
             }
@@ -715,18 +735,17 @@ impl SimLock {
             });
         }
         tokio::time::sleep(back).await;
-        let (seen, slot) = (
-            self.world.borrow().net[self.process].seen.clone(),
-            self.slot,
-        );
+        let (seen, counts, slot) = {
+            let w = self.world.borrow();
+            let net = &w.net[self.process];
+            (net.seen.clone(), net.counts.clone(), self.slot)
+        };
         let stream = futures::stream::unfold(rx, move |mut rx| {
-            let seen = seen.clone();
+            let (seen, counts) = (seen.clone(), counts.clone());
             async move {
                 let ev = rx.recv().await?;
                 if let Ok(Change::Changed(o)) = &ev {
-                    seen.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert((slot, o.uid.clone()));
+                    took_in(&seen, &counts, slot, o);
                 }
                 Some((ev, rx))
             }

@@ -2,7 +2,8 @@
 //!
 //! A job starts when its process starts it, and ends at the first of: its own end, the end
 //! its stop signal brings (a job may take a while, or ignore it until the KILL), and the
-//! KILL, `guard::kill_time` after the stop began. The stop begins when leaderrun asks for it,
+//! KILL, `guard::kill_time` after the stop began (each of the guard's timers up to
+//! `GUARD_LATE` late). The stop begins when leaderrun asks for it,
 //! when the guard's lifeline breaks (leaderrun killed), or at the guard's deadline: the last
 //! one leaderrun sent, even if leaderrun is stopped meanwhile. A deadline that arrives after
 //! the guard has begun the stop changes nothing (the guard's `begin_stop` is once).
@@ -24,6 +25,9 @@ pub struct Job {
     guard_deadline: Instant,
     stop_begun: Option<Instant>,
     grace: Duration,
+    /// How late the guard's timers act (a loaded host, a KILL whose process takes a moment to
+    /// go): its deadline's stop and its KILL come this much after their time.
+    late: Duration,
     /// Running when its lock was force-released: another may start before it has stopped
     /// (the documented cost of `force-release`; `step-down` is the safe way).
     pub overridden: bool,
@@ -33,7 +37,7 @@ impl Job {
     /// When the stop begins as things stand: asked for, or the guard's deadline once passed
     /// (a job started after its deadline is stopped at once).
     fn stop_at(&self) -> Option<Instant> {
-        let by_guard = self.guard_deadline.max(self.start);
+        let by_guard = self.guard_deadline.max(self.start) + self.late;
         let by_guard = (Instant::now() >= by_guard).then_some(by_guard);
         match (self.stop_begun, by_guard) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -46,7 +50,7 @@ impl Job {
     pub fn end(&self) -> Instant {
         let stopped = self.stop_at().map(|s| match self.term_takes {
             Some(d) if d < self.grace => s + d,
-            _ => kill_time(s, self.grace),
+            _ => kill_time(s, self.grace) + self.late,
         });
         match stopped {
             Some(s) => s.min(self.natural_end),
@@ -98,6 +102,7 @@ impl Jobs {
         runs_for: Duration,
         term_takes: Option<Duration>,
         grace: Duration,
+        late: Duration,
         at: f64,
     ) -> JobId {
         let now = Instant::now();
@@ -137,6 +142,7 @@ impl Jobs {
             guard_deadline: deadline,
             stop_begun: None,
             grace,
+            late,
             overridden,
         });
         self.list.len() - 1

@@ -7,6 +7,7 @@
 //!     LEADERRUN_SIM_SEEDS=100000 cargo test --release --test sim
 //!     LEADERRUN_SIM_SEED=1234 cargo test --release --test sim   # one seed, with its trace
 //!     LEADERRUN_SIM_TIMING=lease=4s,renew=3s,retry=500ms,grace=2s ...  # no safety check
+//!     LEADERRUN_SIM_GUARD_LATE=100ms ...   # the guard's timers up to this late (50ms)
 //!
 //! Before the sweep, two self-checks: a seed run twice gives the same trace, and the seeds
 //! kept as regression tests (each found a bug) pass.
@@ -90,6 +91,10 @@ const REGRESSIONS: &[Regression] = &[
     ),
 ];
 
+/// How many of TIMINGS the sweep had when the kept seeds were found: each is replayed with the
+/// timing it had then.
+const KEPT_TIMINGS: u64 = 4;
+
 /// The default timings, one per seed in turn: valid by the CLI's rule, short enough that a
 /// minute of simulated time holds many leaderships.
 const TIMINGS: &[Millis] = &[
@@ -99,6 +104,9 @@ const TIMINGS: &[Millis] = &[
     (6000, 4000, 1000, 1500),
     // Renews closer than a second: a ConfigMap record's renew time often does not change.
     (4000, 2000, 900, 1500),
+    // At the CLI's limit exactly: renew deadline + kill grace + margin (lease/20) = lease.
+    (4000, 2800, 500, 1000),
+    (10000, 7000, 2000, 2500),
 ];
 
 fn timing_of(t: Millis) -> Timing {
@@ -135,6 +143,7 @@ fn parse_timing(s: &str) -> Result<Timing, String> {
 
 struct Config {
     seeds: u64,
+    late: Duration,
     first: u64,
     timing: Option<Timing>,
     seconds: u64,
@@ -171,9 +180,12 @@ fn run_seed(
     timing: Timing,
     trace: bool,
     seconds: u64,
+    late: Duration,
     replay: &str,
 ) -> scenario::Outcome {
-    within_budget(SEED_BUDGET, move || scenario::run(seed, timing, trace, seconds))
+    within_budget(SEED_BUDGET, move || {
+        scenario::run(seed, timing, trace, seconds, late)
+    })
         .unwrap_or_else(|| {
             eprintln!(
                 "seed {seed}: no end after {SEED_BUDGET:?} of wall time: simulated time stopped advancing (a loop that never waits)"
@@ -216,7 +228,14 @@ fn sweep(c: &Config, timing_text: &Option<String>) -> (Vec<u64>, Stats) {
                 }
                 let seed = c.first.wrapping_add(i);
                 let replay = replay_command(seed, timing_text);
-                let o = run_seed(seed, timing_for(seed, &c.timing), false, c.seconds, &replay);
+                let o = run_seed(
+                    seed,
+                    timing_for(seed, &c.timing),
+                    false,
+                    c.seconds,
+                    c.late,
+                    &replay,
+                );
                 stats.lock().unwrap_or_else(|p| p.into_inner()).add(&o);
                 if !o.violations.is_empty() {
                     if printed.fetch_add(1, Ordering::Relaxed) < 5 {
@@ -261,9 +280,20 @@ fn run() -> Result<(), String> {
     let timing_text = std::env::var("LEADERRUN_SIM_TIMING").ok();
     let timing = timing_text.as_deref().map(parse_timing).transpose()?;
     let seconds = env_u64("LEADERRUN_SIM_SECONDS")?.unwrap_or(60);
+    let late = match std::env::var("LEADERRUN_SIM_GUARD_LATE") {
+        Ok(v) => parse_duration(&v).map_err(|e| format!("LEADERRUN_SIM_GUARD_LATE={v:?}: {e}"))?,
+        Err(_) => process::GUARD_LATE,
+    };
     if let Some(seed) = env_u64("LEADERRUN_SIM_SEED")? {
         let replay = replay_command(seed, &timing_text);
-        let o = run_seed(seed, timing_for(seed, &timing), true, seconds, &replay);
+        let o = run_seed(
+            seed,
+            timing_for(seed, &timing),
+            true,
+            seconds,
+            late,
+            &replay,
+        );
         for line in &o.trace {
             println!("{line}");
         }
@@ -280,8 +310,22 @@ fn run() -> Result<(), String> {
     // The same seed twice: the same trace, event for event.
     let probe = 0x1eade2;
     let replay = replay_command(probe, &timing_text);
-    let a = run_seed(probe, timing_for(probe, &timing), true, seconds, &replay);
-    let b = run_seed(probe, timing_for(probe, &timing), true, seconds, &replay);
+    let a = run_seed(
+        probe,
+        timing_for(probe, &timing),
+        true,
+        seconds,
+        late,
+        &replay,
+    );
+    let b = run_seed(
+        probe,
+        timing_for(probe, &timing),
+        true,
+        seconds,
+        late,
+        &replay,
+    );
     if a.trace != b.trace || a.trace.len() < 100 {
         let at = a.trace.iter().zip(&b.trace).position(|(x, y)| x != y);
         return Err(format!(
@@ -302,12 +346,26 @@ fn run() -> Result<(), String> {
         return Err("the seed budget let an endless seed through".into());
     }
     for &(seed, fixed, what) in REGRESSIONS {
-        let t = fixed.map(timing_of).or(timing);
-        let text = fixed
-            .map(|(l, r, p, g)| format!("lease={l}ms,renew={r}ms,retry={p}ms,grace={g}ms"))
-            .or(timing_text.clone());
-        let replay = replay_command(seed, &text);
-        let o = run_seed(seed, timing_for(seed, &t), false, seconds, &replay);
+        // Its own timing, or the one the sweep gave it when it was found (of the first four).
+        let kept = fixed.unwrap_or(TIMINGS[(seed % KEPT_TIMINGS) as usize]);
+        let t = if fixed.is_none() && timing.is_some() {
+            timing_for(seed, &timing)
+        } else {
+            timing_of(kept)
+        };
+        let text = match (fixed, &timing_text) {
+            (None, Some(given)) => given.clone(),
+            _ => format!(
+                "lease={}ms,renew={}ms,retry={}ms,grace={}ms",
+                kept.0, kept.1, kept.2, kept.3
+            ),
+        };
+        // Without the guard's lateness, which the world had not when they were found.
+        let replay = format!(
+            "LEADERRUN_SIM_GUARD_LATE=0ms {}",
+            replay_command(seed, &Some(text))
+        );
+        let o = run_seed(seed, t, false, seconds, Duration::ZERO, &replay);
         if !o.violations.is_empty() {
             return Err(format!(
                 "regression seed {seed} ({what}): {}\n  replay: {replay}",
@@ -317,7 +375,7 @@ fn run() -> Result<(), String> {
     }
     println!("regressions: {} kept seeds pass", REGRESSIONS.len());
     if timing.is_none() {
-        teeth(seconds)?;
+        teeth(seconds, late)?;
     }
     // The simulation talks to no API server: against a real one (CI's second pass of the
     // same command) the sweep is the emulator pass's, already run.
@@ -331,6 +389,7 @@ fn run() -> Result<(), String> {
     let first = env_u64("LEADERRUN_SIM_FIRST")?.unwrap_or_else(rand::random);
     let c = Config {
         seeds,
+        late,
         first,
         timing,
         seconds,
@@ -359,7 +418,7 @@ fn run() -> Result<(), String> {
 
 /// Timings the CLI refuses must be caught: the simulation takes them as given. Each must
 /// show a violation within `WITHIN` seeds (docs/RELIABILITY.md gives the figures).
-fn teeth(seconds: u64) -> Result<(), String> {
+fn teeth(seconds: u64, late: Duration) -> Result<(), String> {
     const WITHIN: u64 = 300;
     for (what, t) in [
         (
@@ -369,6 +428,10 @@ fn teeth(seconds: u64) -> Result<(), String> {
         (
             "a renew deadline leaving less than the kill grace",
             (4000, 3500, 500, 1000),
+        ),
+        (
+            "no margin: 200 ms beyond the CLI's limit",
+            (4000, 3000, 500, 1000),
         ),
     ] {
         let timing = timing_of(t);
@@ -382,6 +445,7 @@ fn teeth(seconds: u64) -> Result<(), String> {
                 timing,
                 false,
                 seconds,
+                late,
                 &replay_command(seed, &Some(text)),
             )
             .violations

@@ -35,6 +35,9 @@ pub struct Sim {
     pub slots: usize,
     pub resolution: Duration,
     pub rng: RefCell<StdRng>,
+    /// The most a guard's timers act late in this world (GUARD_LATE; zero for the kept seeds,
+    /// replayed in the world they were found in).
+    pub guard_late: Duration,
 }
 
 impl Sim {
@@ -109,6 +112,10 @@ impl Observer for Waiting<'_> {
         });
     }
 }
+
+/// The most a guard's timer acts late (its stop at the deadline, its KILL): a loaded host's
+/// timer slack and a killed process's teardown. The CLI's margin must cover it.
+pub const GUARD_LATE: Duration = Duration::from_millis(50);
 
 /// Exit codes, as `run`'s.
 pub const LOST: u8 = 3;
@@ -219,9 +226,14 @@ async fn lead(
     // Starting the child behind its guard takes a moment (a fork, an exec, the guard's first
     // report), and a SIGSTOP may fall within it; the deadline is the one taken before.
     let deadline = election.deadline(&l);
-    let (spawn, runs_for, term_takes) = {
+    let (spawn, runs_for, term_takes, late) = {
         let mut rng = sim.rng.borrow_mut();
         let spawn = Duration::from_micros(rng.random_range(200..5000));
+        // No draw at all without lateness: the kept seeds' draws stay as they were.
+        let late = match sim.guard_late.as_micros() as u64 {
+            0 => Duration::ZERO,
+            max => Duration::from_micros(rng.random_range(0..=max)),
+        };
         let runs_for = if rng.random_bool(0.4) {
             Duration::from_secs(1000)
         } else {
@@ -231,7 +243,7 @@ async fn lead(
         let term_takes = rng
             .random_bool(0.5)
             .then(|| Duration::from_millis(rng.random_range(0..grace_ms * 3 / 2 + 1)));
-        (spawn, runs_for, term_takes)
+        (spawn, runs_for, term_takes, late)
     };
     tokio::time::sleep(spawn).await;
     if !leaderrun::guard::may_start(Instant::now(), deadline) {
@@ -251,6 +263,7 @@ async fn lead(
         runs_for,
         term_takes,
         sim.timing.kill_grace,
+        late,
         at,
     );
     ctl.job.set(Some(job));

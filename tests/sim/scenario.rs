@@ -67,7 +67,7 @@ struct Driver {
     faults: u32,
 }
 
-pub fn run(seed: u64, timing: Timing, trace: bool, seconds: u64) -> Outcome {
+pub fn run(seed: u64, timing: Timing, trace: bool, seconds: u64, guard_late: Duration) -> Outcome {
     leaderrun::settings::seed_follower_jitter(Some(seed));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -75,12 +75,18 @@ pub fn run(seed: u64, timing: Timing, trace: bool, seconds: u64) -> Outcome {
         .build()
         .expect("a current-thread runtime");
     let local = tokio::task::LocalSet::new();
-    let outcome = local.block_on(&rt, simulate(seed, timing, trace, seconds));
+    let outcome = local.block_on(&rt, simulate(seed, timing, trace, seconds, guard_late));
     leaderrun::settings::seed_follower_jitter(None);
     outcome
 }
 
-async fn simulate(seed: u64, timing: Timing, trace: bool, seconds: u64) -> Outcome {
+async fn simulate(
+    seed: u64,
+    timing: Timing,
+    trace: bool,
+    seconds: u64,
+    guard_late: Duration,
+) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed);
     let configmap = rng.random_bool(0.5);
     let slots = if rng.random_bool(0.2) {
@@ -101,6 +107,7 @@ async fn simulate(seed: u64, timing: Timing, trace: bool, seconds: u64) -> Outco
             Duration::ZERO
         },
         rng: RefCell::new(StdRng::seed_from_u64(seed.rotate_left(17))),
+        guard_late,
     });
     let start = Instant::now();
     let bound = liveness_bound(&timing);

@@ -181,11 +181,14 @@ async fn a_seeded_nemesis_never_makes_two_workers() {
                 } else {
                     " (not injected: no target, or the API server down)"
                 };
+                let lasting = match p.kind {
+                    Kind::DeleteLeaderPod | Kind::KillLeader => String::new(),
+                    _ => format!(" for {:.1}s", p.lasting.as_secs_f64()),
+                };
                 format!(
-                    "{} +{:.1}s for {:.1}s{skipped}",
+                    "{} +{:.1}s{lasting}{skipped}",
                     p.kind.name(),
-                    p.offset.as_secs_f64(),
-                    p.lasting.as_secs_f64()
+                    p.offset.as_secs_f64()
                 )
             })
             .collect();

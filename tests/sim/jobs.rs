@@ -29,8 +29,10 @@ pub struct Job {
     /// go): its deadline's stop and its KILL come this much after their time.
     late: Duration,
     /// Running when its lock was force-released: another may start before it has stopped
-    /// (the documented cost of `force-release`; `step-down` is the safe way).
-    pub overridden: bool,
+    /// (the documented cost of `force-release`; `step-down` is the safe way), until then: the
+    /// release + the renew deadline (no renew of the leader's lands after the release) + its
+    /// stop, at worst by the guard.
+    excused_until: Option<Instant>,
 }
 
 impl Job {
@@ -75,13 +77,15 @@ pub struct Jobs {
     deleted_at: Vec<Option<Instant>>,
     /// Leaderships held: (start, end) in seconds; None while held.
     pub leaderships: Vec<(f64, Option<f64>)>,
+    renew_deadline: Duration,
 }
 
 pub type JobId = usize;
 
 impl Jobs {
-    pub fn new(slots: usize) -> Jobs {
+    pub fn new(slots: usize, renew_deadline: Duration) -> Jobs {
         Jobs {
+            renew_deadline,
             last_token: vec![None; slots],
             force_released_at: vec![None; slots],
             deleted_at: vec![None; slots],
@@ -106,9 +110,16 @@ impl Jobs {
         at: f64,
     ) -> JobId {
         let now = Instant::now();
-        let overridden = self.force_released_at[slot].is_some_and(|f| f >= acquired);
+        let released = self.force_released_at[slot].filter(|f| *f >= acquired);
+        let overridden = released.is_some();
+        let excused_until = released.map(|f| self.excused_after(f, grace, late));
+        let excused = |u: Option<Instant>| u.is_some_and(|u| now < u);
         for (i, j) in self.list.iter().enumerate() {
-            if j.slot == slot && !overridden && !j.overridden && j.alive_at(now) {
+            if j.slot == slot
+                && !excused(excused_until)
+                && !excused(j.excused_until)
+                && j.alive_at(now)
+            {
                 self.violations.push(format!(
                     "at {at:.6}s: job {} (p{}, slot {slot}, token {token}) started while job {i} (p{}, token {}) still runs (until {:.6}s after its start)",
                     self.list.len(),
@@ -143,7 +154,7 @@ impl Jobs {
             stop_begun: None,
             grace,
             late,
-            overridden,
+            excused_until,
         });
         self.list.len() - 1
     }
@@ -182,13 +193,19 @@ impl Jobs {
     pub fn force_released(&mut self, slot: usize) {
         let now = Instant::now();
         self.force_released_at[slot] = Some(now);
+        let renew_deadline = self.renew_deadline;
         for j in self
             .list
             .iter_mut()
             .filter(|j| j.slot == slot && j.alive_at(now))
         {
-            j.overridden = true;
+            j.excused_until = Some(now + renew_deadline + j.grace + 2 * j.late);
         }
+    }
+
+    /// The documented cost of a force-release at `f` for a job of this grace and lateness.
+    fn excused_after(&self, f: Instant, grace: Duration, late: Duration) -> Instant {
+        f + self.renew_deadline + grace + 2 * late
     }
 
     /// The lock was deleted: tokens may start again (docs/RELIABILITY.md's known limits).

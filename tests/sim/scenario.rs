@@ -98,7 +98,7 @@ async fn simulate(
     let world = World::new(seed, count, trace);
     let sim = Rc::new(Sim {
         world: world.clone(),
-        jobs: RefCell::new(Jobs::new(slots)),
+        jobs: RefCell::new(Jobs::new(slots, timing.renew_deadline)),
         timing,
         slots,
         resolution: if configmap {

@@ -245,7 +245,11 @@ async fn one_fault(c: &Cluster, w: &Workers, faults: &Faults, p: &Planned) -> Op
         Kind::CutOffLeader => Fault::CutOff(leader_pod.clone()?),
         Kind::CutOffStandby => {
             let (_, live) = ready_and_live(&c.pods()).await;
-            Fault::CutOff(live.into_iter().find(|n| Some(n) != leader_pod.as_ref())?)
+            // One whose leaderrun runs (not a container kubelet is restarting).
+            let standby = live
+                .into_iter()
+                .find(|n| Some(n) != leader_pod.as_ref() && try_leaderrun_pid_of(n).is_some());
+            Fault::CutOff(standby?)
         }
         Kind::DeleteLeaderPod => {
             let pod = leader_pod?;

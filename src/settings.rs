@@ -13,7 +13,7 @@ pub enum SettingsError {
         value: Duration,
     },
     #[error(
-        "--renew-deadline ({renew:?}) + --kill-grace ({grace:?}) + margin ({margin:?}) must be at most --lease-duration ({lease:?}): \
+        "--renew-deadline ({renew:?}) + --kill-grace ({grace:?}) + margin ({margin:?}: 5% of the lease + 100ms) must be at most --lease-duration ({lease:?}): \
          the child must be dead before another copy may take the lock over. \
          Raise --lease-duration or lower --renew-deadline or --kill-grace"
     )]
@@ -144,10 +144,12 @@ impl Timing {
         self.lease_duration.max(self.retry_period * 4)
     }
 
-    /// The allowance for clocks that run at slightly different rates on two hosts,
-    /// and for the time between our send and the API server's write.
+    /// What the timing rule keeps free: 5% of the lease for the hosts' clocks (each may run
+    /// 2.5% fast or slow), and 100 ms for the guard's two timers (its stop at the deadline, its
+    /// KILL), each acting up to 50 ms late on a loaded host. Shown by the simulation
+    /// (docs/RELIABILITY.md): less than either part is caught.
     pub fn margin(&self) -> Duration {
-        (self.lease_duration / 20).max(Duration::from_millis(100))
+        self.lease_duration / 20 + Duration::from_millis(100)
     }
 
     /// A follower takes over `lease_duration` after it observed the last renew; that
@@ -286,6 +288,23 @@ mod tests {
     #[test]
     fn defaults_pass_the_safety_rule() {
         assert_eq!(t(15, 10, 2, 3).validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_margin_is_a_twentieth_of_the_lease_and_100ms() {
+        let ms = |lease, renew, grace| Timing {
+            lease_duration: Duration::from_millis(lease),
+            renew_deadline: Duration::from_millis(renew),
+            retry_period: Duration::from_millis(200),
+            kill_grace: Duration::from_millis(grace),
+        };
+        // The limit exactly passes; a millisecond more does not (the simulation's edge timings).
+        assert_eq!(ms(4000, 2700, 1000).validate(), Ok(()));
+        assert!(ms(4000, 2701, 1000).validate().is_err());
+        assert_eq!(ms(1000, 600, 250).validate(), Ok(()));
+        assert!(ms(1000, 601, 250).validate().is_err());
+        let err = ms(4000, 2900, 1000).validate().unwrap_err();
+        assert!(err.to_string().contains("margin (300ms"), "{err}");
     }
 
     #[test]

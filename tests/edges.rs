@@ -552,3 +552,72 @@ async fn a_standby_refused_after_it_was_answered_waits_on() {
     assert_eq!(code, 0, "the standby took over and ran its job: {stderr}");
     assert_no_overlap(&read_log(&log));
 }
+
+/// A leader that loses its lock while the API server is away (`--rejoin`), and rejoins, meets
+/// the server's refusals once it is back (401 and 403 while its caches fill): it waits on as a
+/// standby and takes the lock again. Found on the real cluster (kube-apiserver stopped 25 s): the
+/// rejoined copy exited 69 and kubelet restarted its container, since the answers it had had
+/// counted only within one round of waiting.
+#[tokio::test]
+async fn a_rejoined_copy_refused_by_a_restarting_server_waits_on() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("refused after a rejoin") else {
+        return;
+    };
+    let name = api.lock_name("refused-rejoin");
+    let log = api.log_path();
+    let mut args = FAST.to_vec();
+    args.push("--rejoin");
+    let mut leader = job_candidate(&api, "lease", &name, "rr-leader", &args, "1000");
+    wait_log(&log, LONG, |l| l.len() == 1).await;
+    // The server away: every request fails until the renew deadline has passed.
+    let away = emu.add_fault(
+        Fault::new(Action::Error {
+            code: 503,
+            retry_after: None,
+        })
+        .for_client("rr-leader"),
+    );
+    emu.close_watches(Some("rr-leader"));
+    wait_stderr(&mut leader, "rejoining as a standby", LONG).await;
+    for code in [401, 403] {
+        let id = emu.add_fault(
+            Fault::new(Action::Error {
+                code,
+                retry_after: None,
+            })
+            .for_client("rr-leader"),
+        );
+        if code == 401 {
+            emu.remove_fault(away);
+        }
+        let deadline = std::time::Instant::now() + LONG;
+        while emu.fault_hits(id) < 2 {
+            assert!(
+                leader.try_wait().expect("try_wait").is_none(),
+                "the rejoined copy exited on a {code}: {}",
+                stderr_of(&leader)
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request met the {code}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        emu.remove_fault(id);
+    }
+    // Back in touch, it leads again: a new leadership, after the old one's stop.
+    let lines = wait_log(&log, LONG, |l| l.len() >= 3).await;
+    assert_eq!(
+        lines.iter().map(|l| l.what.as_str()).collect::<Vec<_>>(),
+        ["start", "stop", "start"]
+    );
+    kill(
+        Pid::from_raw(leader.id().expect("pid") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("TERM");
+    let (code, stderr) = exit_of(leader, LONG).await;
+    assert_eq!(code, 143, "{stderr}");
+    assert_no_overlap(&read_log(&log));
+}

@@ -29,7 +29,7 @@ impl<L: Lock> Election<L> {
         observer: &dyn Observer,
     ) -> Result<Leadership<L::Object>, AcquireError> {
         self.writes.new_round();
-        let start = Instant::now();
+        let start = self.now();
         // What an earlier round saw (--rejoin) is known still: a lock seen then and gone now
         // was deleted after we saw it.
         let mut views: Vec<View<L::Object>> = (0..self.locks.len())
@@ -52,13 +52,9 @@ impl<L: Lock> Election<L> {
         observer: &dyn Observer,
         views: &mut [View<L::Object>],
     ) -> Result<Leadership<L::Object>, AcquireError> {
-        let start = Instant::now();
+        let start = self.now();
         let wait_deadline = opts.wait_timeout.map(|d| start + d);
-        let mut follows: Vec<Follow<L>> = self
-            .locks
-            .iter()
-            .map(|l| Follow::new(l, self.timing.retry_period, self.call_timeout()))
-            .collect();
+        let mut follows = self.follows();
         let mut waiting_for: Option<String> = None;
         // --no-wait: the first sight of each held slot, to tell whether it changes.
         let mut first_seen: Vec<Option<Instant>> = vec![None; self.locks.len()];
@@ -71,15 +67,15 @@ impl<L: Lock> Election<L> {
                 biased;
                 sig = stopped(stop) => return Err(AcquireError::Stopped(sig)),
                 (slot, seen) = next_of(&mut follows) => self.see(&mut views[slot], seen?, observer),
-                _ = sleep_until_some(until) => {}
+                _ = sleep_until_some(self.timer_at(until)) => {}
             }
-            if wait_deadline.is_some_and(|d| Instant::now() >= d) {
+            if wait_deadline.is_some_and(|d| self.now() >= d) {
                 return Err(AcquireError::WaitTimeout);
             }
             if !views.iter().all(|v| v.known) {
                 continue;
             }
-            let decisions = self.decide_all(views, Instant::now());
+            let decisions = self.decide_all(views, self.now());
             let Some(slot) = decisions
                 .iter()
                 .position(|d| !matches!(d, Decision::Wait { .. }))
@@ -115,6 +111,20 @@ impl<L: Lock> Election<L> {
         }
     }
 
+    /// One `Follow` per slot. A copy that rejoins while the API server restarts is refused by
+    /// it at first; it was answered in an earlier round (found on the real cluster: it exited
+    /// 69, and kubelet restarted its container).
+    fn follows(&self) -> Vec<Follow<'_, L>> {
+        let answered = self.answered.load(std::sync::atomic::Ordering::Relaxed);
+        self.locks
+            .iter()
+            .map(|l| {
+                Follow::new(l, self.timing.retry_period, self.call_timeout())
+                    .answered_before(answered)
+            })
+            .collect()
+    }
+
     /// What to do about each slot, as seen now.
     fn decide_all(&self, views: &[View<L::Object>], now: Instant) -> Vec<Decision> {
         views
@@ -142,8 +152,10 @@ impl<L: Lock> Election<L> {
         observer: &dyn Observer,
     ) {
         observer.heard();
+        self.answered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let deletions = view.deleted_at;
-        view.see(seen, Instant::now());
+        view.see(seen, self.now());
         if view.deleted_at != deletions {
             self.writes.new_round();
         }
@@ -227,7 +239,7 @@ impl<L: Lock> Election<L> {
             }
             None => self.timing.retry_period.min(Duration::from_millis(250)),
         };
-        sleep_or_stop(Some(Instant::now() + pause), stop).await;
+        sleep_or_stop(self.timer_at(Some(self.now() + pause)), stop).await;
     }
 
     /// One acquiring write to `slot`, as `decision` says. Never abandoned halfway.
@@ -263,7 +275,7 @@ impl<L: Lock> Election<L> {
         }
         let mark = self.writes.mark(&next);
         let note = current.and_then(|p| untold(p, &next)).map(|r| r.to_json());
-        let sent = Instant::now();
+        let sent = self.now();
         let result = match current {
             None => lock.create(&next, Some(&mark), self.call_timeout()).await,
             Some(prev) => {

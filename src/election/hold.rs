@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Election, Leadership, Lost, Observer};
+use super::{sleep_until_some, Election, Leadership, Lost, Observer};
 use crate::lock::watch::Follow;
 use crate::lock::{Lock, LockError, Observed};
 
@@ -67,7 +67,7 @@ impl<L: Lock> Election<L> {
             // the renews.
             tokio::select! {
                 biased;
-                _ = tokio::time::sleep_until(next.min(deadline)) => {}
+                _ = sleep_until_some(self.timer_at(Some(next.min(deadline)))) => {}
                 _ = nudge.notified() => {}
                 seen = news => {
                     match seen {
@@ -82,7 +82,7 @@ impl<L: Lock> Election<L> {
                     continue;
                 }
             }
-            if Instant::now() >= deadline {
+            if self.now() >= deadline {
                 return Lost::Deadline {
                     deadline: self.timing.renew_deadline,
                     last_error: renewing.last_error,
@@ -105,7 +105,7 @@ impl<L: Lock> Election<L> {
         r: &mut Renewing,
     ) -> Result<Instant, Lost> {
         let lock = self.lock(l.slot);
-        let sent = Instant::now();
+        let sent = self.now();
         let record =
             l.held
                 .record
@@ -119,8 +119,8 @@ impl<L: Lock> Election<L> {
         let result = lock
             .update(&l.held, &record, Some(&mark), None, deadline - sent)
             .await;
-        let latency = sent.elapsed();
-        let retry_soon = || Instant::now() + self.timing.retry_period / 2;
+        let latency = self.now().saturating_duration_since(sent);
+        let retry_soon = || self.now() + self.timing.retry_period / 2;
         match result {
             Ok(held) => {
                 if r.failures > 0 {
@@ -206,14 +206,14 @@ impl<L: Lock> Election<L> {
         deadline: Instant,
         failures: u32,
     ) -> Result<Instant, Option<Lost>> {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(self.now());
         match self.lock(l.slot).get(left).await {
             Ok(seen) => {
                 l.held = self.read_own(l, seen).map_err(Some)?;
                 Ok(if failures > 1 {
-                    Instant::now() + self.timing.retry_period / 4
+                    self.now() + self.timing.retry_period / 4
                 } else {
-                    Instant::now()
+                    self.now()
                 })
             }
             Err(e @ LockError::Unreadable { .. }) => Err(Some(Lost::Lock(e))),

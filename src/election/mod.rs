@@ -129,6 +129,30 @@ pub struct WaitOptions {
 /// The wall clock written into records (tests use one that follows paused time).
 pub type WallClock = std::sync::Arc<dyn Fn() -> record::Time + Send + Sync>;
 
+/// The monotonic clock the election measures every wait and deadline by. leaderrun uses
+/// tokio's (`Monotonic`); the simulation gives each process a clock of its own, running fast
+/// or slow, to show that the timing rule's margin covers the hosts' clock rates.
+pub trait Clock: Send + Sync {
+    /// Now, as this clock reads it.
+    fn now(&self) -> Instant;
+    /// The moment of tokio's clock (which timers run on) when this clock reads `t`, or a
+    /// moment after: a timer set for `t` never wakes before `now()` reaches `t`.
+    fn timer_at(&self, t: Instant) -> Instant;
+}
+
+/// tokio's monotonic clock: the host's.
+pub struct Monotonic;
+
+impl Clock for Monotonic {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn timer_at(&self, t: Instant) -> Instant {
+        t
+    }
+}
+
 pub struct Election<L: Lock> {
     /// One lock, or one per slot (`--slots N`: at most N leaders at once).
     pub locks: Vec<L>,
@@ -136,8 +160,12 @@ pub struct Election<L: Lock> {
     pub timing: Timing,
     pub writes: Writes,
     wall: WallClock,
+    clock: std::sync::Arc<dyn Clock>,
     /// Cleared once the API server refused a watch: a leader then does not try again.
     watch_allowed: std::sync::atomic::AtomicBool,
+    /// Set once the API server answered about the lock: a 401 or 403 since, in any later
+    /// round, is a restarting server's (its caches filling), not RBAC's.
+    answered: std::sync::atomic::AtomicBool,
     /// What this process last saw of each slot, kept from one acquiring round to the next
     /// (`--rejoin`), so that a lock seen before and gone now counts as deleted after it was
     /// seen, as it would within one round (found by the simulation, tests/sim).
@@ -161,7 +189,9 @@ impl<L: Lock> Election<L> {
             timing,
             writes: Writes::default(),
             wall: std::sync::Arc::new(record::now),
+            clock: std::sync::Arc::new(Monotonic),
             watch_allowed: std::sync::atomic::AtomicBool::new(true),
+            answered: std::sync::atomic::AtomicBool::new(false),
             memory: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -199,8 +229,9 @@ impl<L: Lock> Election<L> {
 
     /// Keeps the lock as this process last held it (or released it).
     fn remember_held(&self, slot: usize, held: &Observed<L::Object>) {
-        let mut view = View::new(Instant::now());
-        view.see(Some(held.clone()), Instant::now());
+        let now = self.now();
+        let mut view = View::new(now);
+        view.see(Some(held.clone()), now);
         self.remember(slot, &view);
     }
 
@@ -221,6 +252,23 @@ impl<L: Lock> Election<L> {
     pub fn with_wall_clock(mut self, wall: WallClock) -> Self {
         self.wall = wall;
         self
+    }
+
+    /// Measures every wait and deadline by `clock` (the simulation's per-process clocks).
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by the election's monotonic clock: every `Instant` of the election (views,
+    /// deadlines, `Leadership::last_renew_sent`) is of this clock.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// When a timer for `t` (of the election's clock) must fire on tokio's clock.
+    pub fn timer_at(&self, t: Option<Instant>) -> Option<Instant> {
+        t.map(|t| self.clock.timer_at(t))
     }
 
     /// The wall clock now, at the resolution the locks' records keep.

@@ -102,9 +102,17 @@ impl<'a, L: Lock> Follow<'a, L> {
     ) -> Self {
         let mut f = Follow::new(lock, retry_period, call_timeout);
         f.poll_when_refused = false;
+        f.answered = true;
         f.resource_version = from.resource_version.clone();
         f.source = Source::Watch { at: Instant::now() };
         f
+    }
+
+    /// The API server has answered this process before (an earlier round of `--rejoin`): a
+    /// refusal now is a restarting server's, not RBAC's.
+    pub fn answered_before(mut self, answered: bool) -> Self {
+        self.answered |= answered;
+        self
     }
 
     /// False once the API server refused a watch (RBAC without `watch`).

@@ -276,6 +276,54 @@ async fn restarts(c: &Cluster) -> std::collections::BTreeMap<String, i32> {
         .collect()
 }
 
+/// For each container restarted since `before`: how its last run ended (kubelet's reason and
+/// exit code) and the end of its log, which says why leaderrun left or was killed.
+async fn why_restarted(c: &Cluster, before: &BTreeMap<String, i32>) -> String {
+    let pods = c.pods();
+    let Ok(list) = pods
+        .list(&ListParams::default().labels("app=nightly-report"))
+        .await
+    else {
+        return "(the pods could not be listed)".into();
+    };
+    let mut out = String::new();
+    for p in &list.items {
+        let name = pod_name(p);
+        let Some(status) = p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|s| s.first())
+        else {
+            continue;
+        };
+        if status.restart_count <= before.get(name).copied().unwrap_or(0) {
+            continue;
+        }
+        let ended = status
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| {
+                format!(
+                    "exit {} ({}) at {:?}",
+                    t.exit_code,
+                    t.reason.as_deref().unwrap_or("no reason"),
+                    t.finished_at
+                )
+            })
+            .unwrap_or_else(|| "no last state".into());
+        let previous = kube::api::LogParams {
+            previous: true,
+            tail_lines: Some(25),
+            ..Default::default()
+        };
+        let log = pods.logs(name, &previous).await.unwrap_or_default();
+        out += &format!("{name}: {ended}; its last lines:\n{log}\n");
+    }
+    out
+}
+
 fn pod_name(p: &Pod) -> &str {
     p.metadata.name.as_deref().unwrap_or_default()
 }
@@ -401,11 +449,13 @@ async fn fault_once(
     let leader = one_leader(c, w).await;
     assert_no_back_off(c).await;
     // --rejoin: a copy that lost the lock waits again; no container was restarted.
-    assert_eq!(
-        restarts(c).await,
-        restarted_before,
-        "{what}: no container restarted"
-    );
+    let restarted = restarts(c).await;
+    if restarted != restarted_before {
+        panic!(
+            "{what}: a container restarted ({restarted_before:?} before, {restarted:?} after):\n{}",
+            why_restarted(c, &restarted_before).await
+        );
+    }
     let lines = w.lines();
     assert_no_overlap(&lines);
     assert_tokens_increase(&lines);

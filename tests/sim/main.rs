@@ -8,6 +8,7 @@
 //!     LEADERRUN_SIM_SEED=1234 cargo test --release --test sim   # one seed, with its trace
 //!     LEADERRUN_SIM_TIMING=lease=4s,renew=3s,retry=500ms,grace=2s ...  # no safety check
 //!     LEADERRUN_SIM_GUARD_LATE=100ms ...   # the guard's timers up to this late (50ms)
+//!     LEADERRUN_SIM_RATE=4% ...            # each process's clocks up to this fast or slow (2.5%)
 //!
 //! Before the sweep, two self-checks: a seed run twice gives the same trace, and the seeds
 //! kept as regression tests (each found a bug) pass.
@@ -22,6 +23,25 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use leaderrun::settings::{parse_duration, Timing};
+use scenario::Hazards;
+
+/// The most each process's clocks run fast or slow in the sweep: what the timing rule's margin
+/// covers (docs/DESIGN.md), at any lease, with the guard's timers GUARD_LATE late.
+const RATE_ERROR: f64 = 0.025;
+
+/// `2.5%` (or `0.025`).
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| "expected a rate error such as 2.5% or 0.025".to_string())?;
+    if !(0.0..0.5).contains(&v) {
+        return Err("expected a rate error from 0% to below 50%".into());
+    }
+    Ok(v)
+}
 
 /// Seeds that each fail without one fix or rule of the election (found by reverting it on a
 /// scratch branch; docs/RELIABILITY.md, "Teeth"), kept: each must pass. The timing, when given,
@@ -104,9 +124,9 @@ const TIMINGS: &[Millis] = &[
     (6000, 4000, 1000, 1500),
     // Renews closer than a second: a ConfigMap record's renew time often does not change.
     (4000, 2000, 900, 1500),
-    // At the CLI's limit exactly: renew deadline + kill grace + margin (lease/20) = lease.
-    (4000, 2800, 500, 1000),
-    (10000, 7000, 2000, 2500),
+    // At the CLI's limit exactly: renew deadline + kill grace + margin (lease/20 + 100 ms) = lease.
+    (4000, 2700, 500, 1000),
+    (10000, 6900, 2000, 2500),
 ];
 
 fn timing_of(t: Millis) -> Timing {
@@ -143,7 +163,7 @@ fn parse_timing(s: &str) -> Result<Timing, String> {
 
 struct Config {
     seeds: u64,
-    late: Duration,
+    hazards: Hazards,
     first: u64,
     timing: Option<Timing>,
     seconds: u64,
@@ -160,12 +180,19 @@ fn env_u64(name: &str) -> Result<Option<u64>, String> {
     }
 }
 
-fn replay_command(seed: u64, timing: &Option<String>) -> String {
+fn replay_command(seed: u64, timing: &Option<String>, h: Hazards) -> String {
     let t = timing
         .as_ref()
         .map(|t| format!("LEADERRUN_SIM_TIMING={t} "))
         .unwrap_or_default();
-    format!("{t}LEADERRUN_SIM_SEED={seed} cargo test --release --test sim")
+    let mut env = String::new();
+    if h.guard_late != process::GUARD_LATE {
+        env += &format!("LEADERRUN_SIM_GUARD_LATE={}ms ", h.guard_late.as_millis());
+    }
+    if h.rate_error != RATE_ERROR {
+        env += &format!("LEADERRUN_SIM_RATE={}% ", h.rate_error * 100.0);
+    }
+    format!("{env}{t}LEADERRUN_SIM_SEED={seed} cargo test --release --test sim")
 }
 
 /// Wall time one seed may take. A seed takes milliseconds; one that takes this long is a loop
@@ -180,11 +207,11 @@ fn run_seed(
     timing: Timing,
     trace: bool,
     seconds: u64,
-    late: Duration,
+    hazards: Hazards,
     replay: &str,
 ) -> scenario::Outcome {
     within_budget(SEED_BUDGET, move || {
-        scenario::run(seed, timing, trace, seconds, late)
+        scenario::run(seed, timing, trace, seconds, hazards)
     })
         .unwrap_or_else(|| {
             eprintln!(
@@ -227,20 +254,20 @@ fn sweep(c: &Config, timing_text: &Option<String>) -> (Vec<u64>, Stats) {
                     return;
                 }
                 let seed = c.first.wrapping_add(i);
-                let replay = replay_command(seed, timing_text);
+                let replay = replay_command(seed, timing_text, c.hazards);
                 let o = run_seed(
                     seed,
                     timing_for(seed, &c.timing),
                     false,
                     c.seconds,
-                    c.late,
+                    c.hazards,
                     &replay,
                 );
                 stats.lock().unwrap_or_else(|p| p.into_inner()).add(&o);
                 if !o.violations.is_empty() {
                     if printed.fetch_add(1, Ordering::Relaxed) < 5 {
                         eprintln!("seed {seed}: {}", o.violations.join("; "));
-                        eprintln!("  replay: {}", replay_command(seed, timing_text));
+                        eprintln!("  replay: {replay}");
                     }
                     failed.lock().unwrap_or_else(|p| p.into_inner()).push(seed);
                 }
@@ -280,18 +307,26 @@ fn run() -> Result<(), String> {
     let timing_text = std::env::var("LEADERRUN_SIM_TIMING").ok();
     let timing = timing_text.as_deref().map(parse_timing).transpose()?;
     let seconds = env_u64("LEADERRUN_SIM_SECONDS")?.unwrap_or(60);
-    let late = match std::env::var("LEADERRUN_SIM_GUARD_LATE") {
+    let guard_late = match std::env::var("LEADERRUN_SIM_GUARD_LATE") {
         Ok(v) => parse_duration(&v).map_err(|e| format!("LEADERRUN_SIM_GUARD_LATE={v:?}: {e}"))?,
         Err(_) => process::GUARD_LATE,
     };
+    let rate_error = match std::env::var("LEADERRUN_SIM_RATE") {
+        Ok(v) => parse_percent(&v).map_err(|e| format!("LEADERRUN_SIM_RATE={v:?}: {e}"))?,
+        Err(_) => RATE_ERROR,
+    };
+    let hazards = Hazards {
+        guard_late,
+        rate_error,
+    };
     if let Some(seed) = env_u64("LEADERRUN_SIM_SEED")? {
-        let replay = replay_command(seed, &timing_text);
+        let replay = replay_command(seed, &timing_text, hazards);
         let o = run_seed(
             seed,
             timing_for(seed, &timing),
             true,
             seconds,
-            late,
+            hazards,
             &replay,
         );
         for line in &o.trace {
@@ -309,13 +344,13 @@ fn run() -> Result<(), String> {
     }
     // The same seed twice: the same trace, event for event.
     let probe = 0x1eade2;
-    let replay = replay_command(probe, &timing_text);
+    let replay = replay_command(probe, &timing_text, hazards);
     let a = run_seed(
         probe,
         timing_for(probe, &timing),
         true,
         seconds,
-        late,
+        hazards,
         &replay,
     );
     let b = run_seed(
@@ -323,7 +358,7 @@ fn run() -> Result<(), String> {
         timing_for(probe, &timing),
         true,
         seconds,
-        late,
+        hazards,
         &replay,
     );
     if a.trace != b.trace || a.trace.len() < 100 {
@@ -361,11 +396,8 @@ fn run() -> Result<(), String> {
             ),
         };
         // Without the guard's lateness, which the world had not when they were found.
-        let replay = format!(
-            "LEADERRUN_SIM_GUARD_LATE=0ms {}",
-            replay_command(seed, &Some(text))
-        );
-        let o = run_seed(seed, t, false, seconds, Duration::ZERO, &replay);
+        let replay = replay_command(seed, &Some(text), Hazards::NONE);
+        let o = run_seed(seed, t, false, seconds, Hazards::NONE, &replay);
         if !o.violations.is_empty() {
             return Err(format!(
                 "regression seed {seed} ({what}): {}\n  replay: {replay}",
@@ -375,7 +407,7 @@ fn run() -> Result<(), String> {
     }
     println!("regressions: {} kept seeds pass", REGRESSIONS.len());
     if timing.is_none() {
-        teeth(seconds, late)?;
+        teeth(seconds, hazards)?;
     }
     // The simulation talks to no API server: against a real one (CI's second pass of the
     // same command) the sweep is the emulator pass's, already run.
@@ -389,7 +421,7 @@ fn run() -> Result<(), String> {
     let first = env_u64("LEADERRUN_SIM_FIRST")?.unwrap_or_else(rand::random);
     let c = Config {
         seeds,
-        late,
+        hazards,
         first,
         timing,
         seconds,
@@ -418,22 +450,34 @@ fn run() -> Result<(), String> {
 
 /// Timings the CLI refuses must be caught: the simulation takes them as given. Each must
 /// show a violation within `WITHIN` seeds (docs/RELIABILITY.md gives the figures).
-fn teeth(seconds: u64, late: Duration) -> Result<(), String> {
+fn teeth(seconds: u64, hazards: Hazards) -> Result<(), String> {
     const WITHIN: u64 = 300;
-    for (what, t) in [
+    for (what, t, rate_error) in [
         (
             "a kill grace longer than the gap between renew deadline and lease",
             (4000, 3000, 500, 1500),
+            hazards.rate_error,
         ),
         (
             "a renew deadline leaving less than the kill grace",
             (4000, 3500, 500, 1000),
+            hazards.rate_error,
         ),
         (
             "no margin: 200 ms beyond the CLI's limit",
-            (4000, 3000, 500, 1000),
+            (4000, 2900, 500, 1000),
+            hazards.rate_error,
+        ),
+        (
+            "clocks 6% fast or slow (the margin covers 2.5%), at the CLI's limit",
+            (4000, 2700, 500, 1000),
+            0.06,
         ),
     ] {
+        let hazards = Hazards {
+            rate_error,
+            ..hazards
+        };
         let timing = timing_of(t);
         let found = (0..WITHIN).find(|&seed| {
             let text = format!(
@@ -445,8 +489,8 @@ fn teeth(seconds: u64, late: Duration) -> Result<(), String> {
                 timing,
                 false,
                 seconds,
-                late,
-                &replay_command(seed, &Some(text)),
+                hazards,
+                &replay_command(seed, &Some(text), hazards),
             )
             .violations
             .is_empty()

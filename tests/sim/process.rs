@@ -14,7 +14,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use leaderrun::election::{
-    AcquireError, AfterExit, Election, Leadership, Lost, Observer, WaitOptions,
+    AcquireError, AfterExit, Clock, Election, Leadership, Lost, Observer, WaitOptions,
 };
 use leaderrun::lock::LockError;
 use leaderrun::record;
@@ -38,6 +38,8 @@ pub struct Sim {
     /// The most a guard's timers act late in this world (GUARD_LATE; zero for the kept seeds,
     /// replayed in the world they were found in).
     pub guard_late: Duration,
+    /// The most a process's clock runs fast or slow (RATE_ERROR; zero for the kept seeds).
+    pub rate_error: f64,
 }
 
 impl Sim {
@@ -59,6 +61,44 @@ pub struct Options {
     pub rejoin: bool,
     /// How far its wall clock is off (it writes records with it; safety must not care).
     pub clock_offset_ms: i64,
+    /// How fast its clocks run: 1.0 is true time, 1.02 reads 2% more (its host's monotonic
+    /// clock, which the election and the guard measure every wait by).
+    pub rate: f64,
+}
+
+/// A process's monotonic clock: it reads `origin + (t - origin) x rate` at tokio's `t`.
+pub struct SimClock {
+    origin: Instant,
+    rate: f64,
+}
+
+impl SimClock {
+    pub fn new(origin: Instant, rate: f64) -> Self {
+        SimClock { origin, rate }
+    }
+
+    /// A span of this clock (the guard's kill grace, say) in true time.
+    pub fn span(&self, d: Duration) -> Duration {
+        d.div_f64(self.rate)
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Instant {
+        self.origin + (Instant::now() - self.origin).mul_f64(self.rate)
+    }
+
+    fn timer_at(&self, t: Instant) -> Instant {
+        let Some(ahead) = t.checked_duration_since(self.origin) else {
+            return t;
+        };
+        let mut at = self.origin + ahead.div_f64(self.rate);
+        // Rounding must not wake a timer before its clock reads `t` (a loop would spin).
+        while self.origin + (at - self.origin).mul_f64(self.rate) < t {
+            at += Duration::from_micros(1);
+        }
+        at
+    }
 }
 
 /// How the driver reaches a running process.
@@ -70,16 +110,19 @@ pub struct Control {
     pub job: Cell<Option<JobId>>,
 }
 
-/// The job's side of the observer: each renew's deadline goes to the guard.
+/// The job's side of the observer: each renew's deadline goes to the guard, which measures it
+/// by the same host's clock.
 struct ToGuard<'a> {
     sim: &'a Sim,
     job: JobId,
     process: usize,
+    clock: &'a SimClock,
 }
 
 impl Observer for ToGuard<'_> {
     fn renewed(&self, _anchor: Instant, _latency: Duration, deadline: Instant) {
-        self.sim.jobs.borrow_mut().extend(self.job, deadline);
+        let at = self.clock.timer_at(deadline);
+        self.sim.jobs.borrow_mut().extend(self.job, at);
     }
 
     fn renew_failed(&self, _latency: Duration, error: &LockError) {
@@ -133,18 +176,22 @@ pub async fn run(sim: Rc<Sim>, me: usize, identity: String, opts: Options, ctl: 
     let start = sim.world.borrow().start;
     let base = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default()
         + chrono::Duration::milliseconds(opts.clock_offset_ms);
+    let rate = opts.rate;
     let wall: leaderrun::election::WallClock = std::sync::Arc::new(move || -> record::Time {
-        let since = Instant::now() - start;
+        let since = (Instant::now() - start).mul_f64(rate);
         base + chrono::Duration::from_std(since).unwrap_or_default()
     });
-    let election = Election::with_slots(locks, identity.clone(), sim.timing).with_wall_clock(wall);
+    let clock = std::sync::Arc::new(SimClock::new(start, rate));
+    let election = Election::with_slots(locks, identity.clone(), sim.timing)
+        .with_wall_clock(wall)
+        .with_clock(clock.clone());
     sim.log(|| format!("p{me} starts as {identity:?} {opts:?}"));
     loop {
         let l = match wait_for_lock(&sim, &election, me, opts, &ctl).await {
             Ok(l) => l,
             Err(code) => return code,
         };
-        match lead(&sim, &election, me, l, opts, &ctl).await {
+        match lead(&sim, &election, &clock, me, l, opts, &ctl).await {
             Some(code) => return code,
             None => continue,
         }
@@ -197,9 +244,11 @@ enum End {
 }
 
 /// Leads: the job, the renews, and what follows. None: wait for the lock again (--rejoin).
+#[allow(clippy::too_many_arguments)]
 async fn lead(
     sim: &Sim,
     election: &Election<SimLock>,
+    clock: &SimClock,
     me: usize,
     mut l: Leadership<crate::world::SimObject>,
     opts: Options,
@@ -209,7 +258,7 @@ async fn lead(
     let token = l.fencing_token;
     let held_from = sim.secs();
     // The acquiring write may have landed any time after it was sent.
-    let acquired = l.last_renew_sent;
+    let acquired = clock.timer_at(l.last_renew_sent);
     sim.jobs.borrow_mut().leaderships.push((held_from, None));
     let held_index = sim.jobs.borrow().leaderships.len() - 1;
     sim.log(|| format!("p{me} leads slot {slot} with token {token}"));
@@ -246,7 +295,7 @@ async fn lead(
         (spawn, runs_for, term_takes, late)
     };
     tokio::time::sleep(spawn).await;
-    if !leaderrun::guard::may_start(Instant::now(), deadline) {
+    if !leaderrun::guard::may_start(clock.now(), deadline) {
         // The guard does not start a job past its deadline (the loss path, without a job).
         sim.log(|| format!("p{me}'s guard does not start the job: its deadline passed"));
         let now = sim.secs();
@@ -259,10 +308,10 @@ async fn lead(
         slot,
         me,
         token,
-        deadline,
+        clock.timer_at(deadline),
         runs_for,
         term_takes,
-        sim.timing.kill_grace,
+        clock.span(sim.timing.kill_grace),
         late,
         at,
     );
@@ -272,6 +321,7 @@ async fn lead(
         sim,
         job,
         process: me,
+        clock,
     };
     let nudge = Notify::new();
     let end = {

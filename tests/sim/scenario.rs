@@ -67,7 +67,24 @@ struct Driver {
     faults: u32,
 }
 
-pub fn run(seed: u64, timing: Timing, trace: bool, seconds: u64, guard_late: Duration) -> Outcome {
+/// What differs between a sweep's world and the one a kept seed was found in.
+#[derive(Debug, Clone, Copy)]
+pub struct Hazards {
+    /// The most a guard's timer acts late.
+    pub guard_late: Duration,
+    /// The most a process's clocks run fast or slow (0.02: 2% either way).
+    pub rate_error: f64,
+}
+
+impl Hazards {
+    /// The world the kept seeds were found in: exact timers, true clocks.
+    pub const NONE: Hazards = Hazards {
+        guard_late: Duration::ZERO,
+        rate_error: 0.0,
+    };
+}
+
+pub fn run(seed: u64, timing: Timing, trace: bool, seconds: u64, hazards: Hazards) -> Outcome {
     leaderrun::settings::seed_follower_jitter(Some(seed));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -75,7 +92,7 @@ pub fn run(seed: u64, timing: Timing, trace: bool, seconds: u64, guard_late: Dur
         .build()
         .expect("a current-thread runtime");
     let local = tokio::task::LocalSet::new();
-    let outcome = local.block_on(&rt, simulate(seed, timing, trace, seconds, guard_late));
+    let outcome = local.block_on(&rt, simulate(seed, timing, trace, seconds, hazards));
     leaderrun::settings::seed_follower_jitter(None);
     outcome
 }
@@ -85,7 +102,7 @@ async fn simulate(
     timing: Timing,
     trace: bool,
     seconds: u64,
-    guard_late: Duration,
+    hazards: Hazards,
 ) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed);
     let configmap = rng.random_bool(0.5);
@@ -98,7 +115,11 @@ async fn simulate(
     let world = World::new(seed, count, trace);
     let sim = Rc::new(Sim {
         world: world.clone(),
-        jobs: RefCell::new(Jobs::new(slots, timing.renew_deadline)),
+        // A force-released leader's renew deadline, by the slowest clock there may be.
+        jobs: RefCell::new(Jobs::new(
+            slots,
+            timing.renew_deadline.div_f64(1.0 - hazards.rate_error),
+        )),
         timing,
         slots,
         resolution: if configmap {
@@ -107,7 +128,8 @@ async fn simulate(
             Duration::ZERO
         },
         rng: RefCell::new(StdRng::seed_from_u64(seed.rotate_left(17))),
-        guard_late,
+        guard_late: hazards.guard_late,
+        rate_error: hazards.rate_error,
     });
     let start = Instant::now();
     let bound = liveness_bound(&timing);
@@ -247,6 +269,7 @@ impl Driver {
             no_release: self.rng.random_bool(0.1),
             rejoin: self.rng.random_bool(0.4),
             clock_offset_ms: self.rng.random_range(-3000..3000),
+            rate: self.rate(),
         };
         let ctl = Rc::new(Control::default());
         let fut = process::run(
@@ -264,6 +287,21 @@ impl Driver {
             abort: handle.abort_handle(),
         };
         (running, handle)
+    }
+
+    /// A new process's clock rate. The extremes half the time: the margin is tested where it
+    /// is thinnest (a slow leader's clock against a fast follower's). No draw without a rate
+    /// error, so the kept seeds replay as they were found.
+    fn rate(&mut self) -> f64 {
+        let e = self.sim.rate_error;
+        if e == 0.0 {
+            return 1.0;
+        }
+        match self.rng.random_range(0..4) {
+            0 => 1.0 - e,
+            1 => 1.0 + e,
+            _ => 1.0 + self.rng.random_range(-e..=e),
+        }
     }
 
     fn live(&self) -> Vec<(usize, Rc<Control>, tokio::task::AbortHandle, String)> {

@@ -22,6 +22,9 @@ pub struct View<O> {
     /// create that reached the server after its timeout, and after the deletion: found by
     /// the simulation in CI, seed 7353976515771255075).
     pub deleted_at: Option<Instant>,
+    /// The lease the deleted object's holder promised (its record's, when held): a deletion is
+    /// waited out for the longer of it and our own, as a held record is.
+    pub deleted_promise: Duration,
     /// The highest transition count seen, so a re-created lock continues from it.
     pub transitions_seen: Option<i32>,
     /// An acquiring write of ours did not take (a conflict, AlreadyExists, or no answer):
@@ -39,6 +42,7 @@ impl<O> View<O> {
             observed_at: now,
             known: false,
             deleted_at: None,
+            deleted_promise: Duration::ZERO,
             transitions_seen: None,
             unsure: false,
         }
@@ -67,6 +71,11 @@ impl<O> View<O> {
         }
         if deleted {
             self.deleted_at = Some(now);
+            self.deleted_promise = self
+                .current
+                .as_ref()
+                .filter(|o| o.record.is_held())
+                .map_or(Duration::ZERO, |o| promise(&o.record));
         }
         self.unsure = false;
         if let Some(o) = &seen {
@@ -113,8 +122,12 @@ pub fn decide<O>(
     lease_duration: Duration,
     now: Instant,
 ) -> Decision {
-    // After a deletion, the old object's holder may run until a lease from when we saw it.
-    let not_before = view.deleted_at.map(|d| d + lease_duration);
+    // After a deletion, the old object's holder may run until a lease from when we saw it:
+    // the lease it promised, if longer than ours (found by the simulation with copies of
+    // different timings: a holder cut off from the deletion ran on past our own lease).
+    let not_before = view
+        .deleted_at
+        .map(|d| d + lease_duration.max(view.deleted_promise));
     let wait = |promised: Duration, holder: &str, impostor: bool| {
         let until = view.observed_at + promised.max(lease_duration);
         let until = not_before.map_or(until, |n| n.max(until));
@@ -151,8 +164,12 @@ pub fn decide<O>(
     }
     // The holder promised to stop within the duration it wrote; honour that, but
     // never wait less than our own setting would.
-    let promised = Duration::from_secs(r.lease_duration_seconds.max(0) as u64);
-    wait(promised, &r.holder_identity, impostor)
+    wait(promise(r), &r.holder_identity, impostor)
+}
+
+/// How long a record's holder promised to stop within: the lease duration it wrote.
+fn promise(r: &crate::record::LeaderRecord) -> Duration {
+    Duration::from_secs(r.lease_duration_seconds.max(0) as u64)
 }
 
 #[cfg(test)]
@@ -283,6 +300,39 @@ mod tests {
         // A lock that never existed is created at once.
         let never = view_of(None, t0);
         assert_eq!(decide("me", &never, |_| false, D, t0), Decision::Create);
+    }
+
+    #[test]
+    fn a_deletion_is_waited_out_for_the_lease_its_holder_promised_if_longer() {
+        let t0 = Instant::now();
+        let short = Duration::from_secs(4);
+        // The holder promised 15 s; we run with 4 s. It may not see the deletion (cut off from
+        // the API server) and run on until its own deadline.
+        let mut v = view_of(Some(held_by("other", 15)), t0);
+        let deleted = t0 + Duration::from_secs(1);
+        v.see(None, deleted);
+        assert!(matches!(
+            decide("me", &v, |_| false, short, deleted + short),
+            Decision::Wait { until, .. } if until == deleted + D
+        ));
+        assert_eq!(
+            decide("me", &v, |_| false, short, deleted + D),
+            Decision::Create
+        );
+        // A shorter promise than ours: our own lease.
+        let mut v = view_of(Some(held_by("other", 2)), t0);
+        v.see(None, deleted);
+        assert!(matches!(
+            decide("me", &v, |_| false, short, deleted),
+            Decision::Wait { until, .. } if until == deleted + short
+        ));
+        // A released record promises nothing: our own lease.
+        let mut v = view_of(Some(held_by("", 15)), t0);
+        v.see(None, deleted);
+        assert!(matches!(
+            decide("me", &v, |_| false, short, deleted),
+            Decision::Wait { until, .. } if until == deleted + short
+        ));
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Job {
     /// release + the renew deadline (no renew of the leader's lands after the release) + its
     /// stop, at worst by the guard.
     excused_until: Option<Instant>,
+    /// The lease its process promised, and its renew deadline in true time.
+    lease: Duration,
+    renew: Duration,
 }
 
 impl Job {
@@ -155,6 +158,8 @@ impl Jobs {
             grace,
             late,
             excused_until,
+            lease: Duration::ZERO,
+            renew: Duration::ZERO,
         });
         self.list.len() - 1
     }
@@ -200,6 +205,29 @@ impl Jobs {
             .filter(|j| j.slot == slot && j.alive_at(now))
         {
             j.excused_until = Some(now + renew_deadline + j.grace + 2 * j.late);
+        }
+    }
+
+    /// What the job's process promised: its lease, and its renew deadline in true time.
+    pub fn promise(&mut self, id: JobId, lease: Duration, renew: Duration) {
+        let j = &mut self.list[id];
+        j.lease = lease;
+        j.renew = renew;
+    }
+
+    /// Another client took the lock over from a live holder, writing a lease shorter than the one
+    /// the holder promised: like a force-release, it overrides the promise (a copy that saw only
+    /// the new record waits only its lease). The holder's job is excused until it must have
+    /// stopped (its renew deadline, its stop). With one timing for all, nothing is excused.
+    pub fn taken_over(&mut self, slot: usize, lease: Duration) {
+        let now = Instant::now();
+        for j in self
+            .list
+            .iter_mut()
+            .filter(|j| j.slot == slot && j.lease > lease && j.alive_at(now))
+        {
+            let until = now + j.renew + j.grace + 2 * j.late;
+            j.excused_until = Some(j.excused_until.map_or(until, |u| u.max(until)));
         }
     }
 

@@ -40,6 +40,10 @@ pub struct Sim {
     pub guard_late: Duration,
     /// The most a process's clock runs fast or slow (RATE_ERROR; zero for the kept seeds).
     pub rate_error: f64,
+    /// Processes may have timings of their own (not for the kept seeds).
+    pub mixed_timings: bool,
+    /// The longest timing a process may have (the world's without mixed timings).
+    pub longest: Timing,
 }
 
 impl Sim {
@@ -64,6 +68,8 @@ pub struct Options {
     /// How fast its clocks run: 1.0 is true time, 1.02 reads 2% more (its host's monotonic
     /// clock, which the election and the guard measure every wait by).
     pub rate: f64,
+    /// Its lease, renew deadline, retry period and kill grace (the world's, or its own).
+    pub timing: Timing,
 }
 
 /// A process's monotonic clock: it reads `origin + (t - origin) x rate` at tokio's `t`.
@@ -182,7 +188,7 @@ pub async fn run(sim: Rc<Sim>, me: usize, identity: String, opts: Options, ctl: 
         base + chrono::Duration::from_std(since).unwrap_or_default()
     });
     let clock = std::sync::Arc::new(SimClock::new(start, rate));
-    let election = Election::with_slots(locks, identity.clone(), sim.timing)
+    let election = Election::with_slots(locks, identity.clone(), opts.timing)
         .with_wall_clock(wall)
         .with_clock(clock.clone());
     sim.log(|| format!("p{me} starts as {identity:?} {opts:?}"));
@@ -288,7 +294,7 @@ async fn lead(
         } else {
             Duration::from_millis(rng.random_range(300..15_000))
         };
-        let grace_ms = sim.timing.kill_grace.as_millis().max(1) as u64;
+        let grace_ms = opts.timing.kill_grace.as_millis().max(1) as u64;
         let term_takes = rng
             .random_bool(0.5)
             .then(|| Duration::from_millis(rng.random_range(0..grace_ms * 3 / 2 + 1)));
@@ -311,9 +317,14 @@ async fn lead(
         clock.timer_at(deadline),
         runs_for,
         term_takes,
-        clock.span(sim.timing.kill_grace),
+        clock.span(opts.timing.kill_grace),
         late,
         at,
+    );
+    sim.jobs.borrow_mut().promise(
+        job,
+        opts.timing.lease_duration,
+        clock.span(opts.timing.renew_deadline),
     );
     ctl.job.set(Some(job));
     sim.log(|| format!("p{me} job {job} starts (runs {runs_for:?}, TERM takes {term_takes:?})"));

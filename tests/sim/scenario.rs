@@ -30,6 +30,31 @@ pub struct Outcome {
 /// a renew deadline for calls sent before the faults stopped to time out, three retry
 /// periods (jittered) for a silent watch to be replaced by a read, a restart (up to 1.5s),
 /// and a second for a ConfigMap record's same-second pause.
+/// How much longer the longest of mixed timings is.
+const LONGER: f64 = 1.5;
+
+/// `base` with a lease `k` times as long (whole seconds), the renew deadline and kill grace in
+/// proportion; None unless the CLI would accept it.
+fn scaled(base: &Timing, k: f64) -> Option<Timing> {
+    let secs = (base.lease_duration.as_secs_f64() * k).round().max(1.0);
+    let f = secs / base.lease_duration.as_secs_f64();
+    let t = Timing {
+        lease_duration: Duration::from_secs(secs as u64),
+        renew_deadline: base.renew_deadline.mul_f64(f),
+        retry_period: base.retry_period,
+        kill_grace: base.kill_grace.mul_f64(f),
+    };
+    t.validate().is_ok().then_some(t)
+}
+
+/// The longest timing a process of this world may have.
+fn longest_timing(base: &Timing, mixed: bool) -> Timing {
+    match mixed {
+        true => scaled(base, LONGER).unwrap_or(*base),
+        false => *base,
+    }
+}
+
 pub fn liveness_bound(t: &Timing) -> Duration {
     t.lease_duration
         + t.renew_deadline
@@ -74,6 +99,9 @@ pub struct Hazards {
     pub guard_late: Duration,
     /// The most a process's clocks run fast or slow (0.02: 2% either way).
     pub rate_error: f64,
+    /// Some processes run with a longer or shorter lease (and renew deadline and kill grace)
+    /// than the world's, each valid by the CLI's rule.
+    pub mixed_timings: bool,
 }
 
 impl Hazards {
@@ -81,6 +109,7 @@ impl Hazards {
     pub const NONE: Hazards = Hazards {
         guard_late: Duration::ZERO,
         rate_error: 0.0,
+        mixed_timings: false,
     };
 }
 
@@ -104,6 +133,7 @@ async fn simulate(
     seconds: u64,
     hazards: Hazards,
 ) -> Outcome {
+    let longest = longest_timing(&timing, hazards.mixed_timings);
     let mut rng = StdRng::seed_from_u64(seed);
     let configmap = rng.random_bool(0.5);
     let slots = if rng.random_bool(0.2) {
@@ -115,10 +145,10 @@ async fn simulate(
     let world = World::new(seed, count, trace);
     let sim = Rc::new(Sim {
         world: world.clone(),
-        // A force-released leader's renew deadline, by the slowest clock there may be.
+        // A force-released leader's renew deadline, the longest, by the slowest clock there may be.
         jobs: RefCell::new(Jobs::new(
             slots,
-            timing.renew_deadline.div_f64(1.0 - hazards.rate_error),
+            longest.renew_deadline.div_f64(1.0 - hazards.rate_error),
         )),
         timing,
         slots,
@@ -130,9 +160,11 @@ async fn simulate(
         rng: RefCell::new(StdRng::seed_from_u64(seed.rotate_left(17))),
         guard_late: hazards.guard_late,
         rate_error: hazards.rate_error,
+        mixed_timings: hazards.mixed_timings,
+        longest,
     });
     let start = Instant::now();
-    let bound = liveness_bound(&timing);
+    let bound = liveness_bound(&longest);
     let end = start + Duration::from_secs(seconds).max(bound * 2);
     let faults_until = end - bound - Duration::from_secs(1);
     sim.log(|| {
@@ -270,6 +302,7 @@ impl Driver {
             rejoin: self.rng.random_bool(0.4),
             clock_offset_ms: self.rng.random_range(-3000..3000),
             rate: self.rate(),
+            timing: self.timing(),
         };
         let ctl = Rc::new(Control::default());
         let fut = process::run(
@@ -287,6 +320,23 @@ impl Driver {
             abort: handle.abort_handle(),
         };
         (running, handle)
+    }
+
+    /// A new process's timing: most run the world's, one in six a lease half as long and one in
+    /// six half as long again (renew deadline and kill grace in proportion), when that is valid
+    /// by the CLI's rule. A record's promise of a longer lease is then honoured, or missed.
+    /// No draw without mixed timings, so the kept seeds replay as they were found.
+    fn timing(&mut self) -> Timing {
+        let base = self.sim.timing;
+        if !self.sim.mixed_timings {
+            return base;
+        }
+        let k = match self.rng.random_range(0..6) {
+            0 => 0.5,
+            1 => LONGER,
+            _ => return base,
+        };
+        scaled(&base, k).unwrap_or(base)
     }
 
     /// A new process's clock rate. The extremes half the time: the margin is tested where it
@@ -417,7 +467,7 @@ impl Driver {
                         .is_none_or(|n| *n == 0);
                 if all_saw && world.borrow_mut().delete(&world, slot) {
                     sim.jobs.borrow_mut().deleted(slot);
-                    self.no_start_before = Instant::now() + lease;
+                    self.no_start_before = Instant::now() + sim.longest.lease_duration;
                     sim.log(|| format!("fault: slot {slot}'s lock deleted"));
                 }
             }
@@ -442,6 +492,7 @@ impl Driver {
                     );
                     w.external_write(&world, slot, hostile, true);
                     w.log(|| format!("fault: slot {slot} taken by another client (intruder)"));
+                    sim.jobs.borrow_mut().taken_over(slot, lease);
                 }
             }
             (80..=84, _) => {

@@ -2,9 +2,8 @@
 # The job deploy/cronjob.yaml runs (/app/report.sh in leaderrun:dev): a report that takes
 # REPORT_SECONDS (default 90, longer than a once-a-minute schedule), logging its start and stop
 # with this host's clock, as /app/worker does.
-# Nanoseconds of the wall clock, to the microsecond: busybox's date has no %N, its adjtimex
-# reads the kernel's time.
-now() { adjtimex | awk '/time.tv_sec/ {s = $2} /time.tv_usec/ {u = $2} END {printf "%d%06d000\n", s, u}'; }
+# now: the wall clock in nanoseconds.
+. "$(dirname "$0")/clock.sh"
 say() { echo "$1 ${LEADERRUN_IDENTITY:-?} ${LEADERRUN_FENCING_TOKEN:-?} $(now)"; }
 say start
 trap 'say stop; exit 143' TERM INT

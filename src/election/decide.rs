@@ -22,9 +22,11 @@ pub struct View<O> {
     /// create that reached the server after its timeout, and after the deletion: found by
     /// the simulation in CI, seed 7353976515771255075).
     pub deleted_at: Option<Instant>,
-    /// The lease the deleted object's holder promised (its record's, when held): a deletion is
-    /// waited out for the longer of it and our own, as a held record is.
-    pub deleted_promise: Duration,
+    /// The longest lease a holder of this lock was seen to promise: a deletion is waited out for
+    /// the longer of it and our own. A free view may be stale (another may have taken the lock
+    /// meanwhile, unseen), and copies of one lock may run with different leases: the longest
+    /// promise seen stands for the unseen holder's.
+    pub promised: Duration,
     /// The highest transition count seen, so a re-created lock continues from it.
     pub transitions_seen: Option<i32>,
     /// An acquiring write of ours did not take (a conflict, AlreadyExists, or no answer):
@@ -42,7 +44,7 @@ impl<O> View<O> {
             observed_at: now,
             known: false,
             deleted_at: None,
-            deleted_promise: Duration::ZERO,
+            promised: Duration::ZERO,
             transitions_seen: None,
             unsure: false,
         }
@@ -71,11 +73,9 @@ impl<O> View<O> {
         }
         if deleted {
             self.deleted_at = Some(now);
-            self.deleted_promise = self
-                .current
-                .as_ref()
-                .filter(|o| o.record.is_held())
-                .map_or(Duration::ZERO, |o| promise(&o.record));
+        }
+        if let Some(o) = seen.as_ref().filter(|o| o.record.is_held()) {
+            self.promised = self.promised.max(promise(&o.record));
         }
         self.unsure = false;
         if let Some(o) = &seen {
@@ -123,11 +123,12 @@ pub fn decide<O>(
     now: Instant,
 ) -> Decision {
     // After a deletion, the old object's holder may run until a lease from when we saw it:
-    // the lease it promised, if longer than ours (found by the simulation with copies of
-    // different timings: a holder cut off from the deletion ran on past our own lease).
+    // the longest lease promised on this lock, if longer than ours (found by the simulation
+    // with copies of different timings: a holder cut off from the deletion ran on past our own
+    // lease, also when our last view of the lock was free).
     let not_before = view
         .deleted_at
-        .map(|d| d + lease_duration.max(view.deleted_promise));
+        .map(|d| d + lease_duration.max(view.promised));
     let wait = |promised: Duration, holder: &str, impostor: bool| {
         let until = view.observed_at + promised.max(lease_duration);
         let until = not_before.map_or(until, |n| n.max(until));
@@ -303,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn a_deletion_is_waited_out_for_the_lease_its_holder_promised_if_longer() {
+    fn a_deletion_is_waited_out_for_the_longest_lease_promised_on_the_lock() {
         let t0 = Instant::now();
         let short = Duration::from_secs(4);
         // The holder promised 15 s; we run with 4 s. It may not see the deletion (cut off from
@@ -332,6 +333,17 @@ mod tests {
         assert!(matches!(
             decide("me", &v, |_| false, short, deleted),
             Decision::Wait { until, .. } if until == deleted + short
+        ));
+        // But a free view after a longer promise may be stale: the promise stands.
+        let mut v = view_of(Some(held_by("other", 15)), t0);
+        v.see(
+            Some(obs(held_by("", 1), "2")),
+            t0 + Duration::from_millis(500),
+        );
+        v.see(None, deleted);
+        assert!(matches!(
+            decide("me", &v, |_| false, short, deleted),
+            Decision::Wait { until, .. } if until == deleted + D
         ));
     }
 

@@ -215,6 +215,17 @@ impl Jobs {
         j.renew = renew;
     }
 
+    /// The longest lease promised by the processes of the jobs of `slot` running now.
+    pub fn longest_promise(&self, slot: usize) -> Duration {
+        let now = Instant::now();
+        self.list
+            .iter()
+            .filter(|j| j.slot == slot && j.alive_at(now))
+            .map(|j| j.lease)
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Another client took the lock over from a live holder, writing a lease shorter than the one
     /// the holder promised: like a force-release, it overrides the promise (a copy that saw only
     /// the new record waits only its lease). The holder's job is excused until it must have

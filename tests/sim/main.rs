@@ -116,7 +116,7 @@ const REGRESSIONS: &[Regression] = &[
 /// lateness, mixed timings), each failing without one fix.
 const KEPT_FROM_THE_SWEEP: &[(u64, &str)] = &[(
     337,
-    "a deletion is waited out for the lease its holder promised, if longer than ours",
+    "a deletion is waited out for the longest lease promised on the lock, if longer than ours",
 )];
 
 /// How many of TIMINGS the sweep had when the kept seeds were found: each is replayed with the

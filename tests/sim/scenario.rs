@@ -74,6 +74,8 @@ pub fn rate_bound(t: &Timing, slots: usize, rounds: u32) -> u32 {
 
 struct Running {
     process: usize,
+    /// Its own lease.
+    lease: Duration,
     identity: String,
     ctl: Rc<Control>,
     abort: tokio::task::AbortHandle,
@@ -315,6 +317,7 @@ impl Driver {
         let handle = tokio::task::spawn_local(Freezable::new(fut, ctl.clone()));
         let running = Running {
             process,
+            lease: opts.timing.lease_duration,
             identity,
             ctl,
             abort: handle.abort_handle(),
@@ -337,6 +340,27 @@ impl Driver {
             _ => return base,
         };
         scaled(&base, k).unwrap_or(base)
+    }
+
+    /// Every running process would wait a deletion of `slot` out for as long as any holder that
+    /// may still run there promised: its own lease, or the longest promise it took in, is no
+    /// shorter (DESIGN.md's rule). A copy with a shorter lease that never saw the longer promise
+    /// cannot know it: a deletion then is the documented limit, like one a copy never saw.
+    fn promises_known(&self, slot: usize) -> bool {
+        let w = self.sim.world.borrow();
+        let held = w
+            .record(slot)
+            .filter(|r| r.is_held())
+            .map_or(Duration::ZERO, |r| {
+                Duration::from_secs(r.lease_duration_seconds.max(0) as u64)
+            });
+        let needed = held.max(self.sim.jobs.borrow().longest_promise(slot));
+        self.running
+            .iter()
+            .flatten()
+            .chain(self.twins.iter())
+            .filter(|r| !r.abort.is_finished())
+            .all(|r| r.lease.max(w.net[r.process].promise_seen(slot)) >= needed)
     }
 
     /// A new process's clock rate. The extremes half the time: the margin is tested where it
@@ -465,7 +489,7 @@ impl Driver {
                         .creates_in_flight
                         .get(&slot)
                         .is_none_or(|n| *n == 0);
-                if all_saw && world.borrow_mut().delete(&world, slot) {
+                if all_saw && self.promises_known(slot) && world.borrow_mut().delete(&world, slot) {
                     sim.jobs.borrow_mut().deleted(slot);
                     self.no_start_before = Instant::now() + sim.longest.lease_duration;
                     sim.log(|| format!("fault: slot {slot}'s lock deleted"));

@@ -94,7 +94,9 @@ pub struct Net {
     /// The highest transition count the process took in, per slot, taken in as `seen` is:
     /// a leadership it wins must carry a token no lower (docs/DESIGN.md: a copy that saw the
     /// old count continues from it, across a deletion too).
-    pub counts: Arc<Mutex<BTreeMap<usize, i32>>>,
+    /// With it, the longest lease (seconds) a held record it took in promised (DESIGN.md: a
+    /// deletion is waited out for it, if longer than the copy's own).
+    pub counts: Arc<Mutex<BTreeMap<usize, (i32, i32)>>>,
     /// Requests sent, by simulated second.
     pub sent: BTreeMap<u64, u32>,
     /// Acquiring rounds begun (a start, `--rejoin`), by simulated second: each reads every
@@ -139,7 +141,14 @@ impl Net {
     /// The highest transition count the process took in for `slot`.
     pub fn count_seen(&self, slot: usize) -> Option<i32> {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.get(&slot).copied()
+        counts.get(&slot).map(|c| c.0)
+    }
+
+    /// The longest lease a held record of `slot` the process took in promised.
+    pub fn promise_seen(&self, slot: usize) -> Duration {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let secs = counts.get(&slot).map_or(0, |c| c.1);
+        Duration::from_secs(secs.max(0) as u64)
     }
 
     pub fn has_seen(&self, slot: usize, uid: &str) -> bool {
@@ -151,14 +160,20 @@ impl Net {
 }
 
 type Seen = Arc<Mutex<std::collections::BTreeSet<(usize, String)>>>;
-type Counts = Arc<Mutex<BTreeMap<usize, i32>>>;
+type Counts = Arc<Mutex<BTreeMap<usize, (i32, i32)>>>;
 
 fn took_in(seen: &Seen, counts: &Counts, slot: usize, o: &Observed<SimObject>) {
     let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
     s.insert((slot, o.uid.clone()));
     let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-    let t = c.entry(slot).or_insert(o.record.leader_transitions);
-    *t = (*t).max(o.record.leader_transitions);
+    let r = &o.record;
+    let promise = if r.is_held() {
+        r.lease_duration_seconds
+    } else {
+        0
+    };
+    let t = c.entry(slot).or_insert((r.leader_transitions, promise));
+    *t = (t.0.max(r.leader_transitions), t.1.max(promise));
 }
 
 impl World {

@@ -621,3 +621,51 @@ async fn a_rejoined_copy_refused_by_a_restarting_server_waits_on() {
     assert_eq!(code, 143, "{stderr}");
     assert_no_overlap(&read_log(&log));
 }
+
+/// A standby whose wait for an expired lease ends while the API server is back but refusing
+/// (401/403 while its caches fill): its acquiring write, decided on a view read before, is
+/// refused once. It pauses, reads again and takes the lock; refused again after a fresh read,
+/// it is RBAC's and exits 69 (rbac.rs). Found by the hour's nemesis on the real cluster
+/// (kube-apiserver stopped 13 s): two standbys exited 69 and their containers went into back-off.
+#[tokio::test]
+async fn an_acquiring_write_refused_once_is_tried_again_after_a_read() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("a refused acquiring write") else {
+        return;
+    };
+    for kind in KINDS {
+        let name = api.lock_name("refused-write");
+        let log = api.log_path();
+        let _ = std::fs::remove_file(&log);
+        // Left held by a copy that ended (--no-release): the standby takes it a lease later,
+        // by a PUT.
+        let mut args = FAST.to_vec();
+        args.push("--no-release");
+        let old = job_candidate(&api, kind, &name, "rw-old", &args, "0");
+        assert_eq!(exit_of(old, LONG).await.0, 0, "{kind}");
+        let refused = emu.add_fault(
+            Fault::new(Action::Error {
+                code: 403,
+                retry_after: None,
+            })
+            .for_client("rw-standby")
+            .method("PUT")
+            .times(1),
+        );
+        let standby = job_candidate(&api, kind, &name, "rw-standby", &FAST, "1");
+        let (code, stderr) = exit_of(standby, LONG).await;
+        assert_eq!(code, 0, "{kind}: took the lock and ran its job: {stderr}");
+        assert_eq!(
+            emu.fault_hits(refused),
+            1,
+            "{kind}: the write was refused once"
+        );
+        assert_eq!(
+            read_log(&log).len(),
+            4,
+            "{kind}: two jobs, one after the other"
+        );
+        assert_no_overlap(&read_log(&log));
+        emu.remove_fault(refused);
+    }
+}

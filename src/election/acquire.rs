@@ -59,6 +59,7 @@ impl<L: Lock> Election<L> {
         // --no-wait: the first sight of each held slot, to tell whether it changes.
         let mut first_seen: Vec<Option<Instant>> = vec![None; self.locks.len()];
         let mut wake: Option<Instant> = None;
+        let mut refused_once = false;
         loop {
             // Ends when something is observed, a decision's time comes, the wait times out,
             // or a signal stops the wait.
@@ -95,7 +96,11 @@ impl<L: Lock> Election<L> {
                 self.watch_allowed
                     .store(false, std::sync::atomic::Ordering::Relaxed);
             }
-            match self.take(slot, &views[slot], decisions[slot].clone()).await {
+            let decision = decisions[slot].clone();
+            match self
+                .take(slot, &views[slot], decision, &mut refused_once)
+                .await
+            {
                 Ok(leadership) => return self.keep_unless_stopped(leadership, stop).await,
                 Err(Taken::Again) => {
                     views[slot].write_did_not_take(true);
@@ -243,11 +248,13 @@ impl<L: Lock> Election<L> {
     }
 
     /// One acquiring write to `slot`, as `decision` says. Never abandoned halfway.
+    /// `refused_once`: a write of this round was refused (401/403) already.
     async fn take(
         &self,
         slot: usize,
         view: &View<L::Object>,
         decision: Decision,
+        refused_once: &mut bool,
     ) -> Result<Leadership<L::Object>, Taken> {
         let lock = self.lock(slot);
         let now = self.record_now();
@@ -301,6 +308,13 @@ impl<L: Lock> Election<L> {
                 Err(Taken::Again)
             }
             Err(e) if e.is_transient() => Err(Taken::Pause(Some(e))),
+            // Refused once: a restarting API server's refusal (its caches filling), the decision
+            // made on a view read before it went away. Pause and read again; refused again
+            // after that fresh read, it is RBAC's (found by the nemesis on the real cluster:
+            // two standbys exited 69).
+            Err(e) if e.is_refusal() && !std::mem::replace(refused_once, true) => {
+                Err(Taken::Pause(Some(e)))
+            }
             Err(e) => Err(Taken::Fail(e)),
         }
     }

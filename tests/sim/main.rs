@@ -30,6 +30,14 @@ use scenario::Hazards;
 /// covers (docs/DESIGN.md), at any lease, with the guard's timers GUARD_LATE late.
 const RATE_ERROR: f64 = 0.025;
 
+/// The sweep's world: the guard's timers late, the clocks off, mixed timings (each env
+/// variable overrides its part).
+const SWEEP: Hazards = Hazards {
+    guard_late: process::GUARD_LATE,
+    rate_error: RATE_ERROR,
+    mixed_timings: true,
+};
+
 /// `2.5%` (or `0.025`).
 fn parse_percent(s: &str) -> Result<f64, String> {
     let t = s.trim();
@@ -194,10 +202,10 @@ fn replay_command(seed: u64, timing: &Option<String>, h: Hazards) -> String {
         .map(|t| format!("LEADERRUN_SIM_TIMING={t} "))
         .unwrap_or_default();
     let mut env = String::new();
-    if h.guard_late != process::GUARD_LATE {
+    if h.guard_late != SWEEP.guard_late {
         env += &format!("LEADERRUN_SIM_GUARD_LATE={}ms ", h.guard_late.as_millis());
     }
-    if h.rate_error != RATE_ERROR {
+    if h.rate_error != SWEEP.rate_error {
         env += &format!("LEADERRUN_SIM_RATE={}% ", h.rate_error * 100.0);
     }
     if !h.mixed_timings {
@@ -320,11 +328,11 @@ fn run() -> Result<(), String> {
     let seconds = env_u64("LEADERRUN_SIM_SECONDS")?.unwrap_or(60);
     let guard_late = match std::env::var("LEADERRUN_SIM_GUARD_LATE") {
         Ok(v) => parse_duration(&v).map_err(|e| format!("LEADERRUN_SIM_GUARD_LATE={v:?}: {e}"))?,
-        Err(_) => process::GUARD_LATE,
+        Err(_) => SWEEP.guard_late,
     };
     let rate_error = match std::env::var("LEADERRUN_SIM_RATE") {
         Ok(v) => parse_percent(&v).map_err(|e| format!("LEADERRUN_SIM_RATE={v:?}: {e}"))?,
-        Err(_) => RATE_ERROR,
+        Err(_) => SWEEP.rate_error,
     };
     let mixed_timings = match std::env::var("LEADERRUN_SIM_MIXED") {
         Ok(v) => match v.trim() {
@@ -332,7 +340,7 @@ fn run() -> Result<(), String> {
             "0" => false,
             _ => return Err(format!("LEADERRUN_SIM_MIXED={v:?}: expected 1 or 0")),
         },
-        Err(_) => true,
+        Err(_) => SWEEP.mixed_timings,
     };
     let hazards = Hazards {
         guard_late,
@@ -416,30 +424,10 @@ fn run() -> Result<(), String> {
             ),
         };
         // Without the guard's lateness, which the world had not when they were found.
-        let replay = replay_command(seed, &Some(text), Hazards::NONE);
-        let o = run_seed(seed, t, false, seconds, Hazards::NONE, &replay);
-        if !o.violations.is_empty() {
-            return Err(format!(
-                "regression seed {seed} ({what}): {}\n  replay: {replay}",
-                o.violations.join("; "),
-            ));
-        }
+        kept_passes(seed, what, t, Some(text), seconds, Hazards::NONE)?;
     }
     for &(seed, what) in KEPT_FROM_THE_SWEEP {
-        let swept = Hazards {
-            guard_late: process::GUARD_LATE,
-            rate_error: RATE_ERROR,
-            mixed_timings: true,
-        };
-        let t = timing_of(TIMINGS[(seed % TIMINGS.len() as u64) as usize]);
-        let replay = replay_command(seed, &None, swept);
-        let o = run_seed(seed, t, false, seconds, swept, &replay);
-        if !o.violations.is_empty() {
-            return Err(format!(
-                "regression seed {seed} ({what}): {}\n  replay: {replay}",
-                o.violations.join("; "),
-            ));
-        }
+        kept_passes(seed, what, timing_for(seed, &None), None, seconds, SWEEP)?;
     }
     println!(
         "regressions: {} kept seeds pass",
@@ -485,6 +473,26 @@ fn run() -> Result<(), String> {
     } else {
         Err(format!("{} seeds violate the invariants", failed.len()))
     }
+}
+
+/// A kept seed, in the world it was found in, shows no violation.
+fn kept_passes(
+    seed: u64,
+    what: &str,
+    timing: Timing,
+    timing_text: Option<String>,
+    seconds: u64,
+    hazards: Hazards,
+) -> Result<(), String> {
+    let replay = replay_command(seed, &timing_text, hazards);
+    let o = run_seed(seed, timing, false, seconds, hazards, &replay);
+    if o.violations.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "regression seed {seed} ({what}): {}\n  replay: {replay}",
+        o.violations.join("; "),
+    ))
 }
 
 /// Timings the CLI refuses must be caught: the simulation takes them as given. Each must

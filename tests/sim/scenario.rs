@@ -355,11 +355,7 @@ impl Driver {
                 Duration::from_secs(r.lease_duration_seconds.max(0) as u64)
             });
         let needed = held.max(self.sim.jobs.borrow().longest_promise(slot));
-        self.running
-            .iter()
-            .flatten()
-            .chain(self.twins.iter())
-            .filter(|r| !r.abort.is_finished())
+        self.alive()
             .all(|r| r.lease.max(w.net[r.process].promise_seen(slot)) >= needed)
     }
 
@@ -378,12 +374,17 @@ impl Driver {
         }
     }
 
-    fn live(&self) -> Vec<(usize, Rc<Control>, tokio::task::AbortHandle, String)> {
+    /// The processes running now, twins too.
+    fn alive(&self) -> impl Iterator<Item = &Running> {
         self.running
             .iter()
             .flatten()
             .chain(self.twins.iter())
             .filter(|r| !r.abort.is_finished())
+    }
+
+    fn live(&self) -> Vec<(usize, Rc<Control>, tokio::task::AbortHandle, String)> {
+        self.alive()
             .map(|r| {
                 (
                     r.process,

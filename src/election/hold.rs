@@ -167,6 +167,7 @@ impl<L: Lock> Election<L> {
         let Some(o) = seen else {
             return Err(Lost::Deleted);
         };
+        self.saw_while_leading(l.slot, &o);
         // A new uid is a deletion we missed, followed by a re-creation.
         if o.uid != l.held.uid {
             return Err(Lost::Deleted);

@@ -228,10 +228,32 @@ impl<L: Lock> Election<L> {
     }
 
     /// Keeps the lock as this process last held it (or released it).
+    /// The highest transition count seen before on `slot` is kept: a leader that lost to a
+    /// takeover read the taker's count (found by the simulation, seed 8371: after a deletion it
+    /// created the lock again with a token below that count).
     fn remember_held(&self, slot: usize, held: &Observed<L::Object>) {
         let now = self.now();
         let mut view = View::new(now);
         view.see(Some(held.clone()), now);
+        self.remember_count(slot, &mut view);
+        self.remember(slot, &view);
+    }
+
+    /// Folds the transition count already remembered for `slot` into `view`.
+    fn remember_count(&self, slot: usize, view: &mut View<L::Object>) {
+        let old = self.memory().get(slot).cloned().flatten();
+        if let Some(t) = old.and_then(|v| v.transitions_seen) {
+            view.transitions_seen = Some(view.transitions_seen.map_or(t, |s| s.max(t)));
+        }
+    }
+
+    /// A record seen while leading (a takeover, a twin's write): its count is kept for later
+    /// rounds.
+    fn saw_while_leading(&self, slot: usize, seen: &Observed<L::Object>) {
+        let now = self.now();
+        let mut view = View::new(now);
+        view.see(Some(seen.clone()), now);
+        self.remember_count(slot, &mut view);
         self.remember(slot, &view);
     }
 

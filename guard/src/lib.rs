@@ -23,7 +23,10 @@
 
 pub mod proc_tree;
 pub mod signals;
+mod timers;
 pub mod wire;
+
+pub use timers::{kill_time, may_start, Timers};
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -64,29 +67,13 @@ struct Guard<'a> {
     timer: TimerFd,
     /// The job's leader has been reaped.
     job_done: bool,
-    /// Stopping: the moment (BOOTTIME) KILL goes out, and whether it went out.
-    kill_at: Option<Duration>,
+    /// The deadline and the stop (BOOTTIME), and whether KILL went out.
+    timers: Timers<Duration>,
     killed: bool,
     /// Processes already sent the stop signal.
     signalled: Vec<Pid>,
     tree: Vec<Pid>,
     scratch: Vec<ProcEntry>,
-    deadline: Duration,
-}
-
-/// When KILL goes to the whole tree, for a stop begun at `stop_begun` (by leaderrun, or by
-/// the guard itself at its deadline): the one statement of that arithmetic, which the
-/// simulation (tests/sim) uses for the job's latest end.
-pub fn kill_time<T: std::ops::Add<Duration, Output = T>>(stop_begun: T, grace: Duration) -> T {
-    stop_begun + grace
-}
-
-/// Whether the job may start at `now`: only before the leadership's deadline. A leaderrun
-/// stopped (SIGSTOP, a stall) between winning the lock and starting the job may go on after
-/// another copy took over; its job must not start then, even for the grace period (found by
-/// the simulation, tests/sim, which uses this rule for its jobs too).
-pub fn may_start<T: PartialOrd>(now: T, deadline: T) -> bool {
-    now < deadline
 }
 
 /// While stopping, how often the tree is swept for new processes and for being empty.
@@ -101,12 +88,11 @@ impl Guard<'_> {
     /// Starts stopping the tree: the job's group first (no allocation, no /proc), then every
     /// other descendant. Idempotent.
     fn begin_stop(&mut self) {
-        if self.kill_at.is_some() {
+        if !self.timers.begin_stop(boottime_now()) {
             return;
         }
         let _ = killpg(self.job, self.args.stop_signal);
         let _ = killpg(self.job, Signal::SIGCONT);
-        self.kill_at = Some(kill_time(boottime_now(), self.args.grace));
         self.sweep();
     }
 
@@ -114,13 +100,13 @@ impl Guard<'_> {
     /// says whether anything of the tree is left.
     fn sweep(&mut self) -> bool {
         descendants(self.me, &mut self.tree, &mut self.scratch);
-        if self.kill_at.is_some_and(|k| boottime_now() >= k) {
+        if self.timers.kill_due(boottime_now()) {
             self.killed = true;
         }
         if self.killed {
             let _ = killpg(self.job, Signal::SIGKILL);
             signal_all(&self.tree, Signal::SIGKILL);
-        } else if self.kill_at.is_some() {
+        } else if self.timers.stop_begun().is_some() {
             for i in 0..self.tree.len() {
                 let p = self.tree[i];
                 // The job's own group got the stop signal from `begin_stop`; what it starts
@@ -181,9 +167,9 @@ impl Guard<'_> {
 
     /// The next moment the guard must act on its own (BOOTTIME).
     fn next_wake(&self) -> Duration {
-        match self.kill_at {
+        match self.timers.stop_begun() {
             Some(_) => boottime_now() + SWEEP,
-            None => self.deadline,
+            None => self.timers.deadline(),
         }
     }
 
@@ -197,7 +183,7 @@ impl Guard<'_> {
 
     fn command(&mut self, c: Command) {
         match c {
-            Command::Deadline(ns) => self.deadline = Duration::from_nanos(ns),
+            Command::Deadline(ns) => self.timers.set_deadline(Duration::from_nanos(ns)),
             Command::Signal(s) => {
                 if let Ok(sig) = Signal::try_from(s) {
                     let _ = killpg(self.job, sig);
@@ -238,12 +224,11 @@ pub fn main(args: GuardArgs) -> i32 {
         reports: reports.as_fd(),
         timer,
         job_done: false,
-        kill_at: None,
+        timers: Timers::new(Duration::from_nanos(args.deadline), args.grace),
         killed: false,
         signalled: Vec::with_capacity(4096),
         tree: Vec::with_capacity(4096),
         scratch: Vec::with_capacity(4096),
-        deadline: Duration::from_nanos(args.deadline),
     };
     g.report(Report::Started(job.as_raw()));
     let mut line = Lifeline::new(commands);
@@ -376,16 +361,16 @@ impl Guard<'_> {
             if !self.has_children() || !self.sweep() {
                 return true;
             }
-            if self.kill_at.is_none() {
+            if self.timers.stop_begun().is_none() {
                 self.report(Report::Leftovers(self.tree.len() as i32));
             }
             self.begin_stop();
         }
-        if self.kill_at.is_none() && boottime_now() >= self.deadline {
+        if self.timers.deadline_passed(boottime_now()) {
             self.report(Report::DeadlinePassed);
             self.begin_stop();
         }
-        self.kill_at.is_some() && !self.sweep() && self.job_done
+        self.timers.stop_begun().is_some() && !self.sweep() && self.job_done
     }
 
     /// Waits for a signal, the timer or a command; handles the signals (TERM, INT, HUP or

@@ -293,6 +293,11 @@ impl<L: Lock> Election<L> {
         t.map(|t| self.clock.timer_at(t))
     }
 
+    /// The wall clock now (the one written into records).
+    pub fn wall_now(&self) -> record::Time {
+        (self.wall)()
+    }
+
     /// The wall clock now, at the resolution the locks' records keep.
     fn record_now(&self) -> record::Time {
         record::at_resolution((self.wall)(), self.lock(0).resolution())

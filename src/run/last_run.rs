@@ -14,21 +14,30 @@ pub(super) fn outcome_of(status: Option<ChildExit>) -> Outcome {
     }
 }
 
-impl Context<'_> {
+impl<H: Host> Context<'_, H> {
     /// This leadership's run, ended now, for the lock's record.
-    pub(super) fn last_run<O>(&self, l: &Leadership<O>, outcome: Outcome) -> LastRun {
+    pub(super) fn last_run<L: Lock>(
+        &self,
+        election: &Election<L>,
+        l: &Leadership<L::Object>,
+        outcome: Outcome,
+    ) -> LastRun {
         let host = settings::host_name();
-        let run = LastRun::ours(&l.held.record, host, outcome, record::now());
+        let run = LastRun::ours(&l.held.record, host, outcome, election.wall_now());
         self.reporter.last_run(&run);
         run
     }
 
     /// `--once-per D`: the skip, when the lock's last run succeeded less than D ago.
-    pub(super) fn ran_recently<O>(&self, l: &Leadership<O>) -> Option<Outcome> {
+    pub(super) fn ran_recently<L: Lock>(
+        &self,
+        election: &Election<L>,
+        l: &Leadership<L::Object>,
+    ) -> Option<Outcome> {
         let period = self.run.args.once_per?;
         let last = l.held.notes.last_run.as_deref().and_then(LastRun::parse)?;
         let ended = last.succeeded_at()?;
-        let ago = record::seconds_between(ended, record::now());
+        let ago = record::seconds_between(ended, election.wall_now());
         if ago >= period.as_secs_f64() {
             return None;
         }

@@ -28,12 +28,15 @@ use crate::record;
 use crate::report::Reporter;
 use crate::settings::{self, Timing};
 use crate::signals::is_terminal_stop;
-use crate::supervisor::{self, ChildExit, GuardLine, Job, JobEvent, JobSpec, Signals, SpawnError};
+use crate::supervisor::{self, ChildExit, JobEvent, JobSpec, Signals, SpawnError};
 
 mod announce;
 mod error;
+mod host;
 mod last_run;
 mod supervise;
+
+pub use host::{DeadlineLine, Host, JobControl, Process, Stage};
 
 use announce::{announce, open_service, withdrawal, Announcing};
 pub use error::RunError;
@@ -63,13 +66,8 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
     let recorder = args
         .events
         .then(|| Recorder::new(client.clone(), &namespace, &identity));
-    let run = Run {
-        args: &args,
-        timing,
-        identity,
-        namespace: namespace.clone(),
-        service,
-    };
+    let mut run = Run::new(&args, timing, identity, namespace.clone());
+    run.service = service;
     let work = Opened { run, recorder };
     work.with(AnyLock::open_all(
         args.lock.lock,
@@ -81,13 +79,26 @@ pub async fn run(args: RunArgs) -> Result<u8, RunError> {
 }
 
 /// What `run` was asked to do, settled before the lock is opened.
-struct Run<'a> {
+pub struct Run<'a> {
     args: &'a RunArgs,
     timing: Timing,
     identity: String,
     namespace: String,
     /// `--service`: the Service whose Endpoints point here while leading.
     service: Option<Arc<crate::service::LeaderService>>,
+}
+
+impl<'a> Run<'a> {
+    /// `args` with their timing validated; `namespace` the lock's.
+    pub fn new(args: &'a RunArgs, timing: Timing, identity: String, namespace: String) -> Self {
+        Run {
+            args,
+            timing,
+            identity,
+            namespace,
+            service: None,
+        }
+    }
 }
 
 /// The run with its locks opened: the run, and where its Events go.
@@ -97,26 +108,24 @@ struct Opened<'a> {
 }
 
 /// The state of `run`: where one leadership stands.
-enum Phase<O> {
+enum Phase<O, J> {
     /// Waiting for the lock.
     Waiting,
     /// The lock is held: start the child and supervise it.
     Leading(Leadership<O>),
     /// Leadership was lost (or given up on request) and the stop went to the guard: wait
     /// until nothing is left. After a step-down, the lock is still ours: release it then.
-    Stopping(Box<Job>, Lost, Option<Leadership<O>>),
+    Stopping(Box<J>, Lost, Option<Leadership<O>>),
     /// The child is done: release (or leave) the lock, then exit with `code`.
     Releasing(Leadership<O>, AfterExit, u8, Option<Outcome>),
     Done(u8),
 }
 
 /// What `run` needs in every phase.
-struct Context<'a> {
+struct Context<'a, H> {
     run: Run<'a>,
-    signals: Signals,
+    host: H,
     reporter: Reporter,
-    /// The current guard's pid, which the stray reaper leaves to its owner.
-    guard: Arc<AtomicI32>,
     /// `--service` while leading: the Endpoints pointed here.
     announcing: Option<Announcing>,
 }
@@ -149,39 +158,48 @@ impl Opened<'_> {
             election.describe(),
             self.run.identity.clone(),
         );
-        let mut cx = Context {
-            run: self.run,
-            signals,
-            reporter,
-            guard,
-            announcing: None,
-        };
-        // The phases, in order; each step returns the next.
-        let mut phase = Phase::Waiting;
-        let code = loop {
-            phase = match phase {
-                Phase::Waiting => cx.wait_for_lock(&election).await?,
-                Phase::Leading(l) => cx.lead(&election, l).await,
-                Phase::Stopping(job, lost, held) => cx.stop(&election, *job, lost, held).await,
-                Phase::Releasing(l, after, code, outcome) => {
-                    cx.release(&election, l, after, code, outcome).await
-                }
-                Phase::Done(code) => break code,
-            };
-        };
-        cx.reporter.flush().await;
-        Ok(code)
+        drive(self.run, &election, Process { signals, guard }, reporter).await
     }
 }
 
+/// The phases of `run`, in order, over `election`, in `host`: each step returns the next. The
+/// simulation (tests/sim) drives this same loop with a simulated host.
+pub async fn drive<L: Lock, H: Host>(
+    run: Run<'_>,
+    election: &Election<L>,
+    host: H,
+    reporter: Reporter,
+) -> Result<u8, RunError> {
+    let mut cx = Context {
+        run,
+        host,
+        reporter,
+        announcing: None,
+    };
+    let mut phase = Phase::Waiting;
+    let code = loop {
+        phase = match phase {
+            Phase::Waiting => cx.wait_for_lock(election).await?,
+            Phase::Leading(l) => cx.lead(election, l).await,
+            Phase::Stopping(job, lost, held) => cx.stop(election, *job, lost, held).await,
+            Phase::Releasing(l, after, code, outcome) => {
+                cx.release(election, l, after, code, outcome).await
+            }
+            Phase::Done(code) => break code,
+        };
+    };
+    cx.reporter.flush().await;
+    Ok(code)
+}
+
 /// Renew outcomes while the child runs: the guard's deadline first, then the reporter.
-struct LeaderObserver<'a> {
+struct LeaderObserver<'a, D> {
     reporter: &'a Reporter,
-    line: GuardLine,
+    line: D,
     anchor: watch::Sender<Instant>,
 }
 
-impl Observer for LeaderObserver<'_> {
+impl<D: DeadlineLine> Observer for LeaderObserver<'_, D> {
     fn renewed(&self, anchor: Instant, latency: Duration, deadline: Instant) {
         self.line.extend(deadline);
         self.reporter.renewed(anchor, latency, deadline);
@@ -204,13 +222,17 @@ enum End {
     Lost(Lost),
 }
 
-impl Context<'_> {
+/// The phase after this one: the lock's object type, and the host's job.
+type Next<L, H> = Phase<<L as Lock>::Object, <H as Host>::Job>;
+
+impl<H: Host> Context<'_, H> {
     /// Waits for the lock; only TERM, INT, HUP and QUIT end the wait, and never halfway
     /// through a write (a write that landed is released first).
     async fn wait_for_lock<L: Lock>(
         &mut self,
         election: &Election<L>,
-    ) -> Result<Phase<L::Object>, RunError> {
+    ) -> Result<Next<L, H>, RunError> {
+        self.host.stage(Stage::Waiting);
         let opts = WaitOptions {
             no_wait: self.run.args.no_wait,
             wait_timeout: self.run.args.wait_timeout,
@@ -220,8 +242,10 @@ impl Context<'_> {
         tokio::pin!(acquire);
         let result = loop {
             tokio::select! {
+                // In order: a simulation replays a seed only if every choice is the same.
+                biased;
                 r = &mut acquire => break r,
-                sig = self.signals.next_ending_wait() => {
+                sig = self.host.ending_signal() => {
                     stop_tx.send_replace(Some(sig as i32));
                 }
             }
@@ -267,7 +291,12 @@ impl Context<'_> {
         &mut self,
         election: &Election<L>,
         mut l: Leadership<L::Object>,
-    ) -> Phase<L::Object> {
+    ) -> Next<L, H> {
+        self.host.stage(Stage::Won {
+            slot: l.slot,
+            token: l.fencing_token,
+            sent: l.last_renew_sent,
+        });
         self.reporter.became_leader(
             election.lock(l.slot).describe(),
             l.fencing_token,
@@ -276,7 +305,7 @@ impl Context<'_> {
             election.lock(l.slot).reference(&l.held),
         );
         let slot = (election.locks.len() > 1).then_some(l.slot);
-        if let Some(skip) = self.ran_recently(&l) {
+        if let Some(skip) = self.ran_recently(election, &l) {
             return Phase::Releasing(l, AfterExit::Release, 0, Some(skip));
         }
         let mut job = match self
@@ -309,7 +338,7 @@ impl Context<'_> {
             let supervised = supervise(
                 &mut job,
                 &mut hold,
-                &mut self.signals,
+                &mut self.host,
                 &mut anchor_rx,
                 &nudge,
                 &self.reporter,
@@ -319,7 +348,7 @@ impl Context<'_> {
                 (End::Exited(status), Some(keep)) => {
                     // Nothing answers here any more: out of the Service now, while renewing.
                     tokio::spawn(withdrawal(self.announcing.take()));
-                    keep_lock(&self.reporter, &mut self.signals, keep, &mut hold).await;
+                    keep_lock(&self.reporter, &mut self.host, keep, &mut hold).await;
                     End::Exited(status)
                 }
                 (end, _) => end,
@@ -330,7 +359,7 @@ impl Context<'_> {
 
     /// Where a leadership goes once supervision ended: releasing after the child's exit, or
     /// stopping what is left of it after a loss (after a step-down, with the lock still ours).
-    fn after_supervision<O>(&self, l: Leadership<O>, job: Job, end: End) -> Phase<O> {
+    fn after_supervision<O>(&self, l: Leadership<O>, job: H::Job, end: End) -> Phase<O, H::Job> {
         match end {
             End::Exited(status) => {
                 let code = status.map_or(
@@ -351,7 +380,8 @@ impl Context<'_> {
 
     /// The guard would not start the child: the leadership's deadline had passed (leaderrun
     /// was stopped after winning the lock), so the lock may be another's by now. Nothing ran.
-    fn too_late_to_start<O>(&mut self) -> Phase<O> {
+    fn too_late_to_start<O>(&mut self) -> Phase<O, H::Job> {
+        self.host.stage(Stage::Ended);
         self.reporter.lost(&Lost::Deadline {
             deadline: self.run.timing.renew_deadline,
             last_error: "the deadline passed before the child could start".into(),
@@ -370,7 +400,7 @@ impl Context<'_> {
         deadline: Instant,
         fencing_token: i32,
         slot: Option<usize>,
-    ) -> Result<Job, SpawnError> {
+    ) -> Result<H::Job, SpawnError> {
         let mut env = self.child_env(fencing_token);
         if let Some(k) = slot {
             env.push(("LEADERRUN_SLOT".into(), k.to_string()));
@@ -383,10 +413,8 @@ impl Context<'_> {
             stop_signal: self.run.args.stop_signal,
             deadline,
         };
-        match Job::start(spec).await {
+        match self.host.start(spec).await {
             Ok(job) => {
-                self.guard
-                    .store(job.guard_pid().as_raw(), Ordering::Relaxed);
                 self.reporter.child_started(job.pid().as_raw());
                 Ok(job)
             }
@@ -403,10 +431,11 @@ impl Context<'_> {
     async fn stop<L: Lock>(
         &mut self,
         election: &Election<L>,
-        mut job: Job,
+        mut job: H::Job,
         lost: Lost,
         held: Option<Leadership<L::Object>>,
-    ) -> Phase<L::Object> {
+    ) -> Next<L, H> {
+        self.host.stage(Stage::Ended);
         self.reporter.lost(&lost);
         // The guard KILLs after the grace; if it has not said the tree is gone well after
         // that, it is stuck itself: kill everything from here.
@@ -428,7 +457,7 @@ impl Context<'_> {
         if let Some(l) = held {
             // A step-down: nothing of the job runs any more; let the lock go now.
             self.reporter.stopped_leading(true);
-            let run = self.last_run(&l, Outcome::SteppedDown);
+            let run = self.last_run(election, &l, Outcome::SteppedDown);
             if let Err(e) = election.finish(l, AfterExit::Release, Some(&run)).await {
                 self.reporter.release_failed(&e);
             }
@@ -450,11 +479,12 @@ impl Context<'_> {
         after: AfterExit,
         code: u8,
         outcome: Option<Outcome>,
-    ) -> Phase<L::Object> {
+    ) -> Next<L, H> {
+        self.host.stage(Stage::Ended);
         // Out of the Service while the lock is still ours: no next leader has written yet.
         withdrawal(self.announcing.take()).await;
         self.reporter.stopped_leading(after == AfterExit::Release);
-        let run = outcome.map(|o| self.last_run(&l, o));
+        let run = outcome.map(|o| self.last_run(election, &l, o));
         if let Err(e) = election.finish(l, after, run.as_ref()).await {
             self.reporter.release_failed(&e);
         }

@@ -6,19 +6,20 @@ use super::*;
 /// Holds the lock a while longer after the child's exit (renewing), so that a copy
 /// that starts a little late elsewhere does not run the job again. Ends after `keep`,
 /// on a loss, or on TERM, INT, HUP or QUIT.
-pub(super) async fn keep_lock<H: std::future::Future<Output = Lost> + Unpin>(
+pub(super) async fn keep_lock<F: std::future::Future<Output = Lost> + Unpin>(
     reporter: &Reporter,
-    signals: &mut Signals,
+    host: &mut impl Host,
     keep: Duration,
-    hold: &mut H,
+    hold: &mut F,
 ) {
     reporter.keeping(keep);
     tokio::select! {
+        biased;
         _ = tokio::time::sleep(keep) => {}
         lost = hold => {
             warn!(reason = %lost, "lost the lock while keeping it after the child's exit");
         }
-        sig = signals.next_ending_wait() => {
+        sig = host.ending_signal() => {
             info!(signal = ?sig, "signal while keeping the lock; releasing now");
         }
     }
@@ -27,10 +28,10 @@ pub(super) async fn keep_lock<H: std::future::Future<Output = Lost> + Unpin>(
 /// Supervises the child: one `select!` over the guard's reports, the renew loop and the
 /// signals to forward. Ends when nothing of the child's tree is left, or leadership is lost
 /// (the stop goes to the guard before anything is logged).
-pub(super) async fn supervise<H: std::future::Future<Output = Lost> + Unpin>(
-    job: &mut Job,
-    hold: &mut H,
-    signals: &mut Signals,
+pub(super) async fn supervise<F: std::future::Future<Output = Lost> + Unpin>(
+    job: &mut impl JobControl,
+    hold: &mut F,
+    host: &mut impl Host,
     anchor: &mut watch::Receiver<Instant>,
     nudge: &Notify,
     reporter: &Reporter,
@@ -47,6 +48,13 @@ pub(super) async fn supervise<H: std::future::Future<Output = Lost> + Unpin>(
     };
     loop {
         tokio::select! {
+            // A loss first: when in doubt, stop. In order, too, so that a simulation's seed
+            // replays the same choices.
+            biased;
+            lost = &mut *hold => {
+                job.stop();
+                return End::Lost(lost);
+            }
             ev = job.next() => match ev {
                 JobEvent::Exited(status) if guard_stopped.is_none() => reporter.child_exited(status),
                 JobEvent::Gone if guard_stopped.is_some() => return End::Lost(guard_reason()),
@@ -74,13 +82,9 @@ pub(super) async fn supervise<H: std::future::Future<Output = Lost> + Unpin>(
                 JobEvent::Exited(_) | JobEvent::Stopped(_) | JobEvent::Continued => {}
             },
             _ = sleep_until_some(guard_stopped) => return End::Lost(guard_reason()),
-            lost = &mut *hold => {
-                job.stop();
-                return End::Lost(lost);
-            }
             // The shell's `fg` continues leaderrun with CONT: passing it on would let the
             // job go on before the renew (leaderrun sends its own CONT after it).
-            sig = signals.recv() => if !(sig == Signal::SIGCONT && resuming.is_some()) {
+            sig = host.signal() => if !(sig == Signal::SIGCONT && resuming.is_some()) {
                 job.signal(sig)
             },
             Ok(()) = anchor.changed(), if resuming.is_some() => {

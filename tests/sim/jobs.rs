@@ -2,15 +2,17 @@
 //!
 //! A job starts when its process starts it, and ends at the first of: its own end, the end
 //! its stop signal brings (a job may take a while, or ignore it until the KILL), and the
-//! KILL, `guard::kill_time` after the stop began (each of the guard's timers up to
-//! `GUARD_LATE` late). The stop begins when leaderrun asks for it,
-//! when the guard's lifeline breaks (leaderrun killed), or at the guard's deadline: the last
-//! one leaderrun sent, even if leaderrun is stopped meanwhile. A deadline that arrives after
-//! the guard has begun the stop changes nothing (the guard's `begin_stop` is once).
+//! KILL after the grace (each of the guard's timers up to `GUARD_LATE` late). The stop begins
+//! when leaderrun asks for it, when the guard's lifeline breaks (leaderrun killed), or at the
+//! guard's deadline: the last one leaderrun sent, even if leaderrun is stopped meanwhile.
+//! These are the guard's own rules (`guard::Timers`, which the guard process runs on
+//! CLOCK_BOOTTIME): a stop begins once, and a deadline sent after it changes nothing.
 
 use std::time::Duration;
 
-use leaderrun::guard::kill_time;
+use leaderrun::guard::Timers;
+use leaderrun::supervisor::ChildExit;
+use nix::sys::signal::Signal;
 use tokio::time::Instant;
 
 pub struct Job {
@@ -22,8 +24,9 @@ pub struct Job {
     natural_end: Instant,
     /// How long it takes to end after the stop signal; None: only the KILL ends it.
     term_takes: Option<Duration>,
-    guard_deadline: Instant,
-    stop_begun: Option<Instant>,
+    /// The guard's deadline and stop, by the guard's own rules (`guard::Timers`), as of the
+    /// last event; `guard_now` adds the stop at the deadline once it is due.
+    guard: Timers<Instant>,
     grace: Duration,
     /// How late the guard's timers act (a loaded host, a KILL whose process takes a moment to
     /// go): its deadline's stop and its KILL come this much after their time.
@@ -39,24 +42,42 @@ pub struct Job {
 }
 
 impl Job {
-    /// When the stop begins as things stand: asked for, or the guard's deadline once passed
-    /// (a job started after its deadline is stopped at once).
-    fn stop_at(&self) -> Option<Instant> {
-        let by_guard = self.guard_deadline.max(self.start) + self.late;
-        let by_guard = (Instant::now() >= by_guard).then_some(by_guard);
-        match (self.stop_begun, by_guard) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// When the guard acts on its deadline: `late` after it (a job started after its
+    /// deadline, at once).
+    fn guard_acts_at(&self) -> Instant {
+        self.guard.deadline().max(self.start) + self.late
+    }
+
+    /// The guard as things stand now: the stop at its deadline begun if it is due.
+    fn guard_now(&self) -> Timers<Instant> {
+        let mut t = self.guard;
+        let at = self.guard_acts_at();
+        if Instant::now() >= at {
+            t.at_deadline(at);
+        }
+        t
+    }
+
+    /// When the guard begins the stop at its deadline, unless leaderrun began it before.
+    fn guard_stops_at(&self) -> Option<Instant> {
+        let at = self.guard_acts_at();
+        match self.guard.stop_begun() {
+            Some(s) if s < at => None,
+            _ => Some(at),
         }
     }
 
     /// The end as known now (later events can only bring it forward, never past what is
     /// already known to have ended).
     pub fn end(&self) -> Instant {
-        let stopped = self.stop_at().map(|s| match self.term_takes {
-            Some(d) if d < self.grace => s + d,
-            _ => kill_time(s, self.grace) + self.late,
-        });
+        let t = self.guard_now();
+        let stopped = t
+            .stop_begun()
+            .zip(t.kill_at())
+            .map(|(s, kill)| match self.term_takes {
+                Some(d) if d < self.grace => s + d,
+                _ => kill + self.late,
+            });
         match stopped {
             Some(s) => s.min(self.natural_end),
             None => self.natural_end,
@@ -153,8 +174,7 @@ impl Jobs {
             start: now,
             natural_end: now + runs_for,
             term_takes,
-            guard_deadline: deadline,
-            stop_begun: None,
+            guard: Timers::new(deadline, grace),
             grace,
             late,
             excused_until,
@@ -167,18 +187,16 @@ impl Jobs {
     /// A renew moved the guard's deadline: too late if the guard already began the stop.
     pub fn extend(&mut self, id: JobId, deadline: Instant) {
         let j = &mut self.list[id];
-        if let Some(s) = j.stop_at() {
-            j.stop_begun = Some(s);
-        } else {
-            j.guard_deadline = deadline;
-        }
+        j.guard = j.guard_now();
+        j.guard.set_deadline(deadline);
     }
 
     /// The stop begins now (leaderrun asked, or the guard's lifeline broke).
     pub fn stop(&mut self, id: JobId) {
         let now = Instant::now();
         let j = &mut self.list[id];
-        j.stop_begun = Some(j.stop_begun.map_or(now, |s| s.min(now)));
+        j.guard = j.guard_now();
+        j.guard.begin_stop(now);
     }
 
     /// TERM passed on to the job: it ends if it honours it.
@@ -192,6 +210,32 @@ impl Jobs {
 
     pub fn end(&self, id: JobId) -> Instant {
         self.list[id].end()
+    }
+
+    /// When the guard begins the stop at its deadline as things stand (None: leaderrun
+    /// began it before).
+    pub fn guard_stops_at(&self, id: JobId) -> Option<Instant> {
+        self.list[id].guard_stops_at()
+    }
+
+    /// How the job ended: on its own (0), or by the stop (its signal, or the KILL).
+    pub fn exit(&self, id: JobId) -> ChildExit {
+        let j = &self.list[id];
+        let end = j.end();
+        if end >= j.natural_end {
+            ChildExit::Code(0)
+        } else if j.guard_now().kill_at().is_some_and(|k| end < k) {
+            ChildExit::Signal(Signal::SIGTERM as i32)
+        } else {
+            ChildExit::Signal(Signal::SIGKILL as i32)
+        }
+    }
+
+    /// leaderrun kills what is left itself (its guard did not answer): the job ends now.
+    pub fn kill(&mut self, id: JobId) {
+        let now = Instant::now();
+        let j = &mut self.list[id];
+        j.natural_end = j.natural_end.min(now);
     }
 
     /// The lock was force-released: the jobs running now are the operator's to answer for.

@@ -13,15 +13,18 @@ use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use leaderrun::election::{
-    AcquireError, AfterExit, Clock, Election, Leadership, Lost, Observer, WaitOptions,
-};
-use leaderrun::lock::LockError;
+use leaderrun::cli::{Command, RunArgs};
+use leaderrun::election::{Clock, Election};
 use leaderrun::record;
+use leaderrun::report::Reporter;
+use leaderrun::run::{drive, DeadlineLine, Host, JobControl, Run, Stage};
 use leaderrun::settings::Timing;
+use leaderrun::supervisor::{ChildExit, JobEvent, JobSpec, SpawnError};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use rand::rngs::StdRng;
 use rand::Rng;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::jobs::{JobId, Jobs};
@@ -116,60 +119,12 @@ pub struct Control {
     pub job: Cell<Option<JobId>>,
 }
 
-/// The job's side of the observer: each renew's deadline goes to the guard, which measures it
-/// by the same host's clock.
-struct ToGuard<'a> {
-    sim: &'a Sim,
-    job: JobId,
-    process: usize,
-    clock: &'a SimClock,
-}
-
-impl Observer for ToGuard<'_> {
-    fn renewed(&self, _anchor: Instant, _latency: Duration, deadline: Instant) {
-        let at = self.clock.timer_at(deadline);
-        self.sim.jobs.borrow_mut().extend(self.job, at);
-    }
-
-    fn renew_failed(&self, _latency: Duration, error: &LockError) {
-        let p = self.process;
-        self.sim.log(|| format!("p{p} renew failed: {error}"));
-    }
-
-    fn waiting(&self, _holder: &str, _impostor: bool) {}
-}
-
-struct Waiting<'a> {
-    sim: &'a Sim,
-    process: usize,
-}
-
-impl Observer for Waiting<'_> {
-    fn renewed(&self, _: Instant, _: Duration, _: Instant) {}
-    fn renew_failed(&self, _: Duration, _: &LockError) {}
-    fn waiting(&self, holder: &str, impostor: bool) {
-        let p = self.process;
-        self.sim.log(|| {
-            format!(
-                "p{p} waits for {holder:?}{}",
-                if impostor {
-                    " (our identity, not our write)"
-                } else {
-                    ""
-                }
-            )
-        });
-    }
-}
-
 /// The most a guard's timer acts late (its stop at the deadline, its KILL): a loaded host's
 /// timer slack and a killed process's teardown. The CLI's margin must cover it.
 pub const GUARD_LATE: Duration = Duration::from_millis(50);
 
-/// Exit codes, as `run`'s.
-pub const LOST: u8 = 3;
-
-/// Runs one process to its exit code.
+/// Runs one process to its exit code: leaderrun's own run loop (`leaderrun::run::drive`) with
+/// the options as a command line, over `SimLock`s, in a simulated host.
 pub async fn run(sim: Rc<Sim>, me: usize, identity: String, opts: Options, ctl: Rc<Control>) -> u8 {
     let locks = (0..sim.slots)
         .map(|slot| SimLock {
@@ -187,105 +142,165 @@ pub async fn run(sim: Rc<Sim>, me: usize, identity: String, opts: Options, ctl: 
         let since = (Instant::now() - start).mul_f64(rate);
         base + chrono::Duration::from_std(since).unwrap_or_default()
     });
-    let clock = std::sync::Arc::new(SimClock::new(start, rate));
+    let clock = Rc::new(SimClock::new(start, rate));
     let election = Election::with_slots(locks, identity.clone(), opts.timing)
         .with_wall_clock(wall)
-        .with_clock(clock.clone());
+        .with_clock(std::sync::Arc::new(SimClock::new(start, rate)));
     sim.log(|| format!("p{me} starts as {identity:?} {opts:?}"));
-    loop {
-        let l = match wait_for_lock(&sim, &election, me, opts, &ctl).await {
-            Ok(l) => l,
-            Err(code) => return code,
-        };
-        match lead(&sim, &election, &clock, me, l, opts, &ctl).await {
-            Some(code) => return code,
-            None => continue,
-        }
+    let args = match command_line(&opts) {
+        Ok(args) => args,
+        Err(e) => panic!("the simulation's command line for {opts:?} does not parse: {e}"),
+    };
+    let run = Run::new(&args, opts.timing, identity.clone(), "sim".into());
+    let reporter = Reporter::new(Default::default(), None, election.describe(), identity);
+    let host = SimHost {
+        sim: sim.clone(),
+        me,
+        opts,
+        clock,
+        ctl,
+        won: None,
+        held: 0,
+    };
+    let code = match drive(run, &election, host, reporter).await {
+        Ok(code) => code,
+        Err(e) => e.exit_code(),
+    };
+    sim.log(|| format!("p{me} exits {code}"));
+    code
+}
+
+/// `opts` as leaderrun's command line (the timing goes to the run as it is: milliseconds).
+fn command_line(opts: &Options) -> Result<RunArgs, clap::Error> {
+    let mut line: Vec<String> = ["leaderrun", "run", "--name", "sim"]
+        .map(String::from)
+        .into();
+    if opts.no_wait {
+        line.push("--no-wait".into());
+    }
+    if let Some(keep) = opts.keep_after_exit {
+        line.push(format!("--keep-after-exit={}ms", keep.as_millis()));
+    }
+    if opts.no_release {
+        line.push("--no-release".into());
+    }
+    if opts.rejoin {
+        line.push("--rejoin".into());
+    }
+    line.extend(["--", "job"].map(String::from));
+    match leaderrun::cli::parse(line.into_iter().map(Into::into).collect())?.command {
+        Command::Run(args) => Ok(args),
+        other => panic!("not a run: {other:?}"),
     }
 }
 
-async fn wait_for_lock(
-    sim: &Sim,
-    election: &Election<SimLock>,
+/// A simulated process as leaderrun's run loop sees it: TERM from the driver, jobs (jobs.rs)
+/// behind a simulated guard, and the checks made as each leadership begins.
+struct SimHost {
+    sim: Rc<Sim>,
     me: usize,
     opts: Options,
-    ctl: &Control,
-) -> Result<Leadership<crate::world::SimObject>, u8> {
-    let (stop_tx, mut stop_rx) = watch::channel(None);
-    let observer = Waiting { sim, process: me };
-    let wait = WaitOptions {
-        no_wait: opts.no_wait,
-        wait_timeout: None,
-    };
-    sim.world.borrow_mut().round_begun(me);
-    let acquire = election.acquire(wait, &mut stop_rx, &observer);
-    tokio::pin!(acquire);
-    let result = loop {
-        tokio::select! {
-            biased;
-            r = &mut acquire => break r,
-            _ = ctl.term.notified() => {
-                stop_tx.send_replace(Some(15));
+    clock: Rc<SimClock>,
+    ctl: Rc<Control>,
+    /// The leadership won last: its slot, token, and when its write may have landed.
+    won: Option<(usize, i32, Instant)>,
+    /// Its entry in `Jobs::leaderships`.
+    held: usize,
+}
+
+impl Host for SimHost {
+    type Job = SimJob;
+
+    async fn ending_signal(&mut self) -> Signal {
+        self.ctl.term.notified().await;
+        Signal::SIGTERM
+    }
+
+    async fn signal(&mut self) -> Signal {
+        self.ctl.term.notified().await;
+        let (sim, me) = (&self.sim, self.me);
+        sim.log(|| format!("p{me} passes TERM on"));
+        Signal::SIGTERM
+    }
+
+    async fn start(&mut self, spec: JobSpec<'_>) -> Result<SimJob, SpawnError> {
+        let (sim, me) = (self.sim.clone(), self.me);
+        let Some((slot, token, acquired)) = self.won else {
+            panic!("p{me}: a job started before a leadership was won");
+        };
+        let (spawn, runs_for, term_takes, late) = self.draw();
+        // Starting the job behind its guard takes a moment (a fork, an exec, the guard's
+        // first report), and a SIGSTOP may fall within it.
+        tokio::time::sleep(spawn).await;
+        if !leaderrun::guard::may_start(self.clock.now(), spec.deadline) {
+            sim.log(|| format!("p{me}'s guard does not start the job: its deadline passed"));
+            return Err(SpawnError::DeadlinePassed);
+        }
+        let at = sim.secs();
+        let timing = self.opts.timing;
+        let id = sim.jobs.borrow_mut().start(
+            acquired,
+            slot,
+            me,
+            token,
+            self.clock.timer_at(spec.deadline),
+            runs_for,
+            term_takes,
+            self.clock.span(spec.grace),
+            late,
+            at,
+        );
+        sim.jobs.borrow_mut().promise(
+            id,
+            timing.lease_duration,
+            self.clock.span(timing.renew_deadline),
+        );
+        self.ctl.job.set(Some(id));
+        sim.log(|| format!("p{me} job {id} starts (runs {runs_for:?}, TERM takes {term_takes:?})"));
+        Ok(SimJob {
+            sim,
+            id,
+            clock: self.clock.clone(),
+            exited: false,
+            deadline_told: false,
+        })
+    }
+
+    fn stage(&mut self, stage: Stage) {
+        let (sim, me) = (&self.sim, self.me);
+        match stage {
+            Stage::Waiting => {
+                self.ctl.job.set(None);
+                sim.world.borrow_mut().round_begun(me);
+            }
+            Stage::Won { slot, token, sent } => {
+                sim.log(|| format!("p{me} leads slot {slot} with token {token}"));
+                let held_from = sim.secs();
+                let mut jobs = sim.jobs.borrow_mut();
+                jobs.leaderships.push((held_from, None));
+                self.held = jobs.leaderships.len() - 1;
+                drop(jobs);
+                // The acquiring write may have landed any time after it was sent.
+                self.won = Some((slot, token, self.clock.timer_at(sent)));
+                self.check_token(slot, token);
+            }
+            Stage::Ended => {
+                sim.log(|| format!("p{me}'s leadership ends"));
+                let now = sim.secs();
+                sim.jobs.borrow_mut().leaderships[self.held].1 = Some(now);
             }
         }
-    };
-    match result {
-        Ok(l) => Ok(l),
-        Err(e) => {
-            sim.log(|| format!("p{me} exits: {e}"));
-            Err(match e {
-                AcquireError::Held { .. } => 1,
-                AcquireError::WaitTimeout => 124,
-                AcquireError::Stopped(_) => 143,
-                AcquireError::Lock(_) => 69,
-            })
-        }
     }
 }
 
-/// How the job's supervision ended.
-enum End {
-    Exited,
-    Lost(Lost),
-}
-
-/// Leads: the job, the renews, and what follows. None: wait for the lock again (--rejoin).
-#[allow(clippy::too_many_arguments)]
-async fn lead(
-    sim: &Sim,
-    election: &Election<SimLock>,
-    clock: &SimClock,
-    me: usize,
-    mut l: Leadership<crate::world::SimObject>,
-    opts: Options,
-    ctl: &Control,
-) -> Option<u8> {
-    let slot = l.slot;
-    let token = l.fencing_token;
-    let held_from = sim.secs();
-    // The acquiring write may have landed any time after it was sent.
-    let acquired = clock.timer_at(l.last_renew_sent);
-    sim.jobs.borrow_mut().leaderships.push((held_from, None));
-    let held_index = sim.jobs.borrow().leaderships.len() - 1;
-    sim.log(|| format!("p{me} leads slot {slot} with token {token}"));
-    // Tokens continue from every count this copy took in, across a deletion too (DESIGN.md);
-    // the checker's slot-wide rule cannot say so once a copy that never saw the count starts
-    // them again.
-    let seen = sim.world.borrow().net[me].count_seen(slot);
-    if let Some(seen) = seen.filter(|s| token < *s) {
-        let at = sim.secs();
-        sim.jobs.borrow_mut().violations.push(format!(
-            "at {at:.6}s: p{me} leads slot {slot} with fencing token {token}, below the count {seen} it saw"
-        ));
-    }
-    // Starting the child behind its guard takes a moment (a fork, an exec, the guard's first
-    // report), and a SIGSTOP may fall within it; the deadline is the one taken before.
-    let deadline = election.deadline(&l);
-    let (spawn, runs_for, term_takes, late) = {
-        let mut rng = sim.rng.borrow_mut();
+impl SimHost {
+    /// The job's draws: how long its start takes, how long it runs, how long TERM takes
+    /// (None: only KILL ends it), how late its guard's timers act.
+    fn draw(&self) -> (Duration, Duration, Option<Duration>, Duration) {
+        let mut rng = self.sim.rng.borrow_mut();
         let spawn = Duration::from_micros(rng.random_range(200..5000));
         // No draw at all without lateness: the kept seeds' draws stay as they were.
-        let late = match sim.guard_late.as_micros() as u64 {
+        let late = match self.sim.guard_late.as_micros() as u64 {
             0 => Duration::ZERO,
             max => Duration::from_micros(rng.random_range(0..=max)),
         };
@@ -294,122 +309,119 @@ async fn lead(
         } else {
             Duration::from_millis(rng.random_range(300..15_000))
         };
-        let grace_ms = opts.timing.kill_grace.as_millis().max(1) as u64;
+        let grace_ms = self.opts.timing.kill_grace.as_millis().max(1) as u64;
         let term_takes = rng
             .random_bool(0.5)
             .then(|| Duration::from_millis(rng.random_range(0..grace_ms * 3 / 2 + 1)));
         (spawn, runs_for, term_takes, late)
-    };
-    tokio::time::sleep(spawn).await;
-    if !leaderrun::guard::may_start(clock.now(), deadline) {
-        // The guard does not start a job past its deadline (the loss path, without a job).
-        sim.log(|| format!("p{me}'s guard does not start the job: its deadline passed"));
-        let now = sim.secs();
-        sim.jobs.borrow_mut().leaderships[held_index].1 = Some(now);
-        return if opts.rejoin { None } else { Some(LOST) };
     }
-    let at = sim.secs();
-    let job = sim.jobs.borrow_mut().start(
-        acquired,
-        slot,
-        me,
-        token,
-        clock.timer_at(deadline),
-        runs_for,
-        term_takes,
-        clock.span(opts.timing.kill_grace),
-        late,
-        at,
-    );
-    sim.jobs.borrow_mut().promise(
-        job,
-        opts.timing.lease_duration,
-        clock.span(opts.timing.renew_deadline),
-    );
-    ctl.job.set(Some(job));
-    sim.log(|| format!("p{me} job {job} starts (runs {runs_for:?}, TERM takes {term_takes:?})"));
-    let observer = ToGuard {
-        sim,
-        job,
-        process: me,
-        clock,
-    };
-    let nudge = Notify::new();
-    let end = {
-        let hold = election.hold(&mut l, &observer, &nudge);
-        tokio::pin!(hold);
-        let end = loop {
-            tokio::select! {
-                biased;
-                lost = &mut hold => {
-                    sim.jobs.borrow_mut().stop(job);
-                    break End::Lost(lost);
-                }
-                _ = job_ended(sim, job) => break End::Exited,
-                _ = ctl.term.notified() => {
-                    sim.log(|| format!("p{me} passes TERM on to job {job}"));
-                    sim.jobs.borrow_mut().term(job);
-                }
-            }
-        };
-        if let (End::Exited, Some(keep)) = (&end, opts.keep_after_exit) {
-            sim.log(|| format!("p{me} keeps the lock for {keep:?}"));
-            tokio::select! {
-                biased;
-                _ = tokio::time::sleep(keep) => {}
-                lost = &mut hold => sim.log(|| format!("p{me} lost the lock while keeping it: {lost}")),
-                _ = ctl.term.notified() => {}
-            }
-        }
-        end
-    };
-    let done = |sim: &Sim| {
-        let now = sim.secs();
-        sim.jobs.borrow_mut().leaderships[held_index].1 = Some(now);
-    };
-    match end {
-        End::Exited => {
-            sim.log(|| format!("p{me} job {job} ended; releasing"));
-            done(sim);
-            let after = if opts.no_release {
-                AfterExit::Leave
-            } else {
-                AfterExit::Release
-            };
-            if let Err(e) = election.finish(l, after, None).await {
-                sim.log(|| format!("p{me} release failed: {e}"));
-            }
-            ctl.job.set(None);
-            Some(0)
-        }
-        End::Lost(lost) => {
-            sim.log(|| format!("p{me} lost slot {slot}: {lost}; stopping job {job}"));
-            done(sim);
-            job_ended(sim, job).await;
-            ctl.job.set(None);
-            sim.log(|| format!("p{me} job {job} is gone"));
-            if matches!(lost, Lost::SteppedDown) {
-                if let Err(e) = election.finish(l, AfterExit::Release, None).await {
-                    sim.log(|| format!("p{me} release failed: {e}"));
-                }
-            }
-            if opts.rejoin {
-                None
-            } else {
-                Some(LOST)
-            }
+
+    /// Tokens continue from every count this copy took in, across a deletion too (DESIGN.md);
+    /// the checker's slot-wide rule cannot say so once a copy that never saw the count starts
+    /// them again.
+    fn check_token(&self, slot: usize, token: i32) {
+        let (sim, me) = (&self.sim, self.me);
+        let seen = sim.world.borrow().net[me].count_seen(slot);
+        if let Some(seen) = seen.filter(|s| token < *s) {
+            let at = sim.secs();
+            sim.jobs.borrow_mut().violations.push(format!(
+                "at {at:.6}s: p{me} leads slot {slot} with fencing token {token}, below the count {seen} it saw"
+            ));
         }
     }
 }
 
-/// Resolves when the job has ended (its end can move later with a renew, or earlier).
-async fn job_ended(sim: &Sim, job: JobId) {
-    loop {
-        let end = sim.jobs.borrow().end(job);
-        if Instant::now() >= end {
-            return;
+/// A simulated job behind its simulated guard, as the run loop sees it.
+struct SimJob {
+    sim: Rc<Sim>,
+    id: JobId,
+    clock: Rc<SimClock>,
+    exited: bool,
+    deadline_told: bool,
+}
+
+impl JobControl for SimJob {
+    type Line = SimLine;
+
+    async fn next(&mut self) -> JobEvent {
+        loop {
+            let now = Instant::now();
+            let (end, by_guard, exit) = {
+                let jobs = self.sim.jobs.borrow();
+                (
+                    jobs.end(self.id),
+                    jobs.guard_stops_at(self.id),
+                    jobs.exit(self.id),
+                )
+            };
+            if now >= end {
+                if self.exited {
+                    return JobEvent::Gone;
+                }
+                self.exited = true;
+                return JobEvent::Exited(exit);
+            }
+            let by_guard = by_guard.filter(|_| !self.deadline_told);
+            if by_guard.is_some_and(|g| now >= g) {
+                self.deadline_told = true;
+                return JobEvent::DeadlinePassed;
+            }
+            // Its end moves with a renew or a stop: look again then, or at the next event.
+            tokio::time::sleep_until(by_guard.map_or(end, |g| g.min(end))).await;
         }
-        tokio::time::sleep_until(end).await;
+    }
+
+    async fn wait_gone(&mut self) -> Option<ChildExit> {
+        while self.next().await != JobEvent::Gone {}
+        self.exit()
+    }
+
+    fn line(&self) -> SimLine {
+        SimLine {
+            sim: self.sim.clone(),
+            id: self.id,
+            clock: self.clock.clone(),
+        }
+    }
+
+    fn signal(&self, sig: Signal) {
+        if sig == Signal::SIGTERM {
+            self.sim.jobs.borrow_mut().term(self.id);
+        }
+    }
+
+    fn stop(&self) {
+        self.sim.jobs.borrow_mut().stop(self.id);
+    }
+
+    fn kill_all(&mut self) {
+        self.sim.jobs.borrow_mut().kill(self.id);
+    }
+
+    fn exit(&self) -> Option<ChildExit> {
+        self.exited.then(|| self.sim.jobs.borrow().exit(self.id))
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.id as i32 + 1000)
+    }
+
+    fn interactive(&self) -> bool {
+        false
+    }
+}
+
+/// Where a renew's deadline goes: the guard measures it by its host's clock.
+struct SimLine {
+    sim: Rc<Sim>,
+    id: JobId,
+    clock: Rc<SimClock>,
+}
+
+impl DeadlineLine for SimLine {
+    fn extend(&self, deadline: Instant) {
+        let at = self.clock.timer_at(deadline);
+        self.sim.jobs.borrow_mut().extend(self.id, at);
     }
 }
 

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use leaderrun::record::LeaderRecord;
 use leaderrun::settings::Timing;
 use rand::rngs::StdRng;
@@ -294,7 +295,7 @@ impl Driver {
                 p
             }
         };
-        let opts = Options {
+        let mut opts = Options {
             no_wait: self.rng.random_bool(0.15),
             keep_after_exit: self
                 .rng
@@ -306,14 +307,32 @@ impl Driver {
             rate: self.rate(),
             timing: self.timing(),
         };
+        // The CLI refuses the two together (the draws stay, so that seeds replay as found).
+        if opts.no_release {
+            opts.keep_after_exit = None;
+        }
         let ctl = Rc::new(Control::default());
-        let fut = process::run(
+        let run = process::run(
             self.sim.clone(),
             process,
             identity.clone(),
             opts,
             ctl.clone(),
         );
+        // A process that panics is a failed seed, not one that quietly left the world.
+        let sim = self.sim.clone();
+        let fut = async move {
+            match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+                Ok(code) => code,
+                Err(_) => {
+                    let at = sim.secs();
+                    sim.jobs.borrow_mut().violations.push(format!(
+                        "at {at:.6}s: p{process} panicked (its message is above)"
+                    ));
+                    101
+                }
+            }
+        };
         let handle = tokio::task::spawn_local(Freezable::new(fut, ctl.clone()));
         let running = Running {
             process,

@@ -266,7 +266,8 @@ impl World {
     // ----- what other clients do, at the server (no network) -----
 
     /// Another client writes the record: `keep_mark` as client-go does (it writes the object
-    /// it read, annotations and all), or unmarked as `leaderrun force-release` does.
+    /// it read, annotations and all), or unmarked as `leaderrun force-release` does (its notes
+    /// then change as leaderrun's own writes change them: `Notes::updated`).
     pub fn external_write(
         &mut self,
         me: &Shared,
@@ -278,15 +279,11 @@ impl World {
         let Some(s) = self.objects.get_mut(&slot) else {
             return;
         };
-        // A change of holder clears a step-down request, as leaderrun's own writes do.
-        if s.record.holder_identity != record.holder_identity {
-            s.notes.step_down = None;
+        if !keep_mark {
+            s.notes = Notes::updated(&s.notes, &record, None, None);
         }
         s.record = record;
         s.rv = rv;
-        if !keep_mark {
-            s.notes.writer = None;
-        }
         let after = s.clone();
         self.commit(me, slot, Some(after));
     }
@@ -310,7 +307,7 @@ impl World {
         if !s.record.is_held() {
             return None;
         }
-        s.notes.step_down = Some(s.record.holder_identity.clone());
+        s.notes = Notes::asking_step_down(&s.notes, &s.record.holder_identity);
         s.rv = rv;
         let after = s.clone();
         let holder = after.record.holder_identity.clone();

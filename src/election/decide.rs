@@ -277,6 +277,21 @@ mod tests {
     }
 
     #[test]
+    fn after_a_write_that_did_not_take_the_next_look_counts_as_a_change() {
+        // Our write met a conflict: the lock changed since we saw it, even if the record we
+        // read next looks the same as before (found missing by cargo-mutants).
+        let t0 = Instant::now();
+        let mut v = view_of(Some(held_by("other", 15)), t0);
+        v.write_did_not_take(true);
+        let later = t0 + Duration::from_secs(10);
+        v.see(Some(obs(held_by("other", 15), "1")), later);
+        assert!(matches!(
+            decide("me", &v, |_| false, D, t0 + D),
+            Decision::Wait { until, .. } if until == later + D
+        ));
+    }
+
+    #[test]
     fn a_deletion_under_a_holder_is_waited_out_from_the_deletion() {
         let t0 = Instant::now();
         let mut v = view_of(Some(held_by("other", 15)), t0);

@@ -414,26 +414,23 @@ fn run() -> Result<(), String> {
     if endless.is_some() {
         return Err("the seed budget let an endless seed through".into());
     }
-    for &(seed, fixed, what) in REGRESSIONS {
-        // Its own timing, or the one the sweep gave it when it was found (of the first four).
-        let kept = fixed.unwrap_or(TIMINGS[(seed % KEPT_TIMINGS) as usize]);
-        let t = if fixed.is_none() && timing.is_some() {
-            timing_for(seed, &timing)
-        } else {
-            timing_of(kept)
+    let kept = kept_seeds(&timing, &timing_text, seconds);
+    // LEADERRUN_SIM_KEPT_ONLY=1: every kept seed, each reported, and nothing else
+    // (tests/sim/teeth/run reverts one fix at a time and needs to see which seeds fail).
+    if std::env::var("LEADERRUN_SIM_KEPT_ONLY").as_deref() == Ok("1") {
+        for (seed, r) in &kept {
+            match r {
+                Ok(()) => println!("kept seed {seed}: passes"),
+                Err(e) => println!("kept seed {seed}: fails: {e}"),
+            }
+        }
+        return match kept.iter().filter(|(_, r)| r.is_err()).count() {
+            0 => Ok(()),
+            n => Err(format!("{n} kept seeds fail")),
         };
-        let text = match (fixed, &timing_text) {
-            (None, Some(given)) => given.clone(),
-            _ => format!(
-                "lease={}ms,renew={}ms,retry={}ms,grace={}ms",
-                kept.0, kept.1, kept.2, kept.3
-            ),
-        };
-        // Without the guard's lateness, which the world had not when they were found.
-        kept_passes(seed, what, t, Some(text), seconds, Hazards::NONE)?;
     }
-    for &(seed, what) in KEPT_FROM_THE_SWEEP {
-        kept_passes(seed, what, timing_for(seed, &None), None, seconds, SWEEP)?;
+    if let Some((_, Err(e))) = kept.into_iter().find(|(_, r)| r.is_err()) {
+        return Err(e);
     }
     println!(
         "regressions: {} kept seeds pass",
@@ -482,6 +479,39 @@ fn run() -> Result<(), String> {
 }
 
 /// A kept seed, in the world it was found in, shows no violation.
+/// Every kept seed, each in the world it was found in, and whether it passes.
+fn kept_seeds(
+    timing: &Option<Timing>,
+    timing_text: &Option<String>,
+    seconds: u64,
+) -> Vec<(u64, Result<(), String>)> {
+    let mut out = Vec::new();
+    for &(seed, fixed, what) in REGRESSIONS {
+        // Its own timing, or the one the sweep gave it when it was found (of the first four).
+        let kept = fixed.unwrap_or(TIMINGS[(seed % KEPT_TIMINGS) as usize]);
+        let t = if fixed.is_none() && timing.is_some() {
+            timing_for(seed, timing)
+        } else {
+            timing_of(kept)
+        };
+        let text = match (fixed, timing_text) {
+            (None, Some(given)) => given.clone(),
+            _ => format!(
+                "lease={}ms,renew={}ms,retry={}ms,grace={}ms",
+                kept.0, kept.1, kept.2, kept.3
+            ),
+        };
+        // Without the guard's lateness, which the world had not when they were found.
+        let r = kept_passes(seed, what, t, Some(text), seconds, Hazards::NONE);
+        out.push((seed, r));
+    }
+    for &(seed, what) in KEPT_FROM_THE_SWEEP {
+        let r = kept_passes(seed, what, timing_for(seed, &None), None, seconds, SWEEP);
+        out.push((seed, r));
+    }
+    out
+}
+
 fn kept_passes(
     seed: u64,
     what: &str,

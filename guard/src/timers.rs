@@ -107,6 +107,15 @@ mod tests {
     }
 
     #[test]
+    fn a_renew_moves_the_deadline_before_the_stop() {
+        let mut t = Timers::new(at(10), GRACE);
+        t.set_deadline(at(20));
+        assert_eq!(t.deadline(), at(20));
+        assert!(!t.at_deadline(at(15)));
+        assert!(t.at_deadline(at(20)));
+    }
+
+    #[test]
     fn a_deadline_sent_after_the_stop_began_takes_nothing_back() {
         let mut t = Timers::new(at(10), GRACE);
         assert!(t.begin_stop(at(4)));

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 mod deletions;
 mod hold;
+mod pacing;
 
 const T: Timing = Timing {
     lease_duration: Duration::from_secs(4),

@@ -65,7 +65,7 @@ const REGRESSIONS: &[Regression] = &[
     (
         43,
         None,
-        "a deletion after a free view is waited out (394428b)",
+        "after a loss, run waits for the job's tree before it rejoins",
     ),
     (
         5,
@@ -76,11 +76,6 @@ const REGRESSIONS: &[Regression] = &[
         7,
         None,
         "our writes known by our mark, not by their record (point 6)",
-    ),
-    (
-        824,
-        Some((4000, 2000, 900, 1500)),
-        "a renew that changes nothing does not move the deadline (0e52031)",
     ),
     (123, None, "what a rejoining copy saw is kept across rounds"),
     (
@@ -99,19 +94,9 @@ const REGRESSIONS: &[Regression] = &[
         "no decision on a slot's stale view after a write that did not take",
     ),
     (
-        201,
-        None,
-        "the deadline anchored at the renew's send, not its answer",
-    ),
-    (
         0,
         None,
         "a lock deleted after it was seen is waited out a lease",
-    ),
-    (
-        927106840080831194,
-        None,
-        "after no object is found, the next watch starts from now",
     ),
     (
         7353976515771255075,
@@ -130,6 +115,14 @@ const KEPT_FROM_THE_SWEEP: &[(u64, &str)] = &[
     (
         8371,
         "a leader that lost to a takeover keeps the taker's count for its next round",
+    ),
+    (
+        1752,
+        "the deadline anchored at the renew's send, not its answer",
+    ),
+    (
+        66,
+        "a renew that changes nothing does not move the deadline (0e52031)",
     ),
 ];
 

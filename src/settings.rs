@@ -287,8 +287,14 @@ mod tests {
 
     #[test]
     fn a_standby_is_stale_after_a_lease_or_four_retry_periods_if_longer() {
-        assert_eq!(t(15, 10, 2, 3).standby_stale_after(), Duration::from_secs(15));
-        assert_eq!(t(15, 10, 5, 3).standby_stale_after(), Duration::from_secs(20));
+        assert_eq!(
+            t(15, 10, 2, 3).standby_stale_after(),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            t(15, 10, 5, 3).standby_stale_after(),
+            Duration::from_secs(20)
+        );
     }
 
     #[test]

@@ -54,6 +54,8 @@ struct State {
     resolution: Duration,
     /// leaderrun's annotations on the object.
     notes: Notes,
+    /// The resource version each watch was opened from, in order.
+    watched_from: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -127,6 +129,16 @@ impl FakeLock {
         // Another process: not our mark.
         s.notes.writer = None;
         Self::notify(&mut s);
+    }
+
+    /// The resource version each watch was opened from, in order.
+    pub fn watched_from(&self) -> Vec<String> {
+        self.state().watched_from.clone()
+    }
+
+    /// The server ends every watch (its timeout).
+    pub fn end_watches(&self) {
+        self.state().watchers.clear();
     }
 
     /// Another client deletes the object.
@@ -282,10 +294,11 @@ impl Lock for FakeLock {
 
     async fn watch(
         &self,
-        _resource_version: &str,
+        resource_version: &str,
         _timeout: Duration,
     ) -> Result<BoxStream<'static, Result<Change<()>, LockError>>, LockError> {
         let fault = self.enter(Op::Watch);
+        self.state().watched_from.push(resource_version.to_string());
         match fault {
             Some(Fault::Fail(e)) => return Err(e(&self.describe())),
             Some(Fault::Stall) => return Ok(futures::stream::pending().boxed()),

@@ -49,3 +49,29 @@ async fn a_release_that_met_a_conflict_is_sent_again_while_the_lock_is_ours() {
     assert_eq!(lock.calls(Op::Update), 2);
     assert!(!lock.record().unwrap().is_held(), "released");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_acquiring_write_that_failed_is_tried_again_a_retry_period_later() {
+    // The read after the pause finds no object; the create may have landed and been deleted
+    // meanwhile (the view is unsure), so a lease from that read is waited out too.
+    let lock = FakeLock::default();
+    lock.fault(Op::Create, Fault::Fail(fake_lock::transient));
+    let t0 = Instant::now();
+    let l = acquire(&election(&lock, "me")).await.unwrap();
+    assert_eq!(t0.elapsed(), T.retry_period + LEASE);
+    assert_eq!((l.fencing_token, lock.calls(Op::Create)), (0, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn our_create_whose_answer_was_lost_is_resumed_as_the_same_leadership() {
+    // It lands after the caller's timeout (the renew deadline); read next, it is our record
+    // with our mark of this round: the same leadership, token 0, not a new one.
+    let lock = FakeLock::default();
+    lock.fault(
+        Op::Create,
+        Fault::Late(T.renew_deadline + Duration::from_millis(100)),
+    );
+    let l = acquire(&election(&lock, "me")).await.unwrap();
+    assert_eq!(l.fencing_token, 0);
+    assert_eq!(lock.record().map(|r| r.leader_transitions), Some(0));
+}

@@ -49,6 +49,11 @@ impl<T: Copy + PartialOrd + Add<Duration, Output = T>> Timers<T> {
         self.deadline
     }
 
+    /// How long the stop signal has before KILL.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
     /// Begins the stop at `now`; false if it had begun already (the first one counts).
     pub fn begin_stop(&mut self, now: T) -> bool {
         if self.stop_begun.is_some() {

@@ -27,7 +27,6 @@ pub struct Job {
     /// The guard's deadline and stop, by the guard's own rules (`guard::Timers`), as of the
     /// last event; `guard_now` adds the stop at the deadline once it is due.
     guard: Timers<Instant>,
-    grace: Duration,
     /// How late the guard's timers act (a loaded host, a KILL whose process takes a moment to
     /// go): its deadline's stop and its KILL come this much after their time.
     late: Duration,
@@ -75,7 +74,7 @@ impl Job {
             .stop_begun()
             .zip(t.kill_at())
             .map(|(s, kill)| match self.term_takes {
-                Some(d) if d < self.grace => s + d,
+                Some(d) if d < self.guard.grace() => s + d,
                 _ => kill + self.late,
             });
         match stopped {
@@ -136,7 +135,7 @@ impl Jobs {
         let now = Instant::now();
         let released = self.force_released_at[slot].filter(|f| *f >= acquired);
         let overridden = released.is_some();
-        let excused_until = released.map(|f| self.excused_after(f, grace, late));
+        let excused_until = released.map(|f| excused_after(f, self.renew_deadline, grace, late));
         let excused = |u: Option<Instant>| u.is_some_and(|u| now < u);
         for (i, j) in self.list.iter().enumerate() {
             if j.slot == slot
@@ -175,7 +174,6 @@ impl Jobs {
             natural_end: now + runs_for,
             term_takes,
             guard: Timers::new(deadline, grace),
-            grace,
             late,
             excused_until,
             lease: Duration::ZERO,
@@ -248,7 +246,7 @@ impl Jobs {
             .iter_mut()
             .filter(|j| j.slot == slot && j.alive_at(now))
         {
-            j.excused_until = Some(now + renew_deadline + j.grace + 2 * j.late);
+            j.excused_until = Some(excused_after(now, renew_deadline, j.guard.grace(), j.late));
         }
     }
 
@@ -281,14 +279,9 @@ impl Jobs {
             .iter_mut()
             .filter(|j| j.slot == slot && j.lease > lease && j.alive_at(now))
         {
-            let until = now + j.renew + j.grace + 2 * j.late;
+            let until = excused_after(now, j.renew, j.guard.grace(), j.late);
             j.excused_until = Some(j.excused_until.map_or(until, |u| u.max(until)));
         }
-    }
-
-    /// The documented cost of a force-release at `f` for a job of this grace and lateness.
-    fn excused_after(&self, f: Instant, grace: Duration, late: Duration) -> Instant {
-        f + self.renew_deadline + grace + 2 * late
     }
 
     /// The lock was deleted: tokens may start again (docs/RELIABILITY.md's known limits).
@@ -299,4 +292,10 @@ impl Jobs {
         self.last_token[slot] = None;
         self.deleted_at[slot] = Some(Instant::now());
     }
+}
+
+/// The documented cost of a force-release at `f` for a job of this grace and lateness: no renew
+/// of its leader lands after the release, and its stop takes the grace, at worst by the guard.
+fn excused_after(f: Instant, renew_deadline: Duration, grace: Duration, late: Duration) -> Instant {
+    f + renew_deadline + grace + 2 * late
 }

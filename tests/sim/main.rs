@@ -52,55 +52,41 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-/// Seeds that each fail without one fix or rule of the election (found by reverting it on a
-/// scratch branch; docs/RELIABILITY.md, "Teeth"), kept: each must pass. The timing, when given,
-/// replaces the seed's own (lease, renew deadline, retry period, kill grace in ms).
+/// Seeds that each fail without one fix or rule of the election (tests/sim/teeth/run reverts
+/// each; docs/RELIABILITY.md, "Teeth"), kept: each must pass, replayed with the timing the sweep
+/// gave it when it was found.
 /// Lease, renew deadline, retry period, kill grace, in milliseconds.
 type Millis = (u64, u64, u64, u64);
 
-/// A kept seed: the seed, its timing if not its own, and what it guards.
-type Regression = (u64, Option<Millis>, &'static str);
+/// A kept seed: the seed, and what it guards.
+type Regression = (u64, &'static str);
 
 const REGRESSIONS: &[Regression] = &[
     (
         43,
-        None,
         "after a loss, run waits for the job's tree before it rejoins",
     ),
     (
         5,
-        None,
         "a takeover of a dead twin's lease gets the next token (265d570)",
     ),
     (
         7,
-        None,
         "our writes known by our mark, not by their record (point 6)",
     ),
-    (123, None, "what a rejoining copy saw is kept across rounds"),
+    (123, "what a rejoining copy saw is kept across rounds"),
     (
         854,
-        None,
         "a read in flight is not re-sent when another slot answers first",
     ),
-    (
-        147,
-        None,
-        "the guard does not start a job past its deadline",
-    ),
+    (147, "the guard does not start a job past its deadline"),
     (
         982,
-        None,
         "no decision on a slot's stale view after a write that did not take",
     ),
-    (
-        0,
-        None,
-        "a lock deleted after it was seen is waited out a lease",
-    ),
+    (0, "a lock deleted after it was seen is waited out a lease"),
     (
         7353976515771255075,
-        None,
         "a create of ours landing after a deletion waits the deletion out (found in CI)",
     ),
 ];
@@ -479,21 +465,19 @@ fn kept_seeds(
     seconds: u64,
 ) -> Vec<(u64, Result<(), String>)> {
     let mut out = Vec::new();
-    for &(seed, fixed, what) in REGRESSIONS {
-        // Its own timing, or the one the sweep gave it when it was found (of the first four).
-        let kept = fixed.unwrap_or(TIMINGS[(seed % KEPT_TIMINGS) as usize]);
-        let t = if fixed.is_none() && timing.is_some() {
-            timing_for(seed, timing)
-        } else {
-            timing_of(kept)
+    for &(seed, what) in REGRESSIONS {
+        // The timing given, else the one the sweep gave it when it was found (of the first four).
+        let kept = TIMINGS[(seed % KEPT_TIMINGS) as usize];
+        let t = match timing {
+            Some(_) => timing_for(seed, timing),
+            None => timing_of(kept),
         };
-        let text = match (fixed, timing_text) {
-            (None, Some(given)) => given.clone(),
-            _ => format!(
+        let text = timing_text.clone().unwrap_or_else(|| {
+            format!(
                 "lease={}ms,renew={}ms,retry={}ms,grace={}ms",
                 kept.0, kept.1, kept.2, kept.3
-            ),
-        };
+            )
+        });
         // Without the guard's lateness, which the world had not when they were found.
         let r = kept_passes(seed, what, t, Some(text), seconds, Hazards::NONE);
         out.push((seed, r));

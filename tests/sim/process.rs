@@ -10,6 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -138,14 +139,14 @@ pub async fn run(sim: Rc<Sim>, me: usize, identity: String, opts: Options, ctl: 
     let base = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default()
         + chrono::Duration::milliseconds(opts.clock_offset_ms);
     let rate = opts.rate;
-    let wall: leaderrun::election::WallClock = std::sync::Arc::new(move || -> record::Time {
+    let wall: leaderrun::election::WallClock = Arc::new(move || -> record::Time {
         let since = (Instant::now() - start).mul_f64(rate);
         base + chrono::Duration::from_std(since).unwrap_or_default()
     });
-    let clock = Rc::new(SimClock::new(start, rate));
+    let clock = Arc::new(SimClock::new(start, rate));
     let election = Election::with_slots(locks, identity.clone(), opts.timing)
         .with_wall_clock(wall)
-        .with_clock(std::sync::Arc::new(SimClock::new(start, rate)));
+        .with_clock(clock.clone());
     sim.log(|| format!("p{me} starts as {identity:?} {opts:?}"));
     let args = match command_line(&opts) {
         Ok(args) => args,
@@ -200,7 +201,7 @@ struct SimHost {
     sim: Rc<Sim>,
     me: usize,
     opts: Options,
-    clock: Rc<SimClock>,
+    clock: Arc<SimClock>,
     ctl: Rc<Control>,
     /// The leadership won last: its slot, token, and when its write may have landed.
     won: Option<(usize, i32, Instant)>,
@@ -335,7 +336,7 @@ impl SimHost {
 struct SimJob {
     sim: Rc<Sim>,
     id: JobId,
-    clock: Rc<SimClock>,
+    clock: Arc<SimClock>,
     exited: bool,
     deadline_told: bool,
 }
@@ -415,7 +416,7 @@ impl JobControl for SimJob {
 struct SimLine {
     sim: Rc<Sim>,
     id: JobId,
-    clock: Rc<SimClock>,
+    clock: Arc<SimClock>,
 }
 
 impl DeadlineLine for SimLine {

@@ -38,6 +38,22 @@ async fn a_renew_that_failed_is_tried_again_half_a_retry_period_later() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_conflict_is_read_and_tried_again_at_once_and_a_second_after_a_quarter_retry() {
+    // The lock still ours after each 409 (found missing by cargo-mutants: waiting after the
+    // first conflict, or four retry periods after the second, passed every test).
+    let lock = FakeLock::default();
+    let e = election(&lock, "me");
+    let mut l = acquire(&e).await.unwrap();
+    let first = l.last_renew_sent + T.retry_period;
+    for _ in 0..2 {
+        lock.fault(Op::Update, Fault::Fail(fake_lock::conflict));
+    }
+    let until = first + T.retry_period / 4 + Duration::from_millis(1);
+    hold_until(&e, &mut l, until).await;
+    assert_eq!(l.last_renew_sent, first + T.retry_period / 4);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_release_that_met_a_conflict_is_sent_again_while_the_lock_is_ours() {
     // Another field of the object written meanwhile (a label, say): the same object, our
     // record still; the release goes out again rather than leaving the lock to expire.

@@ -11,22 +11,22 @@
 
 use crate::common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::AsyncBufReadExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
-use kube::api::{Api, ListParams, LogParams};
+use kube::api::{Api, ListParams};
 
 use common::{assert_no_overlap, now_nanos, skip, Line};
 use traffic::{assert_answers_from_running_workers, silence, Prober};
+use workers::Workers;
 
 mod faults;
 mod nemesis;
 mod slow;
 mod traffic;
+mod workers;
 
 /// The cluster tests share one cluster: one that faults the control plane runs alone.
 static CONTROL_PLANE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
@@ -134,6 +134,23 @@ impl Cluster {
         );
     }
 
+    /// The runner's control folder (`tests/real-cluster/run`, KUBECONFIG.control/).
+    fn control(&self) -> PathBuf {
+        let mut p = self.kubeconfig.clone().into_os_string();
+        p.push(".control");
+        PathBuf::from(p)
+    }
+
+    /// kubelet's pod-log folder as this host reaches it: the cluster's mount namespace has a
+    /// folder of its own (tests/real-cluster/run), seen through etcd's root (etcd, unlike the
+    /// API server, is never restarted).
+    fn pod_logs(&self) -> PathBuf {
+        let etcd = faults::pid_of(&self.control(), "etcd");
+        let root = PathBuf::from(format!("/proc/{etcd}/root/var/log/pods"));
+        assert!(root.is_dir(), "no pod logs at {}", root.display());
+        root
+    }
+
     fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), &self.ns)
     }
@@ -160,163 +177,6 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
-    }
-}
-
-/// Every worker line of every pod in the namespace, read from the pods' logs as they are
-/// written (so a pod that is deleted has been read to its end), each line once.
-#[derive(Clone, Default)]
-struct Workers {
-    lines: Arc<Mutex<BTreeSet<(u128, String, String)>>>,
-    /// Stops the test writes for a worker killed with its whole container (it logs none).
-    killed: Arc<Mutex<Vec<Line>>>,
-}
-
-impl Workers {
-    /// Follows the logs of every pod of `pods` (by label selector) in the background.
-    fn follow(pods: Api<Pod>, selector: &str, container: &str) -> Workers {
-        let w = Workers::default();
-        let (w2, selector, container) = (w.clone(), selector.to_string(), container.to_string());
-        tokio::spawn(async move {
-            let mut seen = BTreeSet::new();
-            // Ends with the test's runtime.
-            loop {
-                if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
-                    for p in list.items {
-                        let name = p.metadata.name.unwrap_or_default();
-                        if seen.insert(name.clone()) {
-                            tokio::spawn(follow_pod(
-                                pods.clone(),
-                                name,
-                                container.clone(),
-                                w2.clone(),
-                            ));
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
-        w
-    }
-
-    fn add(&self, text: &str) {
-        let p: Vec<&str> = text.split_whitespace().collect();
-        if p.len() == 4 && (p[0] == "start" || p[0] == "stop") {
-            if let Ok(nanos) = p[3].parse::<u128>() {
-                self.lines
-                    .lock()
-                    .unwrap()
-                    .insert((nanos, p[0].to_string(), text.to_string()));
-            }
-        }
-    }
-
-    /// All lines, in time order.
-    fn lines(&self) -> Vec<Line> {
-        let mut out: Vec<Line> = self
-            .lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|(_, _, text)| {
-                let p: Vec<&str> = text.split_whitespace().collect();
-                Some(Line {
-                    what: p[0].to_string(),
-                    // A leadership, not a process: with --rejoin one identity leads again
-                    // later, under a new token.
-                    id: format!("{}#{}", p[1], p[2]),
-                    token: p[2].parse().ok()?,
-                    nanos: p[3].parse().ok()?,
-                })
-            })
-            .collect();
-        out.extend(self.killed.lock().unwrap().iter().cloned());
-        // At the same instant a stop comes first: one worker's stop and the next one's start
-        // can share a microsecond.
-        out.sort_by_key(|l| (l.nanos, l.what != "stop"));
-        out
-    }
-
-    /// Waits until the lines satisfy `pred`; returns them.
-    async fn wait(&self, what: &str, pred: impl Fn(&[Line]) -> bool) -> Vec<Line> {
-        let deadline = Instant::now() + LONG;
-        loop {
-            let lines = self.lines();
-            if pred(&lines) {
-                return lines;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {lines:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The worker running now (started, not stopped), if any.
-    fn running(&self) -> Option<Line> {
-        let mut running: Option<Line> = None;
-        for l in self.lines() {
-            match l.what.as_str() {
-                "start" => running = Some(l),
-                _ if running.as_ref().is_some_and(|r| r.id == l.id) => running = None,
-                _ => {}
-            }
-        }
-        running
-    }
-}
-
-/// Follows one pod's container log until the pod is gone or has finished: again after each
-/// end of the stream (a restarted container), each line once (the set drops repeats).
-async fn follow_pod(pods: Api<Pod>, name: String, container: String, w: Workers) {
-    // Ends when the pod is gone or finished, or with the test's runtime.
-    loop {
-        let params = LogParams {
-            container: Some(container.clone()),
-            follow: true,
-            ..Default::default()
-        };
-        if let Ok(stream) = pods.log_stream(&name, &params).await {
-            let mut lines = stream.lines();
-            while let Some(Ok(line)) = futures::StreamExt::next(&mut lines).await {
-                w.add(&line);
-            }
-        }
-        // A container that ended while the stream was down (the API server faulted) and was
-        // restarted: its last lines are in its log as the previous container's.
-        let previous = LogParams {
-            container: Some(container.clone()),
-            previous: true,
-            ..Default::default()
-        };
-        if let Ok(text) = pods.logs(&name, &previous).await {
-            text.lines().for_each(|l| w.add(l));
-        }
-        match pods.get_opt(&name).await {
-            Ok(None) => return,
-            Ok(Some(p)) => {
-                let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
-                if phase == "Succeeded" || phase == "Failed" {
-                    if let Ok(text) = pods
-                        .logs(
-                            &name,
-                            &LogParams {
-                                container: Some(container.clone()),
-                                ..Default::default()
-                            },
-                        )
-                        .await
-                    {
-                        text.lines().for_each(|l| w.add(l));
-                    }
-                    return;
-                }
-            }
-            Err(_) => {}
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -576,7 +436,7 @@ async fn a_deployment_keeps_one_worker_through_deletes_kills_rollouts_and_a_wedg
         .expect("a cluster IP");
     // Clients of the worker, through the Service, from this host, all along.
     let prober = Prober::start(cluster_ip.clone(), 80);
-    let w = Workers::follow(c.pods(), "app=nightly-report", "worker");
+    let w = Workers::follow(&c, "app=nightly-report", "worker");
     let pods = c.pods();
 
     // a. One worker; every pod Ready, the rollout complete; the Service routes to the leader
@@ -1007,7 +867,7 @@ async fn a_cronjob_runs_one_report_at_a_time_and_its_duplicates_do_not_fail() {
             ),
         ],
     );
-    let w = Workers::follow(c.pods(), "job-name", "report");
+    let w = Workers::follow(&c, "job-name", "report");
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(c.client.clone(), &c.ns);
     let mut finished: BTreeMap<String, (i32, i32)> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -83,9 +83,7 @@ impl Faults {
     /// Puts the slow-API relay in the pods' path (passing at once until a `Slow` fault):
     /// before the pods start, so their connections are the relay's from the first.
     pub(super) async fn start(c: &Cluster) -> Faults {
-        let mut p = c.kubeconfig.clone().into_os_string();
-        p.push(".control");
-        let control = PathBuf::from(p);
+        let control = c.control();
         let node_ip = Api::<Endpoints>::namespaced(c.client.clone(), "default")
             .get("kubernetes")
             .await
@@ -206,7 +204,7 @@ impl Drop for Faults {
 
 const CUT_RULES: [[&str; 2]; 2] = [["OUTPUT", "-d"], ["INPUT", "-s"]];
 
-fn pid_of(control: &Path, name: &str) -> i32 {
+pub(super) fn pid_of(control: &Path, name: &str) -> i32 {
     let pids = std::fs::read_to_string(control.join("pids")).expect("the runner's pids file");
     pids.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
@@ -358,7 +356,7 @@ async fn the_control_plane_and_the_network_faulted_short_and_long_never_two_work
     let _alone = CONTROL_PLANE.write().await;
     let faults = Faults::start(&c).await;
     deploy(&c);
-    let w = Workers::follow(c.pods(), "app=nightly-report", "worker");
+    let w = Workers::follow(&c, "app=nightly-report", "worker");
     let mut leader = one_leader(&c, &w).await;
     let s = Duration::from_secs;
     let plan = [

@@ -154,8 +154,8 @@ async fn a_seeded_nemesis_never_makes_two_workers() {
             ),
         ],
     );
-    let w = Workers::follow(c.pods(), "app=nightly-report", "worker");
-    let reports = Workers::follow(c.pods(), "job-name", "report");
+    let w = Workers::follow(&c, "app=nightly-report", "worker");
+    let reports = Workers::follow(&c, "job-name", "report");
     let notes = Notes::collect(&c, "nightly-report");
     let batch_notes = Notes::collect(&c, "nightly-batch");
     let mut violations = Vec::new();

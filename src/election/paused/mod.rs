@@ -9,6 +9,7 @@ use tokio::sync::watch;
 mod deletions;
 mod hold;
 mod pacing;
+mod rejoin;
 
 const T: Timing = Timing {
     lease_duration: Duration::from_secs(4),

@@ -386,3 +386,46 @@ async fn sleep_or_stop(until: Option<Instant>, stop: &mut watch::Receiver<Option
         _ = sleep_until_some(until) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::Notes;
+    use crate::record;
+
+    fn seen(record: LeaderRecord, last_run: Option<String>) -> Observed<()> {
+        Observed {
+            record,
+            resource_version: "1".into(),
+            uid: "u".into(),
+            notes: Notes {
+                last_run,
+                ..Notes::default()
+            },
+            object: (),
+        }
+    }
+
+    #[test]
+    fn a_takeover_notes_the_silent_end_of_a_held_leadership_not_yet_recorded() {
+        let x = LeaderRecord::taken(None, Some(4), "x", 4, record::now());
+        let next = LeaderRecord::taken(Some(&x), Some(4), "me", 4, record::now());
+        let note = untold(&seen(x.clone(), None), &next).expect("a note");
+        assert!(note.is_of(&x), "{note:?}");
+        // A free lock's last leadership ended with a release, which said what it did.
+        let free = x.released(record::now());
+        assert!(untold(&seen(free.clone(), None), &next).is_none());
+        // The same leadership resumed (our own late write): nothing ended.
+        assert!(untold(&seen(x.clone(), None), &x).is_none());
+        // Its run recorded already (by its holder, or a copy that took over before).
+        let said = Some(LastRun::silent(&x).to_json());
+        assert!(untold(&seen(x.clone(), said), &next).is_none());
+        // A note of an older leadership does not count for this one.
+        let older_of = LeaderRecord {
+            leader_transitions: x.leader_transitions - 1,
+            ..x.clone()
+        };
+        let older_note = Some(LastRun::silent(&older_of).to_json());
+        assert!(untold(&seen(x.clone(), older_note), &next).is_some());
+    }
+}

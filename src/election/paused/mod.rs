@@ -10,6 +10,7 @@ mod deletions;
 mod hold;
 mod pacing;
 mod rejoin;
+mod waiting;
 
 const T: Timing = Timing {
     lease_duration: Duration::from_secs(4),

@@ -91,3 +91,19 @@ async fn our_create_whose_answer_was_lost_is_resumed_as_the_same_leadership() {
     assert_eq!(l.fencing_token, 0);
     assert_eq!(lock.record().map(|r| r.leader_transitions), Some(0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_acquiring_write_refused_once_is_read_and_sent_again_refused_twice_it_fails() {
+    // Once: a restarting API server's refusal. Twice, with a fresh read between: RBAC's.
+    let lock = FakeLock::default();
+    lock.fault(Op::Create, Fault::Fail(fake_lock::refused));
+    let l = acquire(&election(&lock, "me")).await.unwrap();
+    assert_eq!((lock.calls(Op::Create), l.fencing_token), (2, 0));
+    let lock = FakeLock::default();
+    lock.fault(Op::Create, Fault::Fail(fake_lock::refused));
+    lock.fault(Op::Create, Fault::Fail(fake_lock::refused));
+    let r = acquire(&election(&lock, "me")).await;
+    let refused = matches!(&r, Err(AcquireError::Lock(e)) if e.is_refusal());
+    assert!(refused, "{:?}", r.map(|l| l.fencing_token));
+    assert_eq!(lock.calls(Op::Create), 2);
+}

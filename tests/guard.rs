@@ -127,6 +127,34 @@ async fn the_job_inherits_none_of_the_guards_descriptors() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// One that left the job's group and ignores the stop signal gets the KILL after the grace:
+/// the group's KILL cannot reach it, only the one sent to every descendant (found untested by
+/// cargo-mutants: with that KILL gone, nothing failed).
+#[tokio::test]
+async fn a_setsid_process_that_ignores_term_is_killed_after_the_grace() {
+    let api = Api::start().await;
+    for kind in KINDS {
+        let name = api.lock_name("setsid-deaf");
+        let pidfile = api.dir.path().join(format!("deaf-{kind}.pid"));
+        let script = format!(
+            "setsid sh -c 'trap \"\" TERM; echo $$ > {pid}; while :; do sleep 0.05; done' & sleep 0.2; exit 0",
+            pid = pidfile.display()
+        );
+        let started = Instant::now();
+        let leader = candidate(&api, kind, &name, "deaf", &FAST, &["sh", "-c", &script]);
+        let (code, stderr) = exit_of(leader, LONG).await;
+        assert_eq!(code, 0, "{kind}: {stderr}");
+        let escaped = pid_in(&std::fs::read_to_string(&pidfile).unwrap());
+        assert!(!alive(escaped), "{kind}: the leftover was killed");
+        // The job's 0.2 s, then the stop, which it ignores, and the KILL a grace (1 s) later.
+        assert!(
+            started.elapsed() >= Duration::from_millis(1200),
+            "{kind}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_setsid_process_left_behind_is_stopped_before_the_lock_is_released() {
     let api = Api::start().await;

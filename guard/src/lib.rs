@@ -48,14 +48,11 @@ use wire::{boottime_now, Command, GuardArgs, Report, COMMAND_FD, REPORT_FD};
 /// job that never started, or a guard gone, and stops as it would for those.
 pub const GUARD_FAILED: i32 = 70;
 
-/// Sends `sig` to every process of a tree (and CONT after it, so that a stopped process
-/// can act on it). ESRCH is fine: that one is gone already.
-fn signal_all(pids: &[Pid], sig: Signal) {
+/// KILL to every process of a tree (a stopped one too: KILL needs no CONT). ESRCH is fine:
+/// that one is gone already.
+fn kill_all(pids: &[Pid]) {
     for &p in pids {
-        let _ = kill(p, sig);
-        if sig != Signal::SIGKILL {
-            let _ = kill(p, Signal::SIGCONT);
-        }
+        let _ = kill(p, Signal::SIGKILL);
     }
 }
 
@@ -105,7 +102,7 @@ impl Guard<'_> {
         }
         if self.killed {
             let _ = killpg(self.job, Signal::SIGKILL);
-            signal_all(&self.tree, Signal::SIGKILL);
+            kill_all(&self.tree);
         } else if self.timers.stop_begun().is_some() {
             for i in 0..self.tree.len() {
                 let p = self.tree[i];

@@ -616,10 +616,13 @@ async fn an_api_server_started_while_etcd_is_frozen_comes_back_once_etcd_thaws()
     .await;
     let started = pid_of(&control, "kube-apiserver");
     // Past its etcd dial timeout: it has given up, and was started again.
-    super::until("kube-apiserver to exit on its own and be started again", || {
-        let control = control.clone();
-        async move { try_pid_of(&control, "kube-apiserver").is_some_and(|p| p != started) }
-    })
+    super::until(
+        "kube-apiserver to exit on its own and be started again",
+        || {
+            let control = control.clone();
+            async move { try_pid_of(&control, "kube-apiserver").is_some_and(|p| p != started) }
+        },
+    )
     .await;
     faults.heal(frozen);
     super::until("the API server to answer again", || faults.api_ready()).await;

@@ -98,6 +98,8 @@ pub struct Jobs {
     /// Per slot: the last force-release, and the last deletion.
     force_released_at: Vec<Option<Instant>>,
     deleted_at: Vec<Option<Instant>>,
+    /// Per slot: every hostile takeover, when and with what lease.
+    taken_over_at: Vec<Vec<(Instant, Duration)>>,
     /// Leaderships held: (start, end) in seconds; None while held.
     pub leaderships: Vec<(f64, Option<f64>)>,
     renew_deadline: Duration,
@@ -112,16 +114,20 @@ impl Jobs {
             last_token: vec![None; slots],
             force_released_at: vec![None; slots],
             deleted_at: vec![None; slots],
+            taken_over_at: vec![Vec::new(); slots],
             ..Default::default()
         }
     }
 
     /// A job starts: checked against every other job of its slot, and its token against the
-    /// last one. `acquired`: when its leadership began (a force-release since overrides it).
+    /// last one. `acquired`: when its leadership began (a force-release since overrides it, as
+    /// does a takeover with a shorter lease than `promise`: its process's lease, and its renew
+    /// deadline in true time).
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
         acquired: Instant,
+        promise: (Duration, Duration),
         slot: usize,
         process: usize,
         token: i32,
@@ -135,7 +141,17 @@ impl Jobs {
         let now = Instant::now();
         let released = self.force_released_at[slot].filter(|f| *f >= acquired);
         let overridden = released.is_some();
-        let excused_until = released.map(|f| excused_after(f, self.renew_deadline, grace, late));
+        let (lease, renew) = promise;
+        // A hostile takeover between the leadership's win and its job's start (its acquiring
+        // write's answer slow to come back): the job is excused as a running one would be.
+        let taken = self.taken_over_at[slot]
+            .iter()
+            .filter(|(t, shorter)| *t >= acquired && *shorter < lease)
+            .map(|(t, _)| excused_after(*t, renew, grace, late))
+            .max();
+        let excused_until = released
+            .map(|f| excused_after(f, self.renew_deadline, grace, late))
+            .max(taken);
         let excused = |u: Option<Instant>| u.is_some_and(|u| now < u);
         for (i, j) in self.list.iter().enumerate() {
             if j.slot == slot
@@ -176,8 +192,8 @@ impl Jobs {
             guard: Timers::new(deadline, grace),
             late,
             excused_until,
-            lease: Duration::ZERO,
-            renew: Duration::ZERO,
+            lease,
+            renew,
         });
         self.list.len() - 1
     }
@@ -250,13 +266,6 @@ impl Jobs {
         }
     }
 
-    /// What the job's process promised: its lease, and its renew deadline in true time.
-    pub fn promise(&mut self, id: JobId, lease: Duration, renew: Duration) {
-        let j = &mut self.list[id];
-        j.lease = lease;
-        j.renew = renew;
-    }
-
     /// The longest lease promised by the processes of the jobs of `slot` running now.
     pub fn longest_promise(&self, slot: usize) -> Duration {
         let now = Instant::now();
@@ -271,9 +280,11 @@ impl Jobs {
     /// Another client took the lock over from a live holder, writing a lease shorter than the one
     /// the holder promised: like a force-release, it overrides the promise (a copy that saw only
     /// the new record waits only its lease). The holder's job is excused until it must have
-    /// stopped (its renew deadline, its stop). With one timing for all, nothing is excused.
+    /// stopped (its renew deadline, its stop), and so is the job of a leadership won before
+    /// the takeover but started after it (`start`). With one timing for all, nothing is excused.
     pub fn taken_over(&mut self, slot: usize, lease: Duration) {
         let now = Instant::now();
+        self.taken_over_at[slot].push((now, lease));
         for j in self
             .list
             .iter_mut()

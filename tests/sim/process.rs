@@ -241,6 +241,10 @@ impl Host for SimHost {
         let timing = self.opts.timing;
         let id = sim.jobs.borrow_mut().start(
             acquired,
+            (
+                timing.lease_duration,
+                self.clock.span(timing.renew_deadline),
+            ),
             slot,
             me,
             token,
@@ -250,11 +254,6 @@ impl Host for SimHost {
             self.clock.span(spec.grace),
             late,
             at,
-        );
-        sim.jobs.borrow_mut().promise(
-            id,
-            timing.lease_duration,
-            self.clock.span(timing.renew_deadline),
         );
         self.ctl.job.set(Some(id));
         sim.log(|| format!("p{me} job {id} starts (runs {runs_for:?}, TERM takes {term_takes:?})"));

@@ -109,7 +109,7 @@ fn table(md: &mut String, f: &Figures, sizes: &[usize]) {
     );
     line(
         md,
-        "crash failover minus lease duration (from the SIGKILL), median (ms)",
+        "crash failover from the SIGKILL, minus the lease (below zero: the lease ran from the last renew), median (ms)",
         &|w| num(median_of(&f.crash, w), 0),
     );
     for (i, size) in sizes.iter().enumerate() {

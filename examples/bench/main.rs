@@ -243,7 +243,8 @@ fn job_script(log: &Path, work: f64) -> String {
     let body = if work > 0.0 {
         format!("sleep {work}")
     } else {
-        "trap 'exit 0' TERM; while :; do sleep 0.2; done".into()
+        // TERM ends the loop, not the shell, so that the stop line is still written.
+        "on=1; trap 'on=0' TERM; while [ $on = 1 ]; do sleep 0.2; done".into()
     };
     format!(
         "echo \"start $LEADERRUN_IDENTITY 0 $(date +%s%N)\" >> {log}; {body}; echo \"stop $LEADERRUN_IDENTITY 0 $(date +%s%N)\" >> {log}",

@@ -24,5 +24,6 @@ pub mod run;
 pub mod service;
 pub mod settings;
 pub use leaderrun_guard::{proc_tree, signals};
+pub mod standby;
 pub mod stepdown;
 pub mod supervisor;

@@ -13,9 +13,6 @@
 //! - a stop is sent to the guard before anything is logged.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -26,8 +23,10 @@ use tokio::net::unix::pipe;
 use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
 use tokio::time::Instant;
 
-use crate::guard::wire::{boottime_now, Command, GuardArgs, Report, COMMAND_FD, RECORD, REPORT_FD};
+use crate::guard::wire::{GuardArgs, Report, RECORD};
 use crate::signals::{self, ends_wait, FORWARDED};
+use crate::standby::{boottime_deadline, spawn_guard};
+pub use crate::standby::{GuardLine, GuardSpec, Standby};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildExit {
@@ -138,45 +137,6 @@ pub enum JobEvent {
     GuardLost,
 }
 
-/// The command pipe to the guard: cheap to clone, so that the renew observer can send
-/// deadlines while the run loop owns the job.
-#[derive(Clone)]
-pub struct GuardLine(Arc<OwnedFd>);
-
-impl GuardLine {
-    fn send(&self, c: Command) {
-        // Non-blocking and whole (16 bytes < PIPE_BUF). A guard that is gone or not reading
-        // cannot be helped from here; it stops the tree on its own deadline.
-        let _ = nix::unistd::write(self.0.as_fd(), &c.encode());
-    }
-
-    /// Moves the guard's deadline: `deadline` on tokio's clock, sent on CLOCK_BOOTTIME.
-    pub fn extend(&self, deadline: Instant) {
-        self.send(Command::Deadline(boottime_deadline(deadline)));
-    }
-
-    pub fn signal(&self, sig: Signal) {
-        self.send(Command::Signal(sig as i32));
-    }
-
-    /// Stop the whole tree: the stop signal now, KILL after the grace.
-    pub fn stop(&self) {
-        self.send(Command::Stop);
-    }
-}
-
-/// `deadline` (tokio's clock) as CLOCK_BOOTTIME nanoseconds: the same distance from now.
-fn boottime_deadline(deadline: Instant) -> u64 {
-    let now = Instant::now();
-    let boot = boottime_now();
-    let at = if deadline >= now {
-        boot + (deadline - now)
-    } else {
-        boot.saturating_sub(now - deadline)
-    };
-    at.as_nanos().min(u128::from(u64::MAX)) as u64
-}
-
 /// A started job, behind its guard.
 pub struct Job {
     guard: Pid,
@@ -192,86 +152,56 @@ pub struct Job {
     gone: bool,
 }
 
-fn is_foreground_of_terminal() -> bool {
+pub fn is_foreground_of_terminal() -> bool {
     let stdin = std::io::stdin();
     std::io::IsTerminal::is_terminal(&stdin)
         && nix::unistd::tcgetpgrp(&stdin).ok() == Some(nix::unistd::getpgrp())
 }
 
-/// A close-on-exec copy of `fd` numbered 10 or above, clear of the descriptors the
-/// guard expects at 3 and 4.
-fn high(fd: OwnedFd) -> std::io::Result<OwnedFd> {
-    let raw = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))?;
-    // SAFETY: fcntl returned a new descriptor that nothing else owns.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
-}
-
-fn nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
-}
-
-/// Re-executes this binary as the guard, with the command pipe at 3 and the report pipe
-/// at 4, in a process group of its own. Returns its pid and our ends of the pipes.
-fn spawn_guard(
+/// The guard for `spec`: `standby` armed, if it was started for this job and the job does not
+/// take the terminal; else one started now.
+fn guard_for(
     spec: &JobSpec<'_>,
+    standby: Option<Standby>,
     foreground: bool,
 ) -> std::io::Result<(Pid, GuardLine, pipe::Receiver)> {
+    let job = GuardSpec {
+        command: spec.command,
+        env: spec.env,
+        late: &[],
+        grace: spec.grace,
+        stop_signal: spec.stop_signal,
+    };
+    // Dropped unarmed, a standby exits on its own (its pipe closes); the stray reaper reaps it.
+    if let Some(armed) = standby
+        .filter(|_| !foreground)
+        .and_then(|s| s.arm(&job, spec.deadline))
+    {
+        return Ok(armed);
+    }
     let args = GuardArgs {
         grace: spec.grace,
         stop_signal: spec.stop_signal,
-        deadline: boottime_deadline(spec.deadline),
+        deadline: Some(boottime_deadline(spec.deadline)),
         foreground,
+        late: Vec::new(),
         command: spec.command.to_vec(),
     };
-    let (cmd_read, cmd_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (rep_read, rep_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let cmd_read = high(cmd_read)?;
-    let rep_write = high(rep_write)?;
-    nonblocking(&cmd_write)?;
-    nonblocking(&rep_read)?;
-    let (cr, rw): (RawFd, RawFd) = (cmd_read.as_raw_fd(), rep_write.as_raw_fd());
-    // The binary itself, even if it was replaced on disk since it started.
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.args(args.to_args())
-        .envs(spec.env.iter().map(|(k, v)| (k, v)));
-    // SAFETY: only async-signal-safe calls (dup2 on descriptors this process owns,
-    // setpgid) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (from, to) in [(cr, COMMAND_FD), (rw, REPORT_FD)] {
-                if nix::libc::dup2(from, to) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            // Its own group: a stop aimed at leaderrun's or the job's group misses it.
-            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
-    let guard = Pid::from_raw(child.id() as i32);
-    // Reaped by pid in `Job::wait_guard`.
-    std::mem::forget(child);
-    Ok((
-        guard,
-        GuardLine(Arc::new(cmd_write)),
-        pipe::Receiver::from_owned_fd(rep_read)?,
-    ))
+    spawn_guard(&args, spec.env)
 }
 
 impl Job {
-    /// Starts the guard, which starts the job in its own process group with `env` added.
-    pub async fn start(spec: JobSpec<'_>) -> Result<Job, SpawnError> {
+    /// Starts the job in its own process group with `env` added: through `standby` if it was
+    /// started for this job, else through a guard started now.
+    pub async fn start(spec: JobSpec<'_>, standby: Option<Standby>) -> Result<Job, SpawnError> {
         let name = spec
             .command
             .first()
             .map(|c| c.to_string_lossy().into_owned())
             .unwrap_or_default();
         let foreground = is_foreground_of_terminal();
-        let (guard, line, reports) = spawn_guard(&spec, foreground).map_err(SpawnError::Guard)?;
+        let (guard, line, reports) =
+            guard_for(&spec, standby, foreground).map_err(SpawnError::Guard)?;
         let mut job = Job {
             guard,
             line,

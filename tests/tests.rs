@@ -24,5 +24,6 @@ mod rbac;
 mod record_props;
 mod run;
 mod service;
+mod standby;
 mod supervision;
 mod tls;

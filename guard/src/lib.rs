@@ -21,6 +21,7 @@
 //!   SIGSTOP or Ctrl-Z aimed at leaderrun or at the job's group does not stop it. TERM, INT,
 //!   HUP or QUIT sent to the guard itself start a stop.
 
+mod lifeline;
 pub mod proc_tree;
 pub mod signals;
 mod timers;
@@ -40,6 +41,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::lifeline::{wait_to_start, Lifeline};
 use crate::proc_tree::{descendants, proc_pid, ProcEntry};
 use crate::signals::{set_foreground, TERMINAL_STOPS};
 use wire::{boottime_now, Command, GuardArgs, Report, COMMAND_FD, REPORT_FD};
@@ -187,13 +189,15 @@ impl Guard<'_> {
                 }
             }
             Command::Stop => self.begin_stop(),
+            // Only before the job starts (`wait_to_start`).
+            Command::Env(..) => {}
         }
     }
 }
 
 /// The guard process, as a list of steps: take the pipes, configure signals and the
-/// clock, become the subreaper, start the job, then loop { act on the deadline and the
-/// tree; wait; reap; read commands }.
+/// clock, become the subreaper, (if started before the lock was won, wait to be armed,)
+/// start the job, then loop { act on the deadline and the tree; wait; reap; read commands }.
 /// Returns the guard's exit code.
 pub fn main(args: GuardArgs) -> i32 {
     // SAFETY: the descriptors were placed at 3 and 4 by leaderrun before exec.
@@ -202,11 +206,20 @@ pub fn main(args: GuardArgs) -> i32 {
     let Some((signals, timer)) = configure(&commands, &reports) else {
         return GUARD_FAILED;
     };
-    if !may_start(boottime_now(), Duration::from_nanos(args.deadline)) {
+    let mut line = Lifeline::new(commands);
+    let (deadline, late) = match args.deadline {
+        Some(d) => (d, Vec::new()),
+        None => match wait_to_start(&args, &mut line, &signals) {
+            Some(armed) => armed,
+            // leaderrun is gone or gave up before winning: there is nothing to stop.
+            None => return 0,
+        },
+    };
+    if !may_start(boottime_now(), Duration::from_nanos(deadline)) {
         let _ = nix::unistd::write(&reports, &Report::DeadlinePassed.encode());
         return 0;
     }
-    let job = match spawn_job(&args) {
+    let job = match spawn_job(&args, &late) {
         Ok(pid) => pid,
         Err(e) => {
             let errno = e.raw_os_error().unwrap_or(Errno::EIO as i32);
@@ -221,14 +234,17 @@ pub fn main(args: GuardArgs) -> i32 {
         reports: reports.as_fd(),
         timer,
         job_done: false,
-        timers: Timers::new(Duration::from_nanos(args.deadline), args.grace),
+        timers: Timers::new(Duration::from_nanos(deadline), args.grace),
         killed: false,
         signalled: Vec::with_capacity(4096),
         tree: Vec::with_capacity(4096),
         scratch: Vec::with_capacity(4096),
     };
     g.report(Report::Started(job.as_raw()));
-    let mut line = Lifeline::new(commands);
+    // Whatever came in the same read as the arming deadline.
+    while let Some(c) = line.pop() {
+        g.command(c);
+    }
     loop {
         if g.act() {
             g.report(Report::TreeGone);
@@ -239,9 +255,15 @@ pub fn main(args: GuardArgs) -> i32 {
             return GUARD_FAILED;
         };
         g.reap();
-        if commands_ready && line.read(&mut g) {
-            // End of file: leaderrun is gone, in whatever way. Stop at once.
-            g.begin_stop();
+        if commands_ready {
+            let broke = line.fill();
+            while let Some(c) = line.pop() {
+                g.command(c);
+            }
+            if broke {
+                // End of file: leaderrun is gone, in whatever way. Stop at once.
+                g.begin_stop();
+            }
         }
     }
 }
@@ -293,57 +315,6 @@ fn configure(commands: &OwnedFd, reports: &OwnedFd) -> Option<(SignalFd, TimerFd
     )
     .ok()?;
     Some((signals, timer))
-}
-
-/// The command pipe from leaderrun: whole records out of what was read so far.
-struct Lifeline {
-    fd: OwnedFd,
-    open: bool,
-    buf: [u8; wire::RECORD * 16],
-    held: usize,
-}
-
-impl Lifeline {
-    fn new(fd: OwnedFd) -> Self {
-        Lifeline {
-            fd,
-            open: true,
-            buf: [0; wire::RECORD * 16],
-            held: 0,
-        }
-    }
-
-    /// Reads and carries out what leaderrun sent; true when the lifeline just broke.
-    fn read(&mut self, g: &mut Guard) -> bool {
-        if !self.open {
-            return false;
-        }
-        match nix::unistd::read(self.fd.as_fd(), &mut self.buf[self.held..]) {
-            Ok(0) => {
-                self.open = false;
-                true
-            }
-            Ok(n) => {
-                self.held += n;
-                let whole = self.held / wire::RECORD * wire::RECORD;
-                for chunk in self.buf[..whole].chunks_exact(wire::RECORD) {
-                    let mut r = [0u8; wire::RECORD];
-                    r.copy_from_slice(chunk);
-                    if let Some(c) = Command::decode(&r) {
-                        g.command(c);
-                    }
-                }
-                self.buf.copy_within(whole..self.held, 0);
-                self.held -= whole;
-                false
-            }
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
-            Err(_) => {
-                self.open = false;
-                true
-            }
-        }
-    }
 }
 
 impl Guard<'_> {
@@ -403,11 +374,12 @@ impl Guard<'_> {
 }
 
 /// Starts the job in its own process group, with the signal state a fresh process expects.
-fn spawn_job(args: &GuardArgs) -> std::io::Result<Pid> {
+fn spawn_job(args: &GuardArgs, late: &[(String, String)]) -> std::io::Result<Pid> {
     let guard = nix::unistd::getpid();
     let foreground = args.foreground;
     let mut cmd = std::process::Command::new(&args.command[0]);
     cmd.args(&args.command[1..]);
+    cmd.envs(late.iter().map(|(k, v)| (k, v)));
     // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid, signal, sigprocmask,
     // tcsetpgrp) between fork and exec.
     unsafe {

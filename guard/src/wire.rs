@@ -25,6 +25,9 @@ pub enum Command {
     Signal(i32),
     /// Stop the whole tree now (stop signal, KILL after the grace).
     Stop,
+    /// To a guard started before the lock was won: the job's environment variable
+    /// `GuardArgs::late[index]` has this value. Sent before the `Deadline` that starts it.
+    Env(u32, i32),
 }
 
 /// The guard to leaderrun.
@@ -67,6 +70,7 @@ impl Command {
             Command::Deadline(ns) => record(1, ns),
             Command::Signal(s) => record(2, s as u32 as u64),
             Command::Stop => record(3, 0),
+            Command::Env(index, v) => record(4, (u64::from(index) << 32) | u64::from(v as u32)),
         }
     }
     pub fn decode(b: &[u8; RECORD]) -> Option<Command> {
@@ -74,6 +78,7 @@ impl Command {
             (1, ns) => Some(Command::Deadline(ns)),
             (2, s) => Some(Command::Signal(s as u32 as i32)),
             (3, _) => Some(Command::Stop),
+            (4, v) => Some(Command::Env((v >> 32) as u32, v as u32 as i32)),
             _ => None,
         }
     }
@@ -126,22 +131,28 @@ pub fn boottime_now() -> Duration {
 pub struct GuardArgs {
     pub grace: Duration,
     pub stop_signal: Signal,
-    /// CLOCK_BOOTTIME nanoseconds.
-    pub deadline: u64,
+    /// CLOCK_BOOTTIME nanoseconds. None: a guard started while leaderrun waits for the lock,
+    /// which starts the job only when the first `Command::Deadline` arrives.
+    pub deadline: Option<u64>,
     /// Give the job the terminal's foreground.
     pub foreground: bool,
+    /// Environment variables whose values come later, in `Command::Env` (the fencing token
+    /// is known only once the lock is won).
+    pub late: Vec<String>,
     pub command: Vec<OsString>,
 }
 
 impl GuardArgs {
-    /// `__guard GRACE_MS SIGNAL DEADLINE_NS FOREGROUND -- CMD ARGS...`
+    /// `__guard GRACE_MS SIGNAL DEADLINE_NS|- FOREGROUND LATE,NAMES|- -- CMD ARGS...`
     pub fn to_args(&self) -> Vec<OsString> {
+        let or_dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
         let mut v: Vec<OsString> = vec![
             GUARD_ARG.into(),
             self.grace.as_millis().to_string().into(),
             (self.stop_signal as i32).to_string().into(),
-            self.deadline.to_string().into(),
+            or_dash(self.deadline.map(|d| d.to_string()).unwrap_or_default()).into(),
             if self.foreground { "1" } else { "0" }.into(),
+            or_dash(self.late.join(",")).into(),
             "--".into(),
         ];
         v.extend(self.command.iter().cloned());
@@ -150,15 +161,22 @@ impl GuardArgs {
 
     pub fn parse(args: &[OsString]) -> Option<GuardArgs> {
         let s = |i: usize| args.get(i).and_then(|a| a.to_str());
-        if s(0)? != GUARD_ARG || s(5)? != "--" || args.len() < 7 {
+        if s(0)? != GUARD_ARG || s(6)? != "--" || args.len() < 8 {
             return None;
         }
         Some(GuardArgs {
             grace: Duration::from_millis(s(1)?.parse().ok()?),
             stop_signal: Signal::try_from(s(2)?.parse::<i32>().ok()?).ok()?,
-            deadline: s(3)?.parse().ok()?,
+            deadline: match s(3)? {
+                "-" => None,
+                d => Some(d.parse().ok()?),
+            },
             foreground: s(4)? == "1",
-            command: args[6..].to_vec(),
+            late: match s(5)? {
+                "-" => Vec::new(),
+                names => names.split(',').map(String::from).collect(),
+            },
+            command: args[7..].to_vec(),
         })
     }
 }
@@ -173,6 +191,8 @@ mod tests {
             Command::Deadline(u64::MAX - 3),
             Command::Signal(15),
             Command::Stop,
+            Command::Env(1, -7),
+            Command::Env(u32::MAX, i32::MAX),
         ] {
             assert_eq!(Command::decode(&c.encode()), Some(c));
         }
@@ -196,11 +216,18 @@ mod tests {
         let a = GuardArgs {
             grace: Duration::from_millis(1500),
             stop_signal: Signal::SIGINT,
-            deadline: 123_456_789,
+            deadline: Some(123_456_789),
             foreground: true,
+            late: vec!["A".into(), "B".into()],
             command: vec!["sh".into(), "-c".into(), "echo --".into()],
         };
-        assert_eq!(GuardArgs::parse(&a.to_args()), Some(a));
+        assert_eq!(GuardArgs::parse(&a.to_args()), Some(a.clone()));
+        let unarmed = GuardArgs {
+            deadline: None,
+            late: Vec::new(),
+            ..a
+        };
+        assert_eq!(GuardArgs::parse(&unarmed.to_args()), Some(unarmed));
         assert_eq!(GuardArgs::parse(&["__guard".into()]), None);
     }
 

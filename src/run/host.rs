@@ -9,7 +9,9 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-use crate::supervisor::{ChildExit, GuardLine, Job, JobEvent, JobSpec, Signals, SpawnError};
+use crate::supervisor::{
+    ChildExit, GuardLine, GuardSpec, Job, JobEvent, JobSpec, Signals, SpawnError, Standby,
+};
 
 /// Where a leadership stands, told to the host as it changes. leaderrun itself has nothing to
 /// do with it (the reporter logs it); a simulation checks each leadership against the others.
@@ -42,6 +44,10 @@ pub trait Host {
     /// Starts the job behind its guard, which holds it to `spec.deadline`.
     async fn start(&mut self, spec: JobSpec<'_>) -> Result<Self::Job, SpawnError>;
 
+    /// While waiting for the lock: get the guard ready, so that `start` after a win is quick.
+    /// Nothing may start before `start`.
+    fn prepare(&mut self, _spec: &GuardSpec<'_>) {}
+
     fn stage(&mut self, _stage: Stage) {}
 }
 
@@ -72,10 +78,12 @@ pub trait DeadlineLine {
     fn extend(&self, deadline: Instant);
 }
 
-/// leaderrun's own process: its signals, and the guard's pid for the stray reaper.
+/// leaderrun's own process: its signals, the guard's pid for the stray reaper, and a guard
+/// started while waiting.
 pub struct Process {
     pub signals: Signals,
     pub guard: Arc<AtomicI32>,
+    pub standby: Option<Standby>,
 }
 
 impl Host for Process {
@@ -90,10 +98,25 @@ impl Host for Process {
     }
 
     async fn start(&mut self, spec: JobSpec<'_>) -> Result<Job, SpawnError> {
-        let job = Job::start(spec).await?;
+        let job = Job::start(spec, self.standby.take()).await?;
         self.guard
             .store(job.guard_pid().as_raw(), Ordering::Relaxed);
         Ok(job)
+    }
+
+    fn prepare(&mut self, spec: &GuardSpec<'_>) {
+        // A job that takes the terminal is started as it starts (the terminal may change hands).
+        if self.standby.is_some() || crate::supervisor::is_foreground_of_terminal() {
+            return;
+        }
+        match Standby::start(spec) {
+            Ok(s) => {
+                tracing::debug!(pid = s.pid().as_raw(), "guard started, waiting to be armed");
+                self.standby = Some(s);
+            }
+            // Not fatal: `start` starts one after the win instead.
+            Err(e) => tracing::debug!(error = %e, "cannot start the guard ahead"),
+        }
     }
 }
 

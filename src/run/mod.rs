@@ -4,7 +4,6 @@
 //! the lock, done. The child's supervision while leading is supervise.rs; what a run leaves
 //! in the lock's last-run note (and `--once-per`'s check of it) is last_run.rs.
 
-use std::ffi::OsString;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +27,13 @@ use crate::record;
 use crate::report::Reporter;
 use crate::settings::{self, Timing};
 use crate::signals::is_terminal_stop;
-use crate::supervisor::{self, ChildExit, JobEvent, JobSpec, Signals, SpawnError};
+use crate::supervisor::{self, ChildExit, JobEvent, Signals, SpawnError};
 
 mod announce;
 mod error;
 mod host;
 mod last_run;
+mod start;
 mod supervise;
 
 pub use host::{DeadlineLine, Host, JobControl, Process, Stage};
@@ -158,7 +158,12 @@ impl Opened<'_> {
             election.describe(),
             self.run.identity.clone(),
         );
-        drive(self.run, &election, Process { signals, guard }, reporter).await
+        let process = Process {
+            signals,
+            guard,
+            standby: None,
+        };
+        drive(self.run, &election, process, reporter).await
     }
 }
 
@@ -233,6 +238,7 @@ impl<H: Host> Context<'_, H> {
         election: &Election<L>,
     ) -> Result<Next<L, H>, RunError> {
         self.host.stage(Stage::Waiting);
+        self.prepare_guard();
         let opts = WaitOptions {
             no_wait: self.run.args.no_wait,
             wait_timeout: self.run.args.wait_timeout,
@@ -267,22 +273,6 @@ impl<H: Host> Context<'_, H> {
             }
             Err(AcquireError::Lock(e)) => return Err(e.into()),
         })
-    }
-
-    fn child_env(&self, fencing_token: i32) -> Vec<(String, String)> {
-        vec![
-            ("LEADERRUN_IDENTITY".into(), self.run.identity.clone()),
-            (
-                "LEADERRUN_LOCK".into(),
-                self.run.args.lock.lock.as_str().to_string(),
-            ),
-            ("LEADERRUN_NAMESPACE".into(), self.run.namespace.clone()),
-            (
-                "LEADERRUN_NAME".into(),
-                self.run.args.lock.name().to_string(),
-            ),
-            ("LEADERRUN_FENCING_TOKEN".into(), fencing_token.to_string()),
-        ]
     }
 
     /// Leads: starts the child behind its guard, then supervises it in one `select!` while
@@ -391,37 +381,6 @@ impl<H: Host> Context<'_, H> {
             Phase::Waiting
         } else {
             Phase::Done(exit::LEADERSHIP_LOST)
-        }
-    }
-
-    /// Starts the child behind its guard, with the guard's first deadline.
-    async fn start_child(
-        &mut self,
-        deadline: Instant,
-        fencing_token: i32,
-        slot: Option<usize>,
-    ) -> Result<H::Job, SpawnError> {
-        let mut env = self.child_env(fencing_token);
-        if let Some(k) = slot {
-            env.push(("LEADERRUN_SLOT".into(), k.to_string()));
-        }
-        let command: &[OsString] = &self.run.args.command;
-        let spec = JobSpec {
-            command,
-            env: &env,
-            grace: self.run.timing.kill_grace,
-            stop_signal: self.run.args.stop_signal,
-            deadline,
-        };
-        match self.host.start(spec).await {
-            Ok(job) => {
-                self.reporter.child_started(job.pid().as_raw());
-                Ok(job)
-            }
-            Err(e) => {
-                self.reporter.spawn_failed(&e);
-                Err(e)
-            }
         }
     }
 

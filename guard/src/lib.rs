@@ -13,8 +13,9 @@
 //!   it. A stop sends the stop signal (then CONT) to the job's process group and to every
 //!   descendant found in /proc (also those that left the group with setsid), again to new
 //!   ones until none is left, and KILL to all after the grace period;
-//!   (within the job's group, only the processes there at the stop get the stop signal:
-//!   what a TERM handler starts to clean up is left to finish until the KILL);
+//!   (within the job's group, and within each group that got it, only the processes there
+//!   when the group was first seen get the stop signal: what a TERM handler starts to clean
+//!   up is left to finish until the KILL);
 //! - when the job's leader exits on its own, what it left is stopped the same way, and only
 //!   then does the guard report the tree gone (leaderrun releases the lock after that);
 //! - the guard lives in a process group of its own and ignores terminal stop signals, so a
@@ -69,8 +70,9 @@ struct Guard<'a> {
     /// The deadline and the stop (BOOTTIME), and whether KILL went out.
     timers: Timers<Duration>,
     killed: bool,
-    /// Processes already sent the stop signal.
+    /// Processes already sent the stop signal, and their process groups.
     signalled: Vec<Pid>,
+    told_groups: Vec<Pid>,
     tree: Vec<Pid>,
     scratch: Vec<ProcEntry>,
 }
@@ -106,17 +108,29 @@ impl Guard<'_> {
             let _ = killpg(self.job, Signal::SIGKILL);
             kill_all(&self.tree);
         } else if self.timers.stop_begun().is_some() {
+            // Groups told in this sweep count from the next one: every member a group has
+            // when it is first seen gets the signal.
+            let told_before = self.told_groups.len();
             for i in 0..self.tree.len() {
                 let p = self.tree[i];
                 // The job's own group got the stop signal from `begin_stop`; what it starts
                 // while it shuts down (a trap's commands) is its business until the KILL.
-                // Processes that left the group (setsid, daemons) get it here.
-                let in_group = nix::unistd::getpgid(Some(p)) == Ok(self.job);
-                if !in_group && !self.signalled.contains(&p) {
+                // Processes that left the group (setsid, daemons) get it here, by the same
+                // rule: a process new in a group told in an earlier sweep is that group's
+                // shutdown, left to finish until the KILL.
+                let group = nix::unistd::getpgid(Some(p)).ok();
+                let in_group = group == Some(self.job);
+                let told = group.is_some_and(|g| self.told_groups[..told_before].contains(&g));
+                if !in_group && !told && !self.signalled.contains(&p) {
                     let _ = kill(p, self.args.stop_signal);
                     let _ = kill(p, Signal::SIGCONT);
                     if self.signalled.len() < self.signalled.capacity() {
                         self.signalled.push(p);
+                    }
+                    if let Some(g) = group.filter(|g| !self.told_groups.contains(g)) {
+                        if self.told_groups.len() < self.told_groups.capacity() {
+                            self.told_groups.push(g);
+                        }
                     }
                 }
             }
@@ -237,6 +251,7 @@ pub fn main(args: GuardArgs) -> i32 {
         timers: Timers::new(Duration::from_nanos(deadline), args.grace),
         killed: false,
         signalled: Vec::with_capacity(4096),
+        told_groups: Vec::with_capacity(4096),
         tree: Vec::with_capacity(4096),
         scratch: Vec::with_capacity(4096),
     };

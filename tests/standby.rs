@@ -310,3 +310,22 @@ async fn a_copy_whose_readied_guard_died_starts_its_job_through_a_new_one() {
     assert_eq!(lines.len(), 4, "{lines:#?}");
     let _ = exit_of(leader, LONG).await;
 }
+
+#[tokio::test]
+async fn a_one_shot_starts_no_guard_ahead_and_a_waiting_copy_does() {
+    let api = Api::start().await;
+    let name = api.lock_name("one-shot");
+    let log = api.log_path();
+    let _ = std::fs::remove_file(&log);
+    let leader = job_candidate(&api, "lease", &name, "o-leader", &FAST, "1000");
+    wait_log(&log, LONG, |l| l.len() == 1).await;
+    let ready = "guard started, waiting to be armed";
+    let mut waiting = candidate(&api, "lease", &name, "o-waiting", &FAST, &["true"]);
+    wait_stderr(&mut waiting, ready, LONG).await;
+    let args = [&FAST[..], &["--no-wait"]].concat();
+    let one_shot = candidate(&api, "lease", &name, "o-shot", &args, &["true"]);
+    let (code, stderr) = exit_of(one_shot, LONG).await;
+    assert_eq!(code, 75, "{stderr}");
+    assert!(!stderr.contains(ready), "{stderr}");
+    drop((leader, waiting));
+}

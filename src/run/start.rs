@@ -15,6 +15,12 @@ const SLOT: &str = "LEADERRUN_SLOT";
 impl<H: Host> Context<'_, H> {
     /// While waiting: a guard ready for the job, so that a win starts it at once.
     pub(super) fn prepare_guard(&mut self) {
+        // A one-shot wins or gives up at its first read: starting a guard beside that read
+        // only slows it (measured: a losing one-shot took 15.1 ms instead of 10.4 on the
+        // real server).
+        if self.run.args.no_wait {
+            return;
+        }
         let env = self.child_env();
         self.host.prepare(&GuardSpec {
             command: &self.run.args.command,

@@ -234,10 +234,8 @@ async fn a_waiting_copy_starts_its_job_through_the_guard_it_readied_with_the_win
     let api = Api::start().await;
     for kind in KINDS {
         let name = api.lock_name("readied");
+        let leader = leader_running(&api, kind, &name, "r-leader", &FAST).await;
         let log = api.log_path();
-        let _ = std::fs::remove_file(&log);
-        let leader = job_candidate(&api, kind, &name, "r-leader", &FAST, "1000");
-        wait_log(&log, LONG, |l| l.len() == 1).await;
         let ppid = api.dir.path().join(format!("readied-{kind}.ppid"));
         let mut standby = noting_copy(&api, kind, &name, "r-standby", &ppid);
         wait_standby(&mut standby).await;
@@ -263,10 +261,8 @@ async fn a_waiting_copy_starts_its_job_through_the_guard_it_readied_with_the_win
 async fn a_waiting_copy_killed_or_stopped_leaves_no_guard_and_no_job() {
     let api = Api::start().await;
     let name = api.lock_name("gone-waiting");
+    let leader = leader_running(&api, "lease", &name, "w-leader", &FAST).await;
     let log = api.log_path();
-    let _ = std::fs::remove_file(&log);
-    let leader = job_candidate(&api, "lease", &name, "w-leader", &FAST, "1000");
-    wait_log(&log, LONG, |l| l.len() == 1).await;
     for signal in [Signal::SIGKILL, Signal::SIGTERM] {
         let ppid = api.dir.path().join(format!("w-{signal}.ppid"));
         let mut standby = noting_copy(&api, "lease", &name, "w-standby", &ppid);
@@ -291,10 +287,8 @@ async fn a_waiting_copy_killed_or_stopped_leaves_no_guard_and_no_job() {
 async fn a_copy_whose_readied_guard_died_starts_its_job_through_a_new_one() {
     let api = Api::start().await;
     let name = api.lock_name("guard-died");
+    let leader = leader_running(&api, "lease", &name, "d-leader", &FAST).await;
     let log = api.log_path();
-    let _ = std::fs::remove_file(&log);
-    let leader = job_candidate(&api, "lease", &name, "d-leader", &FAST, "1000");
-    wait_log(&log, LONG, |l| l.len() == 1).await;
     let ppid = api.dir.path().join("d.ppid");
     let mut standby = noting_copy(&api, "lease", &name, "d-standby", &ppid);
     wait_standby(&mut standby).await;
@@ -315,10 +309,7 @@ async fn a_copy_whose_readied_guard_died_starts_its_job_through_a_new_one() {
 async fn a_one_shot_starts_no_guard_ahead_and_a_waiting_copy_does() {
     let api = Api::start().await;
     let name = api.lock_name("one-shot");
-    let log = api.log_path();
-    let _ = std::fs::remove_file(&log);
-    let leader = job_candidate(&api, "lease", &name, "o-leader", &FAST, "1000");
-    wait_log(&log, LONG, |l| l.len() == 1).await;
+    let leader = leader_running(&api, "lease", &name, "o-leader", &FAST).await;
     let ready = "guard started, waiting to be armed";
     let mut waiting = candidate(&api, "lease", &name, "o-waiting", &FAST, &["true"]);
     wait_stderr(&mut waiting, ready, LONG).await;

@@ -262,6 +262,15 @@ pub fn job_candidate(
     )
 }
 
+/// With a fresh job log: `id` holds the lock, and its job (of 1000 s) has started.
+pub async fn leader_running(api: &Api, kind: &str, name: &str, id: &str, args: &[&str]) -> Child {
+    let log = api.log_path();
+    let _ = std::fs::remove_file(&log);
+    let leader = job_candidate(api, kind, name, id, args, "1000");
+    wait_log(&log, LONG_WAIT, |l| l.len() == 1).await;
+    leader
+}
+
 /// The common opening of a handover scenario, with a fresh job log: `TAG-leader` holds the
 /// lock with a job of 1000 s, and `TAG-standby` (a job of `standby_job` seconds) has read
 /// the lock and is waiting.
@@ -273,10 +282,7 @@ pub async fn leader_then_standby(
     args: &[&str],
     standby_job: &str,
 ) -> (Child, Child) {
-    let log = api.log_path();
-    let _ = std::fs::remove_file(&log);
-    let leader = job_candidate(api, kind, name, &format!("{tag}-leader"), args, "1000");
-    wait_log(&log, LONG_WAIT, |l| l.len() == 1).await;
+    let leader = leader_running(api, kind, name, &format!("{tag}-leader"), args).await;
     let mut standby = job_candidate(
         api,
         kind,

@@ -14,6 +14,7 @@ mod edges;
 mod events;
 mod features;
 mod guard;
+mod guard_rules;
 mod health;
 mod house;
 mod inspect;

@@ -3,6 +3,8 @@
 //! and a job script that logs its start and stop with timestamps.
 #![allow(dead_code)]
 
+pub mod guard_pipe;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -125,7 +125,7 @@ pub enum JobEvent {
     Exited(ChildExit),
     /// The job's leader was stopped by this signal (Ctrl-Z in a terminal).
     Stopped(Signal),
-    /// The job's leader was continued.
+    /// Nothing to act on (the job's start, which leaderrun knows already).
     Continued,
     /// The guard's own deadline passed without a renew: it is stopping the tree.
     DeadlinePassed,
@@ -319,7 +319,6 @@ impl Job {
                 }
                 JobEvent::Exited(exit)
             }
-            Some(Report::JobStopped(0)) => JobEvent::Continued,
             Some(Report::JobStopped(sig)) => {
                 JobEvent::Stopped(Signal::try_from(sig).unwrap_or(Signal::SIGTSTP))
             }

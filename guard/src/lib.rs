@@ -155,7 +155,8 @@ impl Guard<'_> {
     /// Reaps every exited child (the guard is their subreaper); notes the job's end.
     fn reap(&mut self) {
         loop {
-            let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
+            // Stops only: leaderrun acts on a stopped job (Ctrl-Z), not on a continued one.
+            let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED;
             match waitpid(Pid::from_raw(-1), Some(flags)) {
                 Ok(WaitStatus::Exited(pid, code)) if pid == self.job => {
                     self.job_done = true;
@@ -167,9 +168,6 @@ impl Guard<'_> {
                 }
                 Ok(WaitStatus::Stopped(pid, sig)) if pid == self.job => {
                     self.report(Report::JobStopped(sig as i32));
-                }
-                Ok(WaitStatus::Continued(pid)) if pid == self.job => {
-                    self.report(Report::JobStopped(0));
                 }
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
                 Ok(_) | Err(Errno::EINTR) => continue,

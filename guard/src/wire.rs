@@ -39,7 +39,7 @@ pub enum Report {
     SpawnFailed(i32),
     /// The job's leader ended: its exit code, or a negative signal number.
     Exited(i32),
-    /// The job's leader was stopped by this signal (Ctrl-Z), or continued (0).
+    /// The job's leader was stopped by this signal (Ctrl-Z).
     JobStopped(i32),
     /// The deadline passed without a renew: the guard is stopping the tree.
     DeadlinePassed,

@@ -47,3 +47,50 @@ fn a_process_told_to_stop_is_told_once_even_after_it_leaves_its_group() {
     assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
     assert_eq!(std::fs::read_to_string(&terms).unwrap(), "term\n");
 }
+
+/// CPU time (user + system) of a process so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the guard runs");
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the command's name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// The guard's CPU time over `window` of wall time.
+fn cpu_over(pid: u32, window: Duration) -> Duration {
+    let before = cpu_time(pid);
+    std::thread::sleep(window);
+    cpu_time(pid) - before
+}
+
+#[test]
+fn the_guard_sleeps_while_the_job_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    // A job that ignores TERM: the stop lasts the grace.
+    let script = format!(
+        "trap '' TERM; touch {}; while :; do sleep 0.1; done",
+        ready.display()
+    );
+    let g = PipeGuard::with(&script, &[], Duration::from_millis(500));
+    g.send(&[in_future(Duration::from_secs(30))]);
+    wait_for(&ready);
+    let pid = g.child.id();
+    // A guard that woke at once every time round (its timer unset, or set in the past)
+    // would spend most of the window on a CPU; one that waits for its deadline spends none.
+    // (While stopping it sweeps /proc every 20 ms, a cost that grows with the host's
+    // processes: the pace is checked in timers.rs.)
+    let window = Duration::from_secs(1);
+    let running = cpu_over(pid, window);
+    assert!(
+        running < window / 10,
+        "{running:?} of CPU in {window:?} while the job ran"
+    );
+    g.send(&[Command::Stop]);
+    let (reports, code) = g.finish();
+    assert_eq!(code, 0);
+    assert_eq!(reports.last(), Some(&Report::TreeGone), "{reports:?}");
+}

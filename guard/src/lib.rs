@@ -176,16 +176,9 @@ impl Guard<'_> {
         }
     }
 
-    /// The next moment the guard must act on its own (BOOTTIME).
-    fn next_wake(&self) -> Duration {
-        match self.timers.stop_begun() {
-            Some(_) => boottime_now() + SWEEP,
-            None => self.timers.deadline(),
-        }
-    }
-
     fn arm_timer(&self) {
-        let at = TimeSpec::from_duration(self.next_wake().max(Duration::from_nanos(1)));
+        let wake = self.timers.next_wake(boottime_now(), SWEEP);
+        let at = TimeSpec::from_duration(wake.max(Duration::from_nanos(1)));
         let _ = self.timer.set(
             Expiration::OneShot(at),
             TimerSetTimeFlags::TFD_TIMER_ABSTIME,

@@ -87,6 +87,15 @@ impl<T: Copy + PartialOrd + Add<Duration, Output = T>> Timers<T> {
     pub fn kill_due(&self, now: T) -> bool {
         self.kill_at().is_some_and(|k| now >= k)
     }
+
+    /// The next moment the guard must act on its own: the deadline; once stopping, the next
+    /// sweep of the tree, `sweep` after `now`.
+    pub fn next_wake(&self, now: T, sweep: Duration) -> T {
+        match self.stop_begun {
+            Some(_) => now + sweep,
+            None => self.deadline,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +137,15 @@ mod tests {
         assert_eq!(t.deadline(), at(10));
         assert!(!t.begin_stop(at(5)));
         assert_eq!(t.kill_at(), Some(at(7)));
+    }
+
+    #[test]
+    fn the_guard_wakes_at_the_deadline_and_once_stopping_a_sweep_later() {
+        let sweep = Duration::from_millis(20);
+        let mut t = Timers::new(at(10), GRACE);
+        assert_eq!(t.next_wake(at(4), sweep), at(10));
+        t.begin_stop(at(5));
+        assert_eq!(t.next_wake(at(6), sweep), at(6) + sweep);
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod lifeline;
 pub mod proc_tree;
 pub mod signals;
 mod timers;
+pub mod trim;
 pub mod wire;
 
 pub use timers::{kill_time, may_start, Timers};
@@ -247,6 +248,8 @@ pub fn main(args: GuardArgs) -> i32 {
         scratch: Vec::with_capacity(4096),
     };
     g.report(Report::Started(job.as_raw()));
+    // From here on the guard waits, and now and then sweeps: little of the code it ran so far.
+    trim::code_pages();
     // Whatever came in the same read as the arming deadline.
     while let Some(c) = line.pop() {
         g.command(c);

@@ -101,6 +101,8 @@ impl Host for Process {
         let job = Job::start(spec, self.standby.take()).await?;
         self.guard
             .store(job.guard_pid().as_raw(), Ordering::Relaxed);
+        // Leading needs little of the code that starting up and winning ran.
+        leaderrun_guard::trim::code_pages();
         Ok(job)
     }
 

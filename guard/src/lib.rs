@@ -186,6 +186,17 @@ impl Guard<'_> {
         );
     }
 
+    /// The job runs: say so, carry out whatever came in the same read as the arming
+    /// deadline, and give back the code only starting up ran (from here on the guard waits
+    /// and now and then sweeps).
+    fn started(&mut self, line: &mut Lifeline) {
+        self.report(Report::Started(self.job.as_raw()));
+        while let Some(c) = line.pop() {
+            self.command(c);
+        }
+        trim::code_pages();
+    }
+
     fn command(&mut self, c: Command) {
         match c {
             Command::Deadline(ns) => self.timers.set_deadline(Duration::from_nanos(ns)),
@@ -247,13 +258,7 @@ pub fn main(args: GuardArgs) -> i32 {
         tree: Vec::with_capacity(4096),
         scratch: Vec::with_capacity(4096),
     };
-    g.report(Report::Started(job.as_raw()));
-    // From here on the guard waits, and now and then sweeps: little of the code it ran so far.
-    trim::code_pages();
-    // Whatever came in the same read as the arming deadline.
-    while let Some(c) = line.pop() {
-        g.command(c);
-    }
+    g.started(&mut line);
     loop {
         if g.act() {
             g.report(Report::TreeGone);

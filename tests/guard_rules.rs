@@ -94,3 +94,47 @@ fn the_guard_sleeps_while_the_job_runs() {
     assert_eq!(code, 0);
     assert_eq!(reports.last(), Some(&Report::TreeGone), "{reports:?}");
 }
+
+#[test]
+fn a_guard_left_by_leaderrun_sweeps_at_a_pace_and_does_not_spin() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let script = format!(
+        "trap '' TERM; touch {}; while :; do sleep 0.1; done",
+        ready.display()
+    );
+    if std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        assert!(
+            std::env::var("LEADERRUN_REQUIRE_REAL_CLIENTS").is_err(),
+            "unshare --pid --mount-proc must work in CI"
+        );
+        common::skip(
+            "the guard's pace alone",
+            "`unshare --pid` is not permitted here",
+        );
+        return;
+    }
+    // Alone in a PID namespace, a sweep reads a handful of processes: a few ms a second.
+    let mut g = PipeGuard::alone(&script, Duration::from_secs(2));
+    g.send(&[in_future(Duration::from_secs(30))]);
+    wait_for(&ready);
+    let pid = g.pid();
+    // End of file: leaderrun is gone. The guard stops the job, which ignores TERM, so the
+    // stop lasts the grace. A guard woken at once by the pipe's hang-up, again and again,
+    // would spend most of the window on a CPU.
+    drop(g.commands.take());
+    let window = Duration::from_secs(1);
+    let stopping = cpu_over(pid, window);
+    assert!(
+        stopping < window / 5,
+        "{stopping:?} of CPU in {window:?} after leaderrun went"
+    );
+    let (reports, code) = g.finish();
+    assert_eq!(code, 0);
+    assert_eq!(reports.last(), Some(&Report::TreeGone), "{reports:?}");
+}

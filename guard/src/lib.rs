@@ -360,21 +360,19 @@ impl Guard<'_> {
     /// poll failure.
     fn wait(&mut self, signals: &SignalFd, line: &Lifeline) -> Option<bool> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let listen = if line.open {
-            PollFlags::POLLIN
-        } else {
-            PollFlags::empty()
-        };
         let mut fds = [
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.timer.as_fd(), PollFlags::POLLIN),
-            PollFd::new(line.fd.as_fd(), listen),
+            PollFd::new(line.fd.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        // A broken lifeline is left out: poll reports a pipe's hang-up whatever it is asked
+        // for, and the guard would spin through the whole grace after leaderrun went.
+        let watched = if line.open { 3 } else { 2 };
+        match poll(&mut fds[..watched], PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => return None,
         }
-        let commands_ready = fds[2].revents().is_some_and(|r| !r.is_empty());
+        let commands_ready = line.open && fds[2].revents().is_some_and(|r| !r.is_empty());
         // Drain the timer (its expiry count) so it does not stay readable.
         let mut count = [0u8; 8];
         let _ = nix::unistd::read(self.timer.as_fd(), &mut count);

@@ -14,6 +14,7 @@ pub struct PipeGuard {
     /// leaderrun's end of the lifeline: dropping it is leaderrun gone.
     pub commands: Option<OwnedFd>,
     reports: OwnedFd,
+    alone: bool,
 }
 
 impl PipeGuard {
@@ -23,6 +24,16 @@ impl PipeGuard {
     }
 
     pub fn with(script: &str, late: &[&str], grace: Duration) -> PipeGuard {
+        PipeGuard::spawn(script, late, grace, false)
+    }
+
+    /// A guard in a PID namespace of its own, with its own /proc (`unshare`, as root): its
+    /// sweeps read only its own tree, whatever else runs on the host.
+    pub fn alone(script: &str, grace: Duration) -> PipeGuard {
+        PipeGuard::spawn(script, &[], grace, true)
+    }
+
+    fn spawn(script: &str, late: &[&str], grace: Duration, alone: bool) -> PipeGuard {
         let args = GuardArgs {
             grace,
             stop_signal: Signal::SIGTERM,
@@ -35,7 +46,14 @@ impl PipeGuard {
         let (cmd_read, cmd_write) = nix::unistd::pipe2(cloexec).expect("pipe");
         let (rep_read, rep_write) = nix::unistd::pipe2(cloexec).expect("pipe");
         let (cr, rw) = (cmd_read.as_raw_fd(), rep_write.as_raw_fd());
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_leaderrun"));
+        let bin = env!("CARGO_BIN_EXE_leaderrun");
+        let mut c = if alone {
+            let mut c = std::process::Command::new("unshare");
+            c.args(["--pid", "--fork", "--mount-proc", bin]);
+            c
+        } else {
+            std::process::Command::new(bin)
+        };
         c.args(args.to_args());
         // SAFETY: fcntl and dup2 only, between fork and exec.
         unsafe {
@@ -56,6 +74,28 @@ impl PipeGuard {
             child,
             commands: Some(cmd_write),
             reports: rep_read,
+            alone,
+        }
+    }
+
+    /// The guard's pid, as this process sees it (under `unshare`, its one child).
+    pub fn pid(&self) -> u32 {
+        let pid = self.child.id();
+        if !self.alone {
+            return pid;
+        }
+        let t = std::time::Instant::now();
+        loop {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            if let Some(p) = children.split_whitespace().next() {
+                return p.parse().expect("a pid");
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "unshare started no guard"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

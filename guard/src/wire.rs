@@ -227,8 +227,19 @@ mod tests {
             late: Vec::new(),
             ..a
         };
-        assert_eq!(GuardArgs::parse(&unarmed.to_args()), Some(unarmed));
+        assert_eq!(GuardArgs::parse(&unarmed.to_args()), Some(unarmed.clone()));
         assert_eq!(GuardArgs::parse(&["__guard".into()]), None);
+        // A command of one word is a command; none at all is not.
+        let one_word = GuardArgs {
+            command: vec!["true".into()],
+            ..unarmed.clone()
+        };
+        assert_eq!(GuardArgs::parse(&one_word.to_args()), Some(one_word));
+        let none = GuardArgs {
+            command: Vec::new(),
+            ..unarmed
+        };
+        assert_eq!(GuardArgs::parse(&none.to_args()), None);
     }
 
     #[test]

@@ -138,3 +138,32 @@ fn a_guard_left_by_leaderrun_sweeps_at_a_pace_and_does_not_spin() {
     assert_eq!(code, 0);
     assert_eq!(reports.last(), Some(&Report::TreeGone), "{reports:?}");
 }
+
+#[test]
+fn a_grandchild_that_left_the_group_is_told_at_once_while_its_parent_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stopped, ready) = (dir.path().join("stopped"), dir.path().join("ready"));
+    let deaf = dir.path().join("deaf");
+    // The job's shell ignores TERM and lives until the KILL; its child left the group with
+    // setsid. Only a scan that follows the chain of parents past the job finds that child
+    // while its parent lives: once orphaned it would come to the guard, but only at the KILL,
+    // too late for a TERM. (The shell ignores TERM only after starting the child: an ignored
+    // signal is inherited, and a shell cannot trap one ignored on entry.)
+    let script = format!(
+        "setsid sh -c 'trap \"touch {stopped}; exit 0\" TERM; touch {ready}; while :; do sleep 0.05; done' & trap '' TERM; touch {deaf}; while :; do sleep 0.1; done",
+        stopped = stopped.display(),
+        ready = ready.display(),
+        deaf = deaf.display()
+    );
+    let g = PipeGuard::with(&script, &[], Duration::from_secs(2));
+    g.send(&[in_future(Duration::from_secs(30))]);
+    wait_for(&ready);
+    g.send(&[Command::Stop]);
+    let (reports, code) = g.finish();
+    assert_eq!(code, 0);
+    assert_eq!(reports.last(), Some(&Report::TreeGone), "{reports:?}");
+    assert!(
+        stopped.exists(),
+        "the grandchild got no TERM before the KILL"
+    );
+}

@@ -53,3 +53,24 @@ pub fn set_foreground(group: Pid) {
         let _ = signal(Signal::SIGTTOU, SigHandler::SigDfl);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn four_signals_end_a_wait_and_three_are_the_terminals_stops() {
+        let ending: Vec<Signal> = Signal::iterator().filter(|s| ends_wait(*s)).collect();
+        let ends = [
+            Signal::SIGHUP,
+            Signal::SIGINT,
+            Signal::SIGQUIT,
+            Signal::SIGTERM,
+        ];
+        assert_eq!(ending, ends);
+        let stops: Vec<Signal> = Signal::iterator()
+            .filter(|s| is_terminal_stop(*s))
+            .collect();
+        assert_eq!(stops, [Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU]);
+    }
+}

@@ -1,46 +1,56 @@
-//! Giving back the pages of code that only starting up used. Starting touches most of the
-//! binary's code (arguments, the kubeconfig, TLS, the first requests); leading touches a small
-//! part of it (the renew loop; the guard's wait). Once the job has started, leaderrun and its
-//! guard each drop their mapping of the whole code segment, and the pages they use from then
-//! on come back from the page cache at their first use, a minor fault each. The file's pages
-//! stay in the page cache, shared with every other copy of the binary on the host.
+//! Giving back the pages of code and constants that only starting up used. Starting touches
+//! most of the binary (arguments, the kubeconfig, TLS, the first requests, and the loader's
+//! relocation tables); leading touches a part of it (the renew loop; the guard's wait). Once
+//! the job has started, leaderrun and its guard each drop their mapping of the code and of the
+//! read-only data, and the pages they use from then on come back from the page cache at their
+//! first use, a minor fault each. The file's pages stay in the page cache, shared with every
+//! other copy of the binary on the host.
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
 use nix::sys::mman::{madvise, MmapAdvise};
 
-/// Drops this process's mapping of the code segment that holds this function (the binary's,
-/// or a test binary's); true when it did.
+/// Drops this process's mapping of the binary's code and of its read-only data (constants,
+/// symbol and relocation tables, unwinding tables); true when both went. Each is found as
+/// the mapping that holds something of its kind: this function, a constant.
 pub fn code_pages() -> bool {
     let here = code_pages as *const () as usize;
+    let constant = b"leaderrun".as_ptr() as usize;
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return false;
     };
-    let Some((start, end)) = maps.lines().find_map(|l| executable_range(l, here)) else {
-        return false;
-    };
+    [(here, "r-xp"), (constant, "r--p")]
+        .iter()
+        .all(|&(addr, perms)| {
+            maps.lines()
+                .find_map(|l| file_range(l, addr, perms))
+                .is_some_and(|(start, end)| drop_range(start, end))
+        })
+}
+
+fn drop_range(start: usize, end: usize) -> bool {
     let Some(addr) = NonNull::new(start as *mut c_void) else {
         return false;
     };
-    // SAFETY: the range is a private, read-only, executable mapping of a file: none of its
-    // pages was ever written (a running binary cannot be written to: ETXTBSY), so what
-    // MADV_DONTNEED drops reads back the same from the file.
+    // SAFETY: the range is a private read-only mapping of a file that holds code or
+    // constants, never written (a running binary cannot be written to: ETXTBSY; relocated
+    // data sits in a mapping of its own, which holds no constant), so what MADV_DONTNEED
+    // drops reads back the same from the file.
     unsafe { madvise(addr, end - start, MmapAdvise::MADV_DONTNEED) }.is_ok()
 }
 
-/// The range of a line of /proc/self/maps if it is a private read-only executable mapping of
-/// a file that holds `addr`.
-fn executable_range(line: &str, addr: usize) -> Option<(usize, usize)> {
+/// The range of a line of /proc/self/maps if it is a private mapping of a file with these
+/// permissions that holds `addr`.
+fn file_range(line: &str, addr: usize, perms: &str) -> Option<(usize, usize)> {
     let mut fields = line.split_whitespace();
     let (start, end) = fields.next()?.split_once('-')?;
-    let perms = fields.next()?;
+    let mode = fields.next()?;
     // offset, device, inode, then the path: a file, not an anonymous mapping.
     let path = fields.nth(3)?;
     let start = usize::from_str_radix(start, 16).ok()?;
     let end = usize::from_str_radix(end, 16).ok()?;
-    (perms == "r-xp" && path.starts_with('/') && start <= addr && addr < end)
-        .then_some((start, end))
+    (mode == perms && path.starts_with('/') && start <= addr && addr < end).then_some((start, end))
 }
 
 #[cfg(test)]
@@ -54,7 +64,7 @@ mod tests {
         let mut inside = false;
         for line in smaps.lines() {
             if line.contains(" r-xp ") || line.contains(" r--p ") || line.contains(" rw-p ") {
-                inside = executable_range(line, here).is_some();
+                inside = file_range(line, here, "r-xp").is_some();
             } else if inside {
                 if let Some(kb) = line.strip_prefix("Rss:") {
                     return kb.trim().trim_end_matches(" kB").trim().parse().unwrap();
@@ -65,16 +75,17 @@ mod tests {
     }
 
     #[test]
-    fn only_a_private_executable_file_mapping_that_holds_the_address_is_taken() {
+    fn only_a_file_mapping_with_the_permissions_that_holds_the_address_is_taken() {
         let line = "55f0-5600 r-xp 00241000 fd:01 4321   /usr/bin/leaderrun";
-        assert_eq!(executable_range(line, 0x55f8), Some((0x55f0, 0x5600)));
-        assert_eq!(executable_range(line, 0x5600), None);
+        assert_eq!(file_range(line, 0x55f8, "r-xp"), Some((0x55f0, 0x5600)));
+        assert_eq!(file_range(line, 0x5600, "r-xp"), None);
+        assert_eq!(file_range(line, 0x55f8, "r--p"), None);
         let data = "55f0-5600 rw-p 00241000 fd:01 4321   /usr/bin/leaderrun";
-        assert_eq!(executable_range(data, 0x55f8), None);
+        assert_eq!(file_range(data, 0x55f8, "r-xp"), None);
         let anonymous = "55f0-5600 r-xp 00000000 00:00 0";
-        assert_eq!(executable_range(anonymous, 0x55f8), None);
+        assert_eq!(file_range(anonymous, 0x55f8, "r-xp"), None);
         let vdso = "55f0-5600 r-xp 00000000 00:00 0   [vdso]";
-        assert_eq!(executable_range(vdso, 0x55f8), None);
+        assert_eq!(file_range(vdso, 0x55f8, "r-xp"), None);
     }
 
     #[test]

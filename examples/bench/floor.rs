@@ -99,3 +99,39 @@ pub async fn floor(
     }
     Ok(v)
 }
+
+/// A child process's own cost in a handover, with no election at all: the bench runs the
+/// leader's job script (the one leaderrun runs), waits for it to end, and at once starts the
+/// standby's; from the first's last line to the second's first, in ms. Both lines come from a
+/// `date` that `sh` starts, so this is a `date` ending, a shell exiting, a fork and exec of
+/// `sh` and of `date`. A system that runs the job as a child process (leaderrun) pays it on
+/// top of the server's floor; the peers' candidates log from inside their own process.
+pub fn process_floor(dir: &Path, runs: usize) -> Result<Vec<f64>, String> {
+    let mut v = Vec::new();
+    for i in 0..=runs {
+        let log = dir.join(format!("process-floor-{i}.log"));
+        for who in ["a", "b"] {
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(crate::job_script(&log, 0.001))
+                .env("LEADERRUN_IDENTITY", who)
+                .status()
+                .map_err(|e| format!("cannot run sh: {e}"))?;
+            if !status.success() {
+                return Err(format!("the process floor's job failed: {status}"));
+            }
+        }
+        let lines = crate::read_log(&log);
+        if lines.len() != 4 {
+            return Err(format!(
+                "the process floor's log has {} lines, not 4",
+                lines.len()
+            ));
+        }
+        // The first run warms the page cache for sh and date.
+        if i > 0 {
+            v.push((lines[2].2 as f64 - lines[1].2 as f64) / 1e6);
+        }
+    }
+    Ok(v)
+}

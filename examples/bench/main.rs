@@ -658,6 +658,8 @@ impl Spread {
 pub struct Figures {
     pub server: String,
     pub floor: Spread,
+    /// A child process's own share of a handover (`floor::process_floor`).
+    pub process: Spread,
     pub handover: Vec<(Impl, Spread)>,
     pub crash: Vec<(Impl, Spread)>,
     pub expiry: Vec<(Impl, Spread)>,
@@ -732,9 +734,15 @@ fn measure(
         "{label}: the floor: {:.2} ms (p95 {:.2})",
         floor.median, floor.p95
     );
+    let process = Spread::of(floor::process_floor(&b.dir, floor_runs)?);
+    eprintln!(
+        "{label}: a child process's own cost: {:.2} ms (p95 {:.2})",
+        process.median, process.p95
+    );
     let mut f = Figures {
         server: label.clone(),
         floor,
+        process,
         handover: Vec::new(),
         crash: Vec::new(),
         expiry: Vec::new(),

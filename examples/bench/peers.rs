@@ -56,6 +56,12 @@ impl Impl {
         )
     }
 
+    /// Whether the job is a child process (leaderrun's `sh -c`) rather than lines logged from
+    /// inside the candidate: only then does a handover contain a process's own start and end.
+    pub fn runs_a_child(self) -> bool {
+        matches!(self, Impl::Leaderrun | Impl::LeaderrunPolling)
+    }
+
     /// Whether a graceful handover waits out the lease: no release (Python), or a standby that
     /// sleeps until the lease it saw ends (kube-lease-manager). Fewer runs for these.
     pub fn handover_waits_for_expiry(self) -> bool {

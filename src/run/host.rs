@@ -2,7 +2,7 @@
 //! job started behind a guard. `Process` is leaderrun's own (real signals, the guard process);
 //! the simulation (tests/sim) provides simulated ones, so that it drives this very loop.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use nix::sys::signal::Signal;
@@ -101,8 +101,10 @@ impl Host for Process {
         let job = Job::start(spec, self.standby.take()).await?;
         self.guard
             .store(job.guard_pid().as_raw(), Ordering::Relaxed);
-        // Leading needs little of the code that starting up and winning ran.
+        // Leading needs little of the code that starting up and winning ran; what the start
+        // runs after this goes at the first renew.
         leaderrun_guard::trim::code_pages();
+        TRIM_AT_RENEW.store(true, Ordering::Relaxed);
         Ok(job)
     }
 
@@ -162,8 +164,14 @@ impl JobControl for Job {
     }
 }
 
+/// Set at the job's start, taken by the first renew after it.
+static TRIM_AT_RENEW: AtomicBool = AtomicBool::new(false);
+
 impl DeadlineLine for GuardLine {
     fn extend(&self, deadline: Instant) {
-        GuardLine::extend(self, deadline)
+        GuardLine::extend(self, deadline);
+        if TRIM_AT_RENEW.swap(false, Ordering::Relaxed) {
+            leaderrun_guard::trim::code_pages();
+        }
     }
 }

@@ -110,6 +110,8 @@ pub fn process_floor(dir: &Path, runs: usize) -> Result<Vec<f64>, String> {
     let mut v = Vec::new();
     for i in 0..=runs {
         let log = dir.join(format!("process-floor-{i}.log"));
+        // The same folder serves every server's run.
+        let _ = std::fs::remove_file(&log);
         for who in ["a", "b"] {
             let status = std::process::Command::new("sh")
                 .arg("-c")

@@ -7,6 +7,8 @@
 fn main() {
     println!("cargo:rerun-if-changed=.cargo/hot-code.txt");
     println!("cargo:rerun-if-changed=build.rs");
+    // A linker chosen later must not get an option only rust-lld knows.
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
     if std::env::var("PROFILE").as_deref() == Ok("release") && linker_is_lld() {
         let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
         let list = std::path::Path::new(&dir).join(".cargo/hot-code.txt");

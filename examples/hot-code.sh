@@ -8,8 +8,9 @@
 # TLS: give both for both paths). leaderrun and its guard run under valgrind's callgrind with
 # fast renews; the counts are zeroed once the job runs and dumped 20 s later, so what is listed
 # is what leading runs, not what starting runs. The release build is the one shipped (same
-# profile, so the same symbol names), from a scratch copy of the working tree where one line lets the guard be
-# started through valgrind too: valgrind cannot run /proc/self/exe. Needs valgrind.
+# profile, so the same symbol names), from a scratch copy of the working tree where one line
+# lets the guard be started through valgrind too: valgrind cannot run /proc/self/exe. Needs
+# valgrind.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 command -v valgrind >/dev/null || { echo "hot-code: needs valgrind (apt-get install valgrind)" >&2; exit 2; }

@@ -101,9 +101,8 @@ impl Host for Process {
         let job = Job::start(spec, self.standby.take()).await?;
         self.guard
             .store(job.guard_pid().as_raw(), Ordering::Relaxed);
-        // Leading needs little of the code that starting up and winning ran; what the start
-        // runs after this goes at the first renew.
-        leaderrun_guard::trim::code_pages();
+        // Leading needs little of the code that starting up, winning and starting the job
+        // ran: it goes at the first renew, once all of that is done.
         TRIM_AT_RENEW.store(true, Ordering::Relaxed);
         Ok(job)
     }

@@ -102,7 +102,6 @@ pub async fn connect(target: &Target) -> Result<(Client, String), ConfigError> {
 /// a proxy, kube's stack is used unchanged.
 fn build_client(config: Config) -> Result<Client, ConfigError> {
     use kube::client::ConfigExt;
-    use tower::ServiceBuilder;
     if config.proxy_url.is_some() {
         return Client::try_from(config).map_err(ConfigError::Client);
     }
@@ -110,6 +109,12 @@ fn build_client(config: Config) -> Result<Client, ConfigError> {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(config.connect_timeout);
+    if config.cluster_url.scheme_str() == Some("http") {
+        // No TLS to set up (`kubectl proxy`, the emulator): kube's TLS settings without a
+        // CA read and parse every certificate in the system's store, milliseconds of a
+        // one-shot's start.
+        return with_connector(config, http);
+    }
     let tls = config.rustls_client_config().map_err(ConfigError::Client)?;
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
@@ -125,6 +130,16 @@ fn build_client(config: Config) -> Result<Client, ConfigError> {
         None => builder,
     };
     let https = builder.enable_http1().enable_http2().wrap_connector(http);
+    with_connector(config, https)
+}
+
+/// kube's client over `connector`, with kube's layers (base URI, auth, headers).
+fn with_connector<C>(config: Config, connector: C) -> Result<Client, ConfigError>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    use kube::client::ConfigExt;
+    use tower::ServiceBuilder;
     let http_client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
@@ -134,7 +149,7 @@ fn build_client(config: Config) -> Result<Client, ConfigError> {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .http2_keep_alive_timeout(Duration::from_secs(5))
             .http2_keep_alive_while_idle(true)
-            .build::<_, kube::client::Body>(https);
+            .build::<_, kube::client::Body>(connector);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer().map_err(ConfigError::Client)?)

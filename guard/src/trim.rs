@@ -88,8 +88,29 @@ mod tests {
         assert_eq!(file_range(vdso, 0x55f8, "r-xp"), None);
     }
 
+    /// Set in the process of its own that the test below runs its check in.
+    const ALONE: &str = "LEADERRUN_TRIM_TEST_ALONE";
+
     #[test]
     fn the_code_segment_is_given_back_and_runs_on() {
+        // In a process of its own, one test at a time: the other tests' threads, running
+        // meanwhile in this one, fault code back in, and in a binary this small they once
+        // brought every page back before it was counted (seen once, under load).
+        if std::env::var_os(ALONE).is_none() {
+            let name = "trim::tests::the_code_segment_is_given_back_and_runs_on";
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([name, "--exact", "--test-threads=1", "--nocapture"])
+                .env(ALONE, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
         let before = resident_code();
         assert!(code_pages());
         // What reading smaps and this test use comes back; the rest of the test binary's

@@ -2,7 +2,9 @@
 //! way. Two raw clients (leaderrun's own connector: TCP_NODELAY, HTTP/2, so each keeps one warm
 //! connection), one holding a Lease and one watching it: from the moment the holder sends its
 //! release to the moment the watcher's acquiring write is answered. That is one write, its
-//! watch event and one more write; no election can hand over in less.
+//! watch event and one more write; no election can hand over in less. Beside it, the floors
+//! of what a handover and a one-shot contain besides the election: a child process's own
+//! cost, and a one-shot's requests on a new connection.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -97,6 +99,54 @@ pub async fn floor(
             v.push(took);
         }
     }
+    Ok(v)
+}
+
+/// The server's own floor for a one-shot that wins a free lock: what `leaderrun --no-wait --
+/// true` asks of the API, in process and with no job. A new client on a new connection (TLS
+/// on the real server), a read of the lock, a taking write, a release; in ms, from before the
+/// client is made to the release's answer.
+pub async fn one_shot_floor(
+    kubeconfig: &Path,
+    name: &str,
+    runs: usize,
+) -> Result<Vec<f64>, String> {
+    let e = |e: kube::Error| e.to_string();
+    let setup: Api<Lease> = Api::namespaced(client(kubeconfig).await?, "default");
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(held_by("", 1)),
+    };
+    setup
+        .create(&PostParams::default(), &lease)
+        .await
+        .map_err(e)?;
+    let mut v = Vec::new();
+    for i in 0..=runs {
+        let started = Instant::now();
+        let api: Api<Lease> = Api::namespaced(client(kubeconfig).await?, "default");
+        let mut lock = api.get(name).await.map_err(e)?;
+        lock.spec = Some(held_by("floor-one-shot", 15));
+        let mut held = api
+            .replace(name, &PostParams::default(), &lock)
+            .await
+            .map_err(e)?;
+        held.spec = Some(held_by("", 1));
+        api.replace(name, &PostParams::default(), &held)
+            .await
+            .map_err(e)?;
+        // The first run warms the server's caches and this process's code.
+        if i > 0 {
+            v.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    setup
+        .delete(name, &DeleteParams::default())
+        .await
+        .map_err(e)?;
     Ok(v)
 }
 

@@ -670,6 +670,8 @@ pub struct Figures {
     pub step_down_ms: f64,
     /// `--no-wait -- true`: (wins, loses), ms.
     pub one_shot: (f64, f64),
+    /// What a winning one-shot asks of the API, in process (`floor::one_shot_floor`).
+    pub one_shot_floor: Spread,
     pub seconds: f64,
 }
 
@@ -739,6 +741,15 @@ fn measure(
         "{label}: a child process's own cost: {:.2} ms (p95 {:.2})",
         process.median, process.p95
     );
+    let one_shot_floor = Spread::of(rt.block_on(floor::one_shot_floor(
+        &ka,
+        &format!("{}-one-shot-floor", b.prefix),
+        floor_runs,
+    ))?);
+    eprintln!(
+        "{label}: a one-shot's requests on a new connection: {:.2} ms (p95 {:.2})",
+        one_shot_floor.median, one_shot_floor.p95
+    );
     let mut f = Figures {
         server: label.clone(),
         floor,
@@ -752,6 +763,7 @@ fn measure(
         inspect_ms: f64::NAN,
         step_down_ms: f64::NAN,
         one_shot: (f64::NAN, f64::NAN),
+        one_shot_floor,
         seconds: 0.0,
     };
     for &which in &impls {

@@ -75,6 +75,15 @@ pub struct Follow<'a, L: Lock> {
     poll_when_refused: bool,
 }
 
+/// Sleeps until `at`; not at all once it has come. tokio's timer rounds a deadline up to its
+/// next millisecond tick, so a read due now would wait for that tick: the first read of every
+/// run waited about 1 ms for it (measured on kube-emulator, with perf trace).
+async fn until(at: Instant) {
+    if at > Instant::now() {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 impl<'a, L: Lock> Follow<'a, L> {
     /// Starts with a read of the object.
     pub fn new(lock: &'a L, retry_period: Duration, call_timeout: Duration) -> Self {
@@ -179,7 +188,7 @@ impl<'a, L: Lock> Follow<'a, L> {
         at: Instant,
         polling: bool,
     ) -> Option<Result<Option<Observed<L::Object>>, LockError>> {
-        tokio::time::sleep_until(at).await;
+        until(at).await;
         let lock: &'a L = self.lock;
         self.source = Source::Reading {
             call: Box::pin(lock.get(self.call_timeout)),
@@ -229,7 +238,7 @@ impl<'a, L: Lock> Follow<'a, L> {
         &mut self,
         at: Instant,
     ) -> Option<Result<Option<Observed<L::Object>>, LockError>> {
-        tokio::time::sleep_until(at).await;
+        until(at).await;
         let lock: &'a L = self.lock;
         let (from, timeout) = (self.resource_version.clone(), self.call_timeout);
         self.source = Source::Opening(Box::pin(async move { lock.watch(&from, timeout).await }));

@@ -1,5 +1,6 @@
 //! When renews go out, and the release's second try: rules no safety check sees (the deadline
-//! holds whatever the pace), each found untested by cargo-mutants (docs/RELIABILITY.md).
+//! holds whatever the pace), each found untested by cargo-mutants (docs/RELIABILITY.md). And
+//! that a read due now is not held for the timer's next tick.
 
 use super::*;
 
@@ -106,4 +107,22 @@ async fn an_acquiring_write_refused_once_is_read_and_sent_again_refused_twice_it
     let refused = matches!(&r, Err(AcquireError::Lock(e)) if e.is_refusal());
     assert!(refused, "{:?}", r.map(|l| l.fencing_token));
     assert_eq!(lock.calls(Op::Create), 2);
+}
+
+/// A read that is due goes out at once, not at the timer's next tick (it rounds a deadline
+/// up to the next millisecond): the runtime here has no timer at all, and a sleep would
+/// panic on it.
+#[test]
+fn a_read_due_now_goes_out_without_the_timer() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let lock = FakeLock::default();
+    lock.write(held("x"));
+    let seen = rt.block_on(async {
+        let mut follow = crate::lock::watch::Follow::new(&lock, T.retry_period, LEASE);
+        follow.next().await
+    });
+    assert!(matches!(seen, Ok(Some(_))), "{seen:?}");
+    assert_eq!(lock.calls(Op::Get), 1);
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, LogParams};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use rand::rngs::StdRng;
@@ -491,11 +491,23 @@ async fn exits_but_kills(c: &Cluster) -> Vec<String> {
         for s in statuses {
             let ended = s.last_state.and_then(|l| l.terminated);
             if let Some(t) = ended.filter(|t| t.exit_code != 137 && t.exit_code != 143) {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                // What it said before it exited: the run that failed is gone with the cluster.
+                let said = pods
+                    .logs(
+                        &name,
+                        &LogParams {
+                            container: Some(s.name.clone()),
+                            previous: true,
+                            tail_lines: Some(40),
+                            ..LogParams::default()
+                        },
+                    )
+                    .await
+                    .unwrap_or_else(|e| format!("(no log: {e})"));
                 out.push(format!(
-                    "{} ended with {} ({:?})",
-                    p.metadata.name.clone().unwrap_or_default(),
-                    t.exit_code,
-                    t.reason
+                    "{name} ended with {} ({:?}); its last lines:\n{said}",
+                    t.exit_code, t.reason
                 ));
             }
         }

@@ -10,6 +10,7 @@ use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::api::{Api as KubeApi, PostParams};
+use kube_emulator::{Action, Fault};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -240,4 +241,43 @@ async fn the_address_goes_when_the_job_ends_though_the_lock_is_kept() {
     let pid = nix::unistd::Pid::from_raw(leader.id().expect("pid") as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("TERM");
     exit_of(leader, LONG).await;
+}
+
+/// A Service read refused right after the API server was out of reach is a restarting
+/// server's (its RBAC caches still filling): tried again, and the job starts. A refusal with
+/// no outage before it is RBAC's: exit 69 at once, nothing written. (Found by the nemesis on
+/// the real cluster: a pod restarted while kube-apiserver restarted exited 69.)
+#[tokio::test]
+async fn a_service_refused_just_after_an_outage_is_tried_again_and_alone_is_an_error() {
+    let api = Api::start().await;
+    let Some(emu) = api.emulator("--service refused after an outage") else {
+        return;
+    };
+    let client = api.client().await;
+    let svc = api.lock_name("svc-restart");
+    service(&client, &api.namespace, &svc, false, "8081").await;
+    let forbidden = || {
+        Fault::new(Action::Error {
+            code: 403,
+            retry_after: None,
+        })
+        .path_contains(format!("services/{svc}"))
+    };
+    emu.add_fault(forbidden().for_client("svc-alone").times(1));
+    let args = [&FAST[..], &["--service", &svc, "--pod-ip", "10.1.0.1"]].concat();
+    let lock = api.lock_name("svc-alone");
+    let alone = candidate(&api, "lease", &lock, "svc-alone", &args, &["true"]);
+    let (code, stderr) = exit_of(alone, LONG).await;
+    assert_eq!(code, 69, "{stderr}");
+    assert!(stderr.contains("403"), "{stderr}");
+    let leases: KubeApi<Lease> = KubeApi::namespaced(client.clone(), &api.namespace);
+    assert!(leases.get_opt(&lock).await.expect("read").is_none());
+    let drop = Fault::new(Action::Drop).path_contains(format!("services/{svc}"));
+    emu.add_fault(drop.for_client("svc-back").times(1));
+    emu.add_fault(forbidden().for_client("svc-back").times(2));
+    let lock = api.lock_name("svc-back");
+    let back = candidate(&api, "lease", &lock, "svc-back", &args, &["true"]);
+    let (code, stderr) = exit_of(back, LONG).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("restarting?"), "{stderr}");
 }

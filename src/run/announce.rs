@@ -36,12 +36,30 @@ pub(super) async fn open_service(
     use tokio::signal::unix::{signal, SignalKind};
     let signals = [SignalKind::terminate(), SignalKind::interrupt()];
     let [mut term, mut int] = signals.map(|k| signal(k).ok());
-    let retry = crate::settings::Timing::from(&args.timing).retry_period;
+    let timing = crate::settings::Timing::from(&args.timing);
+    let retry = timing.retry_period;
+    // When the server was out of reach in this wait, a refusal is most likely a restarting
+    // server's, whose RBAC caches are still filling: tried again for a lease duration before
+    // it is taken as RBAC's (found by the nemesis on the real cluster: a pod restarted while
+    // kube-apiserver restarted exited 69).
+    let mut unreachable = false;
+    let mut refused_since: Option<tokio::time::Instant> = None;
     loop {
         match LeaderService::open(client.clone(), namespace, name, args.pod_ip, pod.clone()).await {
             Ok(service) => return Ok(Some(Arc::new(service))),
             Err(ServiceError::Api(e)) if e.is_transient() => {
+                unreachable = true;
                 warn!(service = %name, error = %e, "cannot read the Service; trying again");
+            }
+            Err(ServiceError::Api(e))
+                if unreachable
+                    && e.is_refusal()
+                    && refused_since
+                        .get_or_insert_with(tokio::time::Instant::now)
+                        .elapsed()
+                        < timing.lease_duration =>
+            {
+                warn!(service = %name, error = %e, "refused by an API server that was just out of reach (restarting?); trying again");
             }
             Err(e) => return Err(e),
         }
